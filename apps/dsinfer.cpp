@@ -1,0 +1,34 @@
+// dsinfer: one binary, one subcommand per job. Each subcommand lives with its module and is
+// registered here; this file only dispatches.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+
+#include "core/error.h"
+#include "core/log.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"dsinfer: an inference engine for DeepSeek mixture-of-experts models"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "dsinfer 0.1.0");
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (env DSINFER_LOG)")
+      ->capture_default_str();
+  app.parse_complete_callback([&] { dsi::init_logging(log_level); });
+
+  // Subcommands, one register call per module that has them.
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const dsi::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "internal error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,68 @@
+# Small helpers that keep every folder's CMakeLists a few lines long.
+
+set(DSI_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wconversion
+    -Wno-sign-conversion -Wcast-align -Wnull-dereference -Wimplicit-fallthrough)
+
+function(dsi_common_flags target)
+  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${DSI_WARNINGS}>)
+  if(DSINFER_ARCH AND CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-march=${DSINFER_ARCH}>)
+  endif()
+  if(DSINFER_SANITIZE)
+    target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-sanitize-recover=undefined
+                           -fno-omit-frame-pointer)
+    target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+  endif()
+endfunction()
+
+# dsi_library(NAME SRCS a.cpp b.cpp DEPS other_lib ...)
+# One folder = one static library named dsi_<NAME>; its include root is src/.
+function(dsi_library name)
+  cmake_parse_arguments(ARG "" "" "SRCS;DEPS" ${ARGN})
+  add_library(dsi_${name} STATIC ${ARG_SRCS})
+  target_include_directories(dsi_${name} PUBLIC ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(dsi_${name} PUBLIC ${ARG_DEPS})
+  dsi_common_flags(dsi_${name})
+endfunction()
+
+# dsi_test(NAME SRCS a_test.cpp DEPS lib ... [LABELS slow])
+# A GoogleTest binary registered with CTest; tests run from the source tree's tests/ folder
+# so that they find tests/data.
+function(dsi_test name)
+  cmake_parse_arguments(ARG "" "" "SRCS;DEPS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SRCS})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gtest_main)
+  dsi_common_flags(${name})
+  include(GoogleTest)
+  gtest_discover_tests(${name} WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/tests
+    PROPERTIES ENVIRONMENT "DSINFER_BIN=$<TARGET_FILE:dsinfer>;DSINFER_DATA=${PROJECT_SOURCE_DIR}/tests/data"
+               LABELS "${ARG_LABELS}"
+    DISCOVERY_TIMEOUT 60)
+endfunction()
+
+# dsi_embed(TARGET SYMBOL FILE): links FILE's bytes into TARGET as
+#   extern "C" const unsigned char SYMBOL[]; extern "C" const unsigned char SYMBOL_end[];
+# through the assembler's .incbin, which costs no compile time however large the file.
+function(dsi_embed target symbol file)
+  set(asm ${CMAKE_CURRENT_BINARY_DIR}/embed_${symbol}.S)
+  file(WRITE ${asm}
+    ".section .rodata\n.balign 16\n.global ${symbol}\n${symbol}:\n.incbin \"${file}\"\n"
+    ".global ${symbol}_end\n${symbol}_end:\n.byte 0\n.section .note.GNU-stack,\"\",@progbits\n")
+  set_source_files_properties(${asm} PROPERTIES OBJECT_DEPENDS ${file})
+  target_sources(${target} PRIVATE ${asm})
+endfunction()
+
+# dsi_py_test(NAME SCRIPT [ARGS ...] [LABELS ...]): a Python test (a real client against the
+# real binary) run with the project's virtual environment from scripts/setup.sh.
+set(DSI_PYTHON ${PROJECT_SOURCE_DIR}/.venv/bin/python CACHE FILEPATH "Python with the test tools")
+function(dsi_py_test name script)
+  cmake_parse_arguments(ARG "" "TIMEOUT" "ARGS;LABELS" ${ARGN})
+  add_test(NAME ${name} COMMAND ${DSI_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/${script} ${ARG_ARGS}
+           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/tests)
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 600)
+  endif()
+  set_tests_properties(${name} PROPERTIES
+    ENVIRONMENT "DSINFER_BIN=$<TARGET_FILE:dsinfer>;DSINFER_DATA=${PROJECT_SOURCE_DIR}/tests/data;PYTHONUNBUFFERED=1"
+    LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT})
+endfunction()
