@@ -7,6 +7,8 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "engine/commands.h"
+#include "plan/commands.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"dsinfer: an inference engine for DeepSeek mixture-of-experts models"};
@@ -18,6 +20,8 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&] { dsi::init_logging(log_level); });
 
   // Subcommands, one register call per module that has them.
+  dsi::register_engine_commands(app);
+  dsi::register_plan_commands(app);
 
   try {
     app.parse(argc, argv);

@@ -1,7 +1,7 @@
 # Small helpers that keep every folder's CMakeLists a few lines long.
 
 set(DSI_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wconversion
-    -Wno-sign-conversion -Wcast-align -Wnull-dereference -Wimplicit-fallthrough)
+    -Wno-sign-conversion -Wcast-align -Wimplicit-fallthrough)
 
 function(dsi_common_flags target)
   target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${DSI_WARNINGS}>)

@@ -1,0 +1,175 @@
+// `dsinfer logits` and `dsinfer generate`: one prompt of token ids through the engine, for
+// checking numerics against a reference and for scripting.
+#include "engine/commands.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "core/error.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/threads.h"
+#include "engine/model_loader.h"
+#include "engine/model_runner.h"
+#include "model/safetensors.h"
+
+namespace dsi {
+
+namespace {
+
+struct CommonOptions {
+  ModelSource source;
+  std::string tokens;
+  int threads = 0;
+};
+
+void add_common(CLI::App* cmd, CommonOptions& o) {
+  cmd->add_option("--model", o.source.path,
+                  "Hugging Face checkpoint folder (config.json + *.safetensors); default: the embedded demo model");
+  cmd->add_option("--load-format", o.source.load_format,
+                  "auto: read the weights; dummy: random weights from config.json alone")
+      ->check(CLI::IsMember({"auto", "safetensors", "dummy"}))
+      ->capture_default_str();
+  cmd->add_option("--seed", o.source.seed, "seed of --load-format dummy weights")->capture_default_str();
+  cmd->add_option("--tokens", o.tokens, "prompt token ids, comma-separated (e.g. 0,17,5)")->required();
+  cmd->add_option("--threads", o.threads, "CPU threads (0: one per core)")->capture_default_str();
+}
+
+std::vector<int32_t> parse_tokens(const std::string& text, int64_t vocab) {
+  std::vector<int32_t> ids;
+  size_t i = 0;
+  while (i <= text.size()) {
+    size_t j = text.find(',', i);
+    if (j == std::string::npos) j = text.size();
+    std::string item = text.substr(i, j - i);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos || item.size() > 10)
+      fail("--tokens: '{}' is not a token id (expected comma-separated non-negative integers)", item);
+    long long v = std::stoll(item);
+    if (v >= vocab) fail("--tokens: id {} is outside the vocabulary of {} tokens", v, vocab);
+    ids.push_back(int32_t(v));
+    i = j + 1;
+  }
+  if (ids.empty()) fail("--tokens: empty prompt");
+  return ids;
+}
+
+// A single sequence's slice of a batch: rows [0, n) at positions [n_cached, n_cached + n).
+ForwardBatch single_sequence_batch(std::span<const int32_t> tokens, int32_t n_cached,
+                                   const std::vector<int32_t>& block_table, int block_size, bool all_logits) {
+  ForwardBatch b;
+  const int32_t n = int32_t(tokens.size());
+  b.token_ids.assign(tokens.begin(), tokens.end());
+  for (int32_t i = 0; i < n; ++i) {
+    int32_t pos = n_cached + i;
+    b.positions.push_back(pos);
+    b.kv_slots.push_back(int64_t(block_table[size_t(pos / block_size)]) * block_size + pos % block_size);
+    if (all_logits) b.logit_rows.push_back(i);
+  }
+  if (!all_logits) b.logit_rows.push_back(n - 1);
+  b.sequences.push_back({0, n, n_cached, block_table});
+  return b;
+}
+
+// A runner whose cache holds exactly one sequence of n_tokens.
+ModelRunner make_runner(LoadedModel m, int64_t n_tokens) {
+  RunnerOptions o;
+  o.prefix_caching = false;
+  o.max_kv_blocks = (n_tokens + o.block_size - 1) / o.block_size;
+  o.kv_cache_bytes = o.max_kv_blocks * o.block_size * m.config.kv_cache_dim() * 4 * m.config.n_layers;
+  return ModelRunner(std::move(m.config), std::move(m.weights), make_cpu_backend(), o);
+}
+
+std::vector<int32_t> allocate_blocks(ModelRunner& r, int64_t n_tokens) {
+  std::vector<int32_t> table;
+  for (int64_t i = 0; i < (n_tokens + r.block_size() - 1) / r.block_size(); ++i) table.push_back(*r.blocks().allocate());
+  return table;
+}
+
+void run_logits(const CommonOptions& o, const std::string& out_path) {
+  set_num_threads(o.threads);
+  LoadedModel m = load_model(o.source);
+  auto prompt = parse_tokens(o.tokens, m.config.vocab_size);
+  const int64_t vocab = m.config.vocab_size;
+  ModelRunner runner = make_runner(std::move(m), int64_t(prompt.size()));
+  auto table = allocate_blocks(runner, int64_t(prompt.size()));
+  std::vector<float> logits(prompt.size() * size_t(vocab));
+  runner.forward(single_sequence_batch(prompt, 0, table, runner.block_size(), true), logits);
+  write_safetensors(out_path, {{"logits", DType::f32, {int64_t(prompt.size()), vocab}, logits.data()}});
+  spdlog::info("wrote logits [{}, {}] to {}", prompt.size(), vocab, out_path);
+}
+
+int32_t argmax(std::span<const float> v) {
+  return int32_t(std::max_element(v.begin(), v.end()) - v.begin());  // first maximum on ties
+}
+
+void run_generate(const CommonOptions& o, int max_tokens, double temperature, bool stop_at_eos, bool json) {
+  set_num_threads(o.threads);
+  if (max_tokens < 1) fail("--max-tokens must be at least 1, got {}", max_tokens);
+  if (temperature != 0) fail("--temperature: generate decodes greedily (0); sampling is served by `dsinfer serve`");
+  LoadedModel m = load_model(o.source);
+  auto prompt = parse_tokens(o.tokens, m.config.vocab_size);
+  const int64_t vocab = m.config.vocab_size;
+  auto eos = m.config.eos_token_ids;
+  const int64_t total = int64_t(prompt.size()) + max_tokens;
+  ModelRunner runner = make_runner(std::move(m), total);
+  auto table = allocate_blocks(runner, total);
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  std::vector<int32_t> out;
+  int32_t n_cached = 0;
+  std::vector<int32_t> step(prompt);
+  auto start = std::chrono::steady_clock::now();
+  double prefill_s = 0;
+  while (int(out.size()) < max_tokens) {
+    runner.forward(single_sequence_batch(step, n_cached, table, runner.block_size(), false), logits);
+    if (n_cached == 0) prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    n_cached += int32_t(step.size());
+    int32_t next = argmax(logits);
+    out.push_back(next);
+    if (stop_at_eos && std::find(eos.begin(), eos.end(), next) != eos.end()) break;
+    step = {next};
+  }
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  spdlog::info("prompt {} tokens in {:.3f} s, {} generated in {:.3f} s ({:.1f} tokens/s)", prompt.size(), prefill_s,
+               out.size(), secs - prefill_s, double(out.size() - 1) / std::max(secs - prefill_s, 1e-9));
+  if (json) {
+    std::printf("%s\n", Json{{"token_ids", out}}.dump().c_str());
+  } else {
+    for (size_t i = 0; i < out.size(); ++i) std::printf("%s%d", i ? "," : "", out[i]);
+    std::printf("\n");
+  }
+}
+
+}  // namespace
+
+void register_engine_commands(CLI::App& app) {
+  {
+    auto* cmd = app.add_subcommand("logits", "Write the logits of every prompt position of one forward pass");
+    auto o = std::make_shared<CommonOptions>();
+    auto out = std::make_shared<std::string>();
+    add_common(cmd, *o);
+    cmd->add_option("--out", *out, "output .safetensors file: tensor 'logits', F32 [n_tokens, vocab]")->required();
+    cmd->callback([o, out] { run_logits(*o, *out); });
+  }
+  {
+    auto* cmd = app.add_subcommand("generate", "Greedy decoding of a token-id prompt with the KV cache");
+    auto o = std::make_shared<CommonOptions>();
+    auto max_tokens = std::make_shared<int>(16);
+    auto temperature = std::make_shared<double>(0);
+    auto stop_at_eos = std::make_shared<bool>(false);
+    auto json = std::make_shared<bool>(false);
+    add_common(cmd, *o);
+    cmd->add_option("--max-tokens", *max_tokens, "tokens to generate")->capture_default_str();
+    cmd->add_option("--temperature", *temperature, "0 = greedy (the only mode of this command)")
+        ->capture_default_str();
+    cmd->add_flag("--stop-at-eos", *stop_at_eos,
+                  "stop at the model's end-of-sequence token (default: generate exactly --max-tokens)");
+    cmd->add_flag("--json", *json, "print {\"token_ids\": [...]} (the generated tokens only)");
+    cmd->callback([o, max_tokens, temperature, stop_at_eos, json] {
+      run_generate(*o, *max_tokens, *temperature, *stop_at_eos, *json);
+    });
+  }
+}
+
+}  // namespace dsi
