@@ -35,7 +35,7 @@ function(dsi_test name)
   dsi_common_flags(${name})
   include(GoogleTest)
   gtest_discover_tests(${name} WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/tests
-    PROPERTIES ENVIRONMENT "DSINFER_BIN=$<TARGET_FILE:dsinfer>;DSINFER_DATA=${PROJECT_SOURCE_DIR}/tests/data"
+    PROPERTIES ENVIRONMENT "DSINFER_BIN=${CMAKE_BINARY_DIR}/bin/dsinfer;DSINFER_DATA=${PROJECT_SOURCE_DIR}/tests/data"
                LABELS "${ARG_LABELS}"
     DISCOVERY_TIMEOUT 60)
 endfunction()
@@ -63,6 +63,6 @@ function(dsi_py_test name script)
     set(ARG_TIMEOUT 600)
   endif()
   set_tests_properties(${name} PROPERTIES
-    ENVIRONMENT "DSINFER_BIN=$<TARGET_FILE:dsinfer>;DSINFER_DATA=${PROJECT_SOURCE_DIR}/tests/data;PYTHONUNBUFFERED=1"
+    ENVIRONMENT "DSINFER_BIN=${CMAKE_BINARY_DIR}/bin/dsinfer;DSINFER_DATA=${PROJECT_SOURCE_DIR}/tests/data;PYTHONUNBUFFERED=1"
     LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT})
 endfunction()

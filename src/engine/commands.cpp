@@ -9,6 +9,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/threads.h"
+#include "engine/engine.h"
 #include "engine/model_loader.h"
 #include "engine/model_runner.h"
 #include "model/safetensors.h"
@@ -100,41 +101,48 @@ void run_logits(const CommonOptions& o, const std::string& out_path) {
   spdlog::info("wrote logits [{}, {}] to {}", prompt.size(), vocab, out_path);
 }
 
-int32_t argmax(std::span<const float> v) {
-  return int32_t(std::max_element(v.begin(), v.end()) - v.begin());  // first maximum on ties
-}
+struct GenerateOptions {
+  int max_tokens = 16;
+  SamplingParams sampling{.temperature = 0};
+  bool stop_at_eos = false;
+  bool json = false;
+};
 
-void run_generate(const CommonOptions& o, int max_tokens, double temperature, bool stop_at_eos, bool json) {
+// Generation goes through the same engine (scheduler, paged cache, sampler) as serving.
+void run_generate(const CommonOptions& o, const GenerateOptions& g) {
   set_num_threads(o.threads);
-  if (max_tokens < 1) fail("--max-tokens must be at least 1, got {}", max_tokens);
-  if (temperature != 0) fail("--temperature: generate decodes greedily (0); sampling is served by `dsinfer serve`");
   LoadedModel m = load_model(o.source);
   auto prompt = parse_tokens(o.tokens, m.config.vocab_size);
-  const int64_t vocab = m.config.vocab_size;
-  auto eos = m.config.eos_token_ids;
-  const int64_t total = int64_t(prompt.size()) + max_tokens;
+  const int64_t total = int64_t(prompt.size()) + g.max_tokens;
   ModelRunner runner = make_runner(std::move(m), total);
-  auto table = allocate_blocks(runner, total);
-  std::vector<float> logits(static_cast<size_t>(vocab));
+  EngineOptions eo;
+  eo.max_model_len = runner.blocks().n_blocks() * runner.block_size();
+  eo.max_num_batched_tokens = int(std::max<int64_t>(total, 1));
+  Engine engine(runner, eo);
+
   std::vector<int32_t> out;
-  int32_t n_cached = 0;
-  std::vector<int32_t> step(prompt);
+  const char* finish = nullptr;
+  std::string error;
+  EngineRequest req;
+  req.prompt = prompt;
+  req.sampling = g.sampling;
+  req.sampling.max_tokens = g.max_tokens;
+  req.sampling.ignore_eos = !g.stop_at_eos;
+  req.on_output = [&](RequestOutput&& r) {
+    for (auto& t : r.tokens) out.push_back(t.token);
+    if (r.finish != FinishReason::finish_none) finish = finish_reason_name(r.finish);
+    error = r.error;
+  };
   auto start = std::chrono::steady_clock::now();
-  double prefill_s = 0;
-  while (int(out.size()) < max_tokens) {
-    runner.forward(single_sequence_batch(step, n_cached, table, runner.block_size(), false), logits);
-    if (n_cached == 0) prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    n_cached += int32_t(step.size());
-    int32_t next = argmax(logits);
-    out.push_back(next);
-    if (stop_at_eos && std::find(eos.begin(), eos.end(), next) != eos.end()) break;
-    step = {next};
-  }
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  spdlog::info("prompt {} tokens in {:.3f} s, {} generated in {:.3f} s ({:.1f} tokens/s)", prompt.size(), prefill_s,
-               out.size(), secs - prefill_s, double(out.size() - 1) / std::max(secs - prefill_s, 1e-9));
-  if (json) {
-    std::printf("%s\n", Json{{"token_ids", out}}.dump().c_str());
+  engine.submit(std::move(req));
+  while (engine.has_work()) engine.step();
+  if (!error.empty()) fail("generation failed: {}", error);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const EngineStats st = engine.stats();
+  spdlog::info("{} prompt + {} generated tokens in {:.3f} s ({:.3f} s in the model)", prompt.size(), out.size(), secs,
+               st.forward_seconds_total);
+  if (g.json) {
+    std::printf("%s\n", Json{{"token_ids", out}, {"finish_reason", finish ? finish : ""}}.dump().c_str());
   } else {
     for (size_t i = 0; i < out.size(); ++i) std::printf("%s%d", i ? "," : "", out[i]);
     std::printf("\n");
@@ -153,22 +161,20 @@ void register_engine_commands(CLI::App& app) {
     cmd->callback([o, out] { run_logits(*o, *out); });
   }
   {
-    auto* cmd = app.add_subcommand("generate", "Greedy decoding of a token-id prompt with the KV cache");
+    auto* cmd = app.add_subcommand("generate", "Generate from a token-id prompt with the KV cache (greedy by default)");
     auto o = std::make_shared<CommonOptions>();
-    auto max_tokens = std::make_shared<int>(16);
-    auto temperature = std::make_shared<double>(0);
-    auto stop_at_eos = std::make_shared<bool>(false);
-    auto json = std::make_shared<bool>(false);
+    auto g = std::make_shared<GenerateOptions>();
     add_common(cmd, *o);
-    cmd->add_option("--max-tokens", *max_tokens, "tokens to generate")->capture_default_str();
-    cmd->add_option("--temperature", *temperature, "0 = greedy (the only mode of this command)")
-        ->capture_default_str();
-    cmd->add_flag("--stop-at-eos", *stop_at_eos,
+    cmd->add_option("--max-tokens", g->max_tokens, "tokens to generate")->capture_default_str();
+    cmd->add_option("--temperature", g->sampling.temperature, "0 = greedy")->capture_default_str();
+    cmd->add_option("--top-p", g->sampling.top_p, "nucleus sampling mass")->capture_default_str();
+    cmd->add_option("--top-k", g->sampling.top_k, "sample among the k most likely (0: off)")->capture_default_str();
+    cmd->add_option("--sampling-seed", g->sampling.seed, "seed of the sampler (reproducible sampling)");
+    cmd->add_flag("--stop-at-eos", g->stop_at_eos,
                   "stop at the model's end-of-sequence token (default: generate exactly --max-tokens)");
-    cmd->add_flag("--json", *json, "print {\"token_ids\": [...]} (the generated tokens only)");
-    cmd->callback([o, max_tokens, temperature, stop_at_eos, json] {
-      run_generate(*o, *max_tokens, *temperature, *stop_at_eos, *json);
-    });
+    cmd->add_flag("--json", g->json,
+                  "print {\"token_ids\": [...], \"finish_reason\": ...} (token_ids: the generated tokens only)");
+    cmd->callback([o, g] { run_generate(*o, *g); });
   }
 }
 

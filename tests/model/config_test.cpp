@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "../common/test_paths.h"
+#include "core/mapped_file.h"
 
 namespace dsi {
 namespace {

@@ -128,7 +128,7 @@ struct TinyCheckpoint {
         shapes.push_back(s.shape);
         if (s.name == reshape) shapes.back()[0] += 1;
         out.push_back({s.name, s.weight->w.dtype, shapes.back(), s.weight->w.data});
-        if (s.weight->quantized()) {
+        if (s.weight->quantized() && s.name + "_scale_inv" != skip) {
           out.push_back({s.name + "_scale_inv", DType::f32, {s.weight->scale.rows, s.weight->scale.cols},
                          s.weight->scale.data});
           map[s.name + "_scale_inv"] = file;

@@ -1,0 +1,185 @@
+// Decode speed of the CPU engine on a ~1B-parameter DeepSeek-V3-shaped model with random
+// weights, next to a memory-bandwidth roofline measured in the same run.
+//
+// Decoding is bound by reading weights: a step of B sequences reads every dense weight once
+// (attention, dense MLP, shared experts, router, lm_head), the routed experts its tokens chose,
+// and each sequence's KV cache. The roofline is those bytes over the measured read bandwidth.
+//
+//   bench_decode [--config FILE] [--fp8] [--threads N] [--context 256] [--steps 32]
+#include <omp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <numeric>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "core/aligned_buffer.h"
+#include "core/log.h"
+#include "core/threads.h"
+#include "engine/model_runner.h"
+#include "model/weight_map.h"
+
+namespace dsi {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Bytes per second of a multi-threaded sequential read of a buffer much larger than the caches.
+double measure_read_bandwidth() {
+  const size_t n = size_t(1) << 28;  // 1 GiB of floats
+  AlignedBuffer buf(n * 4);
+  float* p = buf.as<float>();
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; ++i) p[i] = float(i & 1023);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    auto t0 = Clock::now();
+    float total = 0;
+#pragma omp parallel for schedule(static) reduction(+ : total)
+    for (size_t i = 0; i < n; i += 16) {
+      float s = 0;
+#pragma omp simd reduction(+ : s)
+      for (size_t j = 0; j < 16; ++j) s += p[i + j];
+      total += s;
+    }
+    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (total == -1) std::printf(" ");  // keeps the sum alive
+    best = std::max(best, double(n * 4) / secs);
+  }
+  return best;
+}
+
+int64_t weight_bytes(const Weight& w) {
+  return w.w.numel() * int64_t(dtype_size(w.w.dtype)) + (w.quantized() ? w.scale.numel() * 4 : 0);
+}
+
+// Weight bytes one decode step reads for `experts_used[l]` distinct routed experts in layer l.
+int64_t step_weight_bytes(const ModelConfig& c, const ModelWeights& w, const std::vector<int>& experts_used) {
+  int64_t bytes = weight_bytes(w.lm_head);
+  for (int l = 0; l < c.n_layers; ++l) {
+    const auto& lw = w.layers[size_t(l)];
+    const auto& a = lw.attn;
+    for (const Weight* x : {a.q_proj ? &*a.q_proj : nullptr, a.q_a ? &*a.q_a : nullptr, a.q_b ? &*a.q_b : nullptr,
+                            &a.kv_a, &a.kv_b, &a.o})
+      if (x) bytes += weight_bytes(*x);
+    auto mlp = [&](const MlpWeights& m) { return weight_bytes(m.gate) + weight_bytes(m.up) + weight_bytes(m.down); };
+    if (lw.mlp) bytes += mlp(*lw.mlp);
+    if (lw.moe) {
+      bytes += weight_bytes(lw.moe->router);
+      if (lw.moe->shared) bytes += mlp(*lw.moe->shared);
+      bytes += experts_used[size_t(l)] * mlp(lw.moe->experts[0]);
+    }
+  }
+  return bytes;
+}
+
+struct Result {
+  double tokens_per_second;
+  double step_ms;
+  double roofline_tokens_per_second;
+};
+
+Result run_batch(ModelRunner& runner, int batch, int context, int steps, double bandwidth) {
+  const auto& c = runner.config();
+  const int bs = runner.block_size();
+  const int total = context + steps;
+  std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
+  for (auto& t : tables)
+    for (int i = 0; i < (total + bs - 1) / bs; ++i) t.push_back(*runner.blocks().allocate());
+  std::vector<int32_t> last(static_cast<size_t>(batch));
+  std::vector<float> logits;
+  // Prefill each sequence's context (not timed): different prompts, so experts differ.
+  for (int s = 0; s < batch; ++s) {
+    ForwardBatch b;
+    for (int i = 0; i < context; ++i) {
+      b.token_ids.push_back(int32_t((s * 7919 + i * 104729) % c.vocab_size));
+      b.positions.push_back(i);
+      b.kv_slots.push_back(int64_t(tables[size_t(s)][size_t(i / bs)]) * bs + i % bs);
+    }
+    b.logit_rows = {context - 1};
+    b.sequences.push_back({0, context, 0, tables[size_t(s)]});
+    logits.resize(size_t(c.vocab_size));
+    runner.forward(b, logits);
+    last[size_t(s)] = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  }
+  double secs = 0;
+  for (int step = 0; step < steps; ++step) {
+    ForwardBatch b;
+    const int pos = context + step;
+    for (int s = 0; s < batch; ++s) {
+      b.token_ids.push_back(last[size_t(s)]);
+      b.positions.push_back(pos);
+      b.kv_slots.push_back(int64_t(tables[size_t(s)][size_t(pos / bs)]) * bs + pos % bs);
+      b.logit_rows.push_back(s);
+      b.sequences.push_back({s, 1, pos, tables[size_t(s)]});
+    }
+    logits.resize(size_t(batch) * size_t(c.vocab_size));
+    auto t0 = Clock::now();
+    runner.forward(b, logits);
+    secs += std::chrono::duration<double>(Clock::now() - t0).count();
+    for (int s = 0; s < batch; ++s) {
+      auto row = logits.begin() + std::ptrdiff_t(s) * c.vocab_size;
+      last[size_t(s)] = int32_t(std::max_element(row, row + c.vocab_size) - row);
+    }
+  }
+  for (auto& t : tables) runner.blocks().release(t);
+  // Distinct experts a batch of independent tokens touches per layer, in expectation:
+  // E * (1 - (1 - k/E)^B).
+  const double E = c.n_routed_experts, k = c.num_experts_per_tok;
+  const int used = int(std::lround(E * (1 - std::pow(1 - k / E, batch))));
+  std::vector<int> experts_used(size_t(c.n_layers), used);
+  const double kv_bytes = double(batch) * (context + steps / 2.0) * double(runner.kv_bytes_per_token());
+  const double bytes = double(step_weight_bytes(c, runner.model().weights(), experts_used)) + kv_bytes;
+  return {batch * steps / secs, 1000 * secs / steps, batch * bandwidth / bytes};
+}
+
+}  // namespace
+}  // namespace dsi
+
+int main(int argc, char** argv) {
+  using namespace dsi;
+  std::string config_path = DSINFER_BENCH_DECODE_CONFIG;
+  bool fp8 = false;
+  int threads = 0, context = 256, steps = 32;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+    if (a == "--config") config_path = next();
+    else if (a == "--fp8") fp8 = true;
+    else if (a == "--threads") threads = std::stoi(next());
+    else if (a == "--context") context = std::stoi(next());
+    else if (a == "--steps") steps = std::stoi(next());
+    else {
+      std::fprintf(stderr, "usage: bench_decode [--config FILE] [--fp8] [--threads N] [--context N] [--steps N]\n");
+      return 2;
+    }
+  }
+  init_logging("warn");
+  set_num_threads(threads);
+  ModelConfig c = ModelConfig::from_file(config_path);
+  if (fp8) c.quantization = Fp8Quantization{};
+  ModelWeights w = make_dummy_weights(c, 1);
+  int64_t n_params = 0;
+  for (auto& s : weight_table(c)) n_params += s.shape.size() == 2 ? s.shape[0] * s.shape[1] : s.shape[0];
+  std::printf("model: %s, %.2fB parameters, %s weights, %.2f GiB\n", config_path.c_str(), double(n_params) / 1e9,
+              fp8 ? "FP8 (128x128 blocks)" : "BF16", double(w.n_bytes) / double(1ull << 30));
+  std::printf("machine: %u hardware threads, %d used\n", std::thread::hardware_concurrency(), num_threads());
+  const double bw = measure_read_bandwidth();
+  std::printf("measured read bandwidth: %.1f GB/s\n\n", bw / 1e9);
+  RunnerOptions o;
+  o.block_size = 64;
+  o.prefix_caching = false;
+  o.kv_cache_bytes = int64_t(1) << 30;
+  ModelRunner runner(c, std::move(w), make_cpu_backend(), o);
+  std::printf("%6s %10s %12s %16s %8s\n", "batch", "step ms", "tokens/s", "roofline tok/s", "ratio");
+  for (int batch : {1, 16}) {
+    auto r = run_batch(runner, batch, context, steps, bw);
+    std::printf("%6d %10.2f %12.1f %16.1f %7.0f%%\n", batch, r.step_ms, r.tokens_per_second,
+                r.roofline_tokens_per_second, 100 * r.tokens_per_second / r.roofline_tokens_per_second);
+  }
+  return 0;
+}

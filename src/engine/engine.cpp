@@ -1,0 +1,281 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "engine/scheduler.h"
+
+namespace dsi {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::finish_none: return nullptr;
+    case FinishReason::finish_stop: return "stop";
+    case FinishReason::finish_length: return "length";
+    case FinishReason::finish_abort: return "abort";
+    case FinishReason::finish_error: return "error";
+  }
+  return nullptr;
+}
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+}  // namespace
+
+struct Engine::Impl {
+  Impl(ModelRunner& runner, const EngineOptions& o)
+      : scheduler(runner.blocks(), o.max_num_seqs, o.max_num_batched_tokens) {}
+
+  // Shared with other threads, under `mutex`.
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::vector<std::unique_ptr<Sequence>> inbox;
+  std::vector<std::pair<RequestId, FinishReason>> finishes;
+  bool stopping = false, draining = false;
+  int n_queued = 0;  // inbox + waiting + running, for the overload check
+  EngineStats published;
+
+  // The engine thread's own.
+  Scheduler scheduler;
+  EngineStats stats;
+  std::vector<float> logits;
+};
+
+Engine::Engine(ModelRunner& runner, const EngineOptions& options)
+    : runner_(runner), options_(options), impl_(std::make_unique<Impl>(runner, options)) {
+  const int64_t cache_tokens = runner.blocks().n_blocks() * runner.block_size();
+  const int64_t limit = std::min<int64_t>(runner.config().max_position_embeddings, cache_tokens);
+  max_model_len_ = options.max_model_len > 0 ? options.max_model_len : limit;
+  if (max_model_len_ > cache_tokens)
+    fail("--max-model-len {} exceeds what the KV cache holds ({} tokens); raise --kv-cache-memory", max_model_len_,
+         cache_tokens);
+  if (max_model_len_ > runner.config().max_position_embeddings)
+    fail("--max-model-len {} exceeds the model's max_position_embeddings {}", max_model_len_,
+         runner.config().max_position_embeddings);
+  impl_->stats.kv_blocks_total = runner.blocks().n_blocks();
+  impl_->published = impl_->stats;
+  spdlog::info("engine: max_model_len {}, max_num_seqs {}, max_num_batched_tokens {}", max_model_len_,
+               options.max_num_seqs, options.max_num_batched_tokens);
+}
+
+Engine::~Engine() = default;
+
+RequestId Engine::submit(EngineRequest request) {
+  static std::atomic<RequestId> next_id{1};
+  const auto& c = runner_.config();
+  const int64_t n = int64_t(request.prompt.size());
+  if (n == 0) fail("the prompt is empty");
+  for (int32_t t : request.prompt)
+    if (t < 0 || t >= c.vocab_size) fail("prompt token id {} is outside the model's vocabulary of {}", t, c.vocab_size);
+  validate_sampling(request.sampling, c.vocab_size);
+  if (n + request.sampling.max_tokens > max_model_len_)
+    fail("this model's maximum context length is {} tokens; the request needs {} ({} in the prompt, {} to generate)",
+         max_model_len_, n + request.sampling.max_tokens, n, request.sampling.max_tokens);
+  if (!request.on_output) fail("submit: no output callback");
+  const RequestId id = next_id++;
+  auto seq = std::make_unique<Sequence>(id, std::move(request));
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->stopping || impl_->draining) fail("the server is shutting down");
+    if (impl_->n_queued >= options_.max_waiting_requests + options_.max_num_seqs)
+      fail("overloaded: {} requests are queued", impl_->n_queued);
+    ++impl_->n_queued;
+    impl_->inbox.push_back(std::move(seq));
+  }
+  impl_->wake.notify_one();
+  return id;
+}
+
+void Engine::finish(RequestId id, FinishReason reason) {
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->finishes.emplace_back(id, reason);
+  }
+  impl_->wake.notify_one();
+}
+
+bool Engine::has_work() {
+  std::lock_guard lock(impl_->mutex);
+  return !impl_->inbox.empty() || !impl_->finishes.empty() || impl_->n_queued > 0;
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->published;
+}
+
+void Engine::stop(bool drain) {
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (drain && !impl_->draining) impl_->draining = true;
+    else impl_->stopping = true;
+  }
+  impl_->wake.notify_all();
+}
+
+void Engine::run() {
+  for (;;) {
+    {
+      std::unique_lock lock(impl_->mutex);
+      impl_->wake.wait(lock, [&] {
+        return impl_->stopping || impl_->draining || !impl_->inbox.empty() || !impl_->finishes.empty() ||
+               impl_->n_queued > 0;
+      });
+      if (impl_->draining && impl_->n_queued == 0 && impl_->inbox.empty()) impl_->stopping = true;
+      if (impl_->stopping) {
+        // Whatever is still queued or running ends now, aborted.
+        for (auto& seq : impl_->inbox) impl_->scheduler.add(std::move(seq));
+        impl_->inbox.clear();
+        for (RequestId id : impl_->scheduler.ids()) impl_->finishes.emplace_back(id, FinishReason::finish_abort);
+        lock.unlock();
+        step();
+        return;
+      }
+    }
+    step();
+  }
+}
+
+bool Engine::step() {
+  auto& im = *impl_;
+  const auto t0 = Clock::now();
+  std::vector<std::unique_ptr<Sequence>> arrived;
+  std::vector<std::pair<RequestId, FinishReason>> finishes;
+  {
+    std::lock_guard lock(im.mutex);
+    arrived.swap(im.inbox);
+    finishes.swap(im.finishes);
+  }
+  for (auto& s : arrived) im.scheduler.add(std::move(s));
+
+  auto end_sequence = [&](std::unique_ptr<Sequence> seq, FinishReason reason, RequestOutput out) {
+    out.id = seq->id;
+    out.finish = reason;
+    out.n_prompt_tokens = seq->n_prompt;
+    out.n_cached_prompt_tokens = std::max(seq->n_cached_prompt, 0);
+    out.n_generated = seq->n_generated();
+    seq->on_output(std::move(out));
+    std::lock_guard lock(im.mutex);
+    --im.n_queued;
+  };
+  for (auto& [id, reason] : finishes)
+    if (auto seq = im.scheduler.remove(id)) end_sequence(std::move(seq), reason, {});
+
+  auto publish = [&] {
+    im.stats.n_running = im.scheduler.n_running();
+    im.stats.n_waiting = im.scheduler.n_waiting();
+    im.stats.preemptions_total = im.scheduler.n_preemptions();
+    const KvCacheStats kv = runner_.blocks().stats();
+    im.stats.kv_blocks_used = kv.n_used;
+    im.stats.kv_blocks_cached = kv.n_cached;
+    im.stats.prefix_queried_tokens = kv.prefix_queried_tokens;
+    im.stats.prefix_hit_tokens = kv.prefix_hit_tokens;
+    std::lock_guard lock(im.mutex);
+    im.published = im.stats;
+  };
+
+  auto batch_plan = im.scheduler.schedule();
+  if (batch_plan.empty()) {
+    im.stats.scheduler_seconds_total += seconds_since(t0);
+    publish();
+    return !finishes.empty() || !arrived.empty();
+  }
+
+  // The batch: each sequence's new tokens, positions and cache slots, in plan order.
+  ForwardBatch batch;
+  const int bs = runner_.block_size();
+  for (const auto& s : batch_plan) {
+    const Sequence& seq = *s.seq;
+    BatchSequence bseq{int32_t(batch.token_ids.size()), s.n_new, seq.n_computed, seq.block_table};
+    for (int i = 0; i < s.n_new; ++i) {
+      const int pos = seq.n_computed + i;
+      batch.token_ids.push_back(seq.tokens[size_t(pos)]);
+      batch.positions.push_back(pos);
+      batch.kv_slots.push_back(int64_t(seq.block_table[size_t(pos / bs)]) * bs + pos % bs);
+    }
+    if (s.samples) batch.logit_rows.push_back(bseq.first_row + s.n_new - 1);
+    batch.sequences.push_back(std::move(bseq));
+  }
+  const int64_t vocab = runner_.config().vocab_size;
+  im.logits.resize(batch.logit_rows.size() * size_t(vocab));
+  const auto t1 = Clock::now();
+  im.stats.scheduler_seconds_total += std::chrono::duration<double>(t1 - t0).count();
+
+  try {
+    runner_.forward(batch, im.logits);
+  } catch (const std::exception& e) {
+    // A failed step fails the requests in it, never the server.
+    spdlog::error("forward step failed: {}", e.what());
+    for (const auto& s : batch_plan)
+      if (auto seq = im.scheduler.remove(s.seq->id)) {
+        RequestOutput out;
+        out.error = e.what();
+        end_sequence(std::move(seq), FinishReason::finish_error, std::move(out));
+      }
+    publish();
+    return true;
+  }
+  const auto t2 = Clock::now();
+  im.stats.forward_seconds_total += std::chrono::duration<double>(t2 - t1).count();
+
+  // Sample every sequence whose newest token was computed.
+  std::vector<GeneratedToken> sampled(batch.logit_rows.size());
+  {
+    size_t row = 0;
+    for (const auto& s : batch_plan) {
+      if (!s.samples) continue;
+      Sequence& seq = *s.seq;
+      std::span<float> logits(im.logits.data() + row * size_t(vocab), size_t(vocab));
+      sampled[row++] = sample_token(logits, seq.sampling, seq.sampler,
+                                    {std::span(seq.tokens).first(size_t(seq.n_prompt)), seq.n_generated(),
+                                     runner_.config().eos_token_ids});
+    }
+  }
+  const auto t3 = Clock::now();
+  im.stats.sampling_seconds_total += std::chrono::duration<double>(t3 - t2).count();
+
+  const auto& eos = runner_.config().eos_token_ids;
+  size_t row = 0;
+  for (const auto& s : batch_plan) {
+    Sequence& seq = *s.seq;
+    const int prompt_before = seq.n_prompt_computed_ever;
+    im.scheduler.computed(s);
+    im.stats.prompt_tokens_total += seq.n_prompt_computed_ever - prompt_before;
+    if (!s.samples) continue;
+    GeneratedToken tok = std::move(sampled[row++]);
+    seq.tokens.push_back(tok.token);
+    ++im.stats.generation_tokens_total;
+    const auto& sp = seq.sampling;
+    const bool is_eos = !sp.ignore_eos && std::find(eos.begin(), eos.end(), tok.token) != eos.end();
+    const bool is_stop = std::find(sp.stop_token_ids.begin(), sp.stop_token_ids.end(), tok.token) != sp.stop_token_ids.end();
+    FinishReason reason = FinishReason::finish_none;
+    RequestOutput out;
+    if (is_eos || is_stop) {  // (the sampler masks both before min_tokens)
+      reason = FinishReason::finish_stop;
+      out.stop_token = tok.token;
+    } else if (seq.n_generated() >= sp.max_tokens || int64_t(seq.tokens.size()) >= max_model_len_) {
+      reason = FinishReason::finish_length;
+    }
+    out.tokens.push_back(std::move(tok));
+    if (reason == FinishReason::finish_none) {
+      out.id = seq.id;
+      out.n_prompt_tokens = seq.n_prompt;
+      out.n_cached_prompt_tokens = std::max(seq.n_cached_prompt, 0);
+      out.n_generated = seq.n_generated();
+      seq.on_output(std::move(out));
+    } else {
+      end_sequence(im.scheduler.remove(seq.id), reason, std::move(out));
+    }
+  }
+  ++im.stats.steps_total;
+  im.stats.scheduler_seconds_total += seconds_since(t3);
+  publish();
+  return true;
+}
+
+}  // namespace dsi

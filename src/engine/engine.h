@@ -1,0 +1,78 @@
+#pragma once
+// The serving engine: a queue of requests, a scheduler that forms each step's batch
+// (continuous batching, chunked prefill, prefix reuse, preemption by recompute), the model
+// runner, and the sampler. One thread runs the step loop; any thread may submit, finish or
+// abort requests and read stats. See docs/design/engine.md for the request lifecycle.
+#include <memory>
+
+#include "engine/model_runner.h"
+#include "engine/request.h"
+
+namespace dsi {
+
+struct EngineOptions {
+  int max_num_seqs = 256;              // running sequences at most
+  int max_num_batched_tokens = 2048;   // tokens per forward step (prefill chunks + decodes)
+  int64_t max_model_len = 0;           // prompt + output tokens; 0: min(max_position_embeddings, KV cache)
+  int max_waiting_requests = 4096;     // more are refused (Error "overloaded": the server answers 503)
+};
+
+// A snapshot for /metrics and logs.
+struct EngineStats {
+  int n_running = 0;
+  int n_waiting = 0;
+  int64_t kv_blocks_total = 0;
+  int64_t kv_blocks_used = 0;    // held by sequences
+  int64_t kv_blocks_cached = 0;  // free but holding reusable prefixes
+  int64_t prefix_queried_tokens = 0;
+  int64_t prefix_hit_tokens = 0;
+  int64_t prompt_tokens_total = 0;      // prompt tokens computed (cache hits excluded)
+  int64_t generation_tokens_total = 0;
+  int64_t preemptions_total = 0;
+  int64_t steps_total = 0;
+  double scheduler_seconds_total = 0;  // scheduling and bookkeeping, forward and sampling excluded
+  double forward_seconds_total = 0;
+  double sampling_seconds_total = 0;
+};
+
+class Engine {
+ public:
+  Engine(ModelRunner& runner, const EngineOptions& options);  // the runner must outlive the engine
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  const EngineOptions& options() const { return options_; }
+  int64_t max_model_len() const { return max_model_len_; }
+  const ModelConfig& config() const { return runner_.config(); }
+
+  // Queues a request and returns its id. Throws Error (naming the problem) for an empty or
+  // too long prompt, ids outside the vocabulary, invalid sampling parameters, or when the
+  // waiting queue is full or the engine is shutting down. Thread-safe.
+  RequestId submit(EngineRequest request);
+  // Ends a request: its last event carries `reason` and its KV blocks are freed at the next
+  // step. Unknown or finished ids are ignored. Thread-safe, never blocks on a step.
+  void finish(RequestId id, FinishReason reason);
+  void abort(RequestId id) { finish(id, FinishReason::finish_abort); }
+
+  // Runs steps until stop(); sleeps while there is no work. Call from one thread.
+  void run();
+  // Makes run() return after the current step. With drain, new submits are refused at once and
+  // run() first completes every queued and running request. Thread-safe.
+  void stop(bool drain);
+  // One scheduling step; returns false when there was nothing to do. For callers that drive
+  // the engine themselves (the generate command, tests); not together with run().
+  bool step();
+  bool has_work();  // thread-safe
+
+  EngineStats stats() const;  // thread-safe
+
+ private:
+  struct Impl;
+  ModelRunner& runner_;
+  EngineOptions options_;
+  int64_t max_model_len_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dsi

@@ -1,0 +1,76 @@
+#pragma once
+// What a client asks of the engine and what it gets back, in token ids. Text (chat templates,
+// detokenization, stop strings) is the server's business; the engine sees ids only.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dsi {
+
+using RequestId = uint64_t;
+
+// OpenAI / vLLM sampling parameters (their names and meanings).
+struct SamplingParams {
+  double temperature = 1.0;         // 0: greedy (argmax, first index on ties)
+  double top_p = 1.0;               // (0, 1]
+  int top_k = 0;                    // 0 or -1: off
+  double min_p = 0.0;               // [0, 1]
+  double presence_penalty = 0.0;    // [-2, 2], on generated tokens
+  double frequency_penalty = 0.0;   // [-2, 2], on generated tokens
+  double repetition_penalty = 1.0;  // > 0, on prompt and generated tokens
+  std::optional<uint64_t> seed;     // reproducible sampling; otherwise seeded at random
+  int max_tokens = 16;              // >= 1
+  int min_tokens = 0;               // EOS and stop tokens are masked before this many tokens
+  bool ignore_eos = false;
+  std::vector<int32_t> stop_token_ids;
+  int logprobs = -1;  // -1: none; 0: the chosen token's; N: and the N most likely (<= 20)
+};
+
+struct TokenLogprob {
+  int32_t token;
+  float logprob;
+};
+
+struct GeneratedToken {
+  int32_t token;
+  float logprob = 0;              // of the chosen token under the model (raw log-softmax)
+  std::vector<TokenLogprob> top;  // the sampling.logprobs most likely, best first
+};
+
+enum class FinishReason {
+  finish_none,    // still running
+  finish_stop,    // EOS, a stop token, or the server's stop string (via Engine::finish)
+  finish_length,  // max_tokens or the context length reached
+  finish_abort,   // cancelled (client gone, server shutting down)
+  finish_error,   // the request failed; `error` says why
+};
+const char* finish_reason_name(FinishReason r);  // "stop", "length", "abort", "error", or null
+
+// One event of a request, delivered in order. The last one has finish != finish_none.
+struct RequestOutput {
+  RequestId id = 0;
+  std::vector<GeneratedToken> tokens;  // new tokens since the previous event
+  FinishReason finish = FinishReason::finish_none;
+  std::optional<int32_t> stop_token;  // the EOS or stop token that ended it (included in tokens)
+  std::string error;
+  int n_prompt_tokens = 0;
+  int n_cached_prompt_tokens = 0;  // prompt tokens served from the prefix cache
+  int n_generated = 0;             // tokens generated so far, these included
+};
+
+// Called on the engine's thread for every event of the request; it must return quickly and
+// never call back into the engine synchronously except Engine::finish/abort (which only
+// queue). The server posts the event to the connection's I/O thread.
+using OutputCallback = std::function<void(RequestOutput&&)>;
+
+struct EngineRequest {
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  OutputCallback on_output;
+  std::chrono::steady_clock::time_point arrival = std::chrono::steady_clock::now();
+};
+
+}  // namespace dsi

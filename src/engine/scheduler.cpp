@@ -1,0 +1,128 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace dsi {
+
+Scheduler::Scheduler(KvBlockManager& blocks, int max_num_seqs, int max_num_batched_tokens)
+    : blocks_(blocks), max_num_seqs_(max_num_seqs), max_num_batched_tokens_(max_num_batched_tokens) {
+  if (max_num_seqs < 1) fail("--max-num-seqs must be at least 1, got {}", max_num_seqs);
+  if (max_num_batched_tokens < 1)
+    fail("--max-num-batched-tokens must be at least 1, got {}", max_num_batched_tokens);
+}
+
+void Scheduler::add(std::unique_ptr<Sequence> seq) { waiting_.push_back(std::move(seq)); }
+
+bool Scheduler::reserve(Sequence& seq, int n_tokens) {
+  const size_t need = size_t((n_tokens + blocks_.block_size() - 1) / blocks_.block_size());
+  while (seq.block_table.size() < need) {
+    auto b = blocks_.allocate();
+    if (!b) return false;
+    seq.block_table.push_back(*b);
+  }
+  return true;
+}
+
+void Scheduler::preempt(Sequence& seq) {
+  blocks_.release(seq.block_table);
+  seq.block_table.clear();
+  seq.block_hashes.clear();
+  seq.n_computed = 0;
+  ++n_preemptions_;
+}
+
+void Scheduler::match_prefix(Sequence& seq) {
+  // At least the last token is computed: its logits give the next token.
+  const int bs = blocks_.block_size();
+  const int64_t max_blocks = (int64_t(seq.tokens.size()) - 1) / bs;
+  seq.block_table = blocks_.match_prefix(seq.tokens, max_blocks);
+  uint64_t parent = kKvRootHash;
+  for (size_t b = 0; b < seq.block_table.size(); ++b) {
+    parent = kv_block_hash(parent, std::span(seq.tokens).subspan(b * size_t(bs), size_t(bs)));
+    seq.block_hashes.push_back(parent);
+  }
+  seq.n_computed = int(seq.block_table.size()) * bs;
+  if (seq.n_cached_prompt < 0) seq.n_cached_prompt = std::min(seq.n_computed, seq.n_prompt);
+  seq.n_prompt_computed_ever = std::max(seq.n_prompt_computed_ever, std::min(seq.n_computed, seq.n_prompt));
+}
+
+std::vector<ScheduledSequence> Scheduler::schedule() {
+  std::vector<ScheduledSequence> out;
+  int budget = max_num_batched_tokens_;
+  bool preempted = false;
+  for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+    Sequence& seq = *running_[i];
+    const int n_new = std::min(int(seq.tokens.size()) - seq.n_computed, budget);
+    while (!reserve(seq, seq.n_computed + n_new)) {
+      // Free the newest sequence's blocks (possibly this one's) and push it back to the front
+      // of the queue, so it is the next one admitted.
+      std::unique_ptr<Sequence> victim = std::move(running_.back());
+      running_.pop_back();
+      preempt(*victim);
+      preempted = true;
+      const bool self = victim.get() == &seq;
+      waiting_.push_front(std::move(victim));
+      if (self) break;
+    }
+    if (i >= running_.size()) break;  // this sequence was the one preempted
+    out.push_back({&seq, n_new, seq.n_computed + n_new == int(seq.tokens.size())});
+    budget -= n_new;
+  }
+  // New work only when nothing had to make room this step.
+  while (!preempted && budget > 0 && !waiting_.empty() && int(running_.size()) < max_num_seqs_) {
+    Sequence& seq = *waiting_.front();
+    if (seq.n_computed == 0) match_prefix(seq);
+    const int n_new = std::min(int(seq.tokens.size()) - seq.n_computed, budget);
+    if (!reserve(seq, seq.n_computed + n_new)) {
+      blocks_.release(seq.block_table);  // keep nothing while waiting
+      seq.block_table.clear();
+      seq.block_hashes.clear();
+      seq.n_computed = 0;
+      break;
+    }
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+    out.push_back({&seq, n_new, seq.n_computed + n_new == int(seq.tokens.size())});
+    budget -= n_new;
+  }
+  return out;
+}
+
+void Scheduler::computed(const ScheduledSequence& s) {
+  Sequence& seq = *s.seq;
+  seq.n_computed += s.n_new;
+  seq.n_prompt_computed_ever = std::max(seq.n_prompt_computed_ever, std::min(seq.n_computed, seq.n_prompt));
+  const int bs = blocks_.block_size();
+  for (size_t b = seq.block_hashes.size(); b < size_t(seq.n_computed / bs); ++b) {
+    auto tokens = std::span(seq.tokens).subspan(b * size_t(bs), size_t(bs));
+    const uint64_t parent = b == 0 ? kKvRootHash : seq.block_hashes[b - 1];
+    const uint64_t h = kv_block_hash(parent, tokens);
+    blocks_.register_full_block(seq.block_table[b], h, parent, tokens);
+    seq.block_hashes.push_back(h);
+  }
+}
+
+std::vector<RequestId> Scheduler::ids() const {
+  std::vector<RequestId> out;
+  for (const auto& s : running_) out.push_back(s->id);
+  for (const auto& s : waiting_) out.push_back(s->id);
+  return out;
+}
+
+std::unique_ptr<Sequence> Scheduler::remove(RequestId id) {
+  auto take = [&](auto& queue) -> std::unique_ptr<Sequence> {
+    auto it = std::find_if(queue.begin(), queue.end(), [&](const auto& s) { return s->id == id; });
+    if (it == queue.end()) return nullptr;
+    std::unique_ptr<Sequence> seq = std::move(*it);
+    queue.erase(it);
+    blocks_.release(seq->block_table);
+    seq->block_table.clear();
+    return seq;
+  };
+  if (auto s = take(running_)) return s;
+  return take(waiting_);
+}
+
+}  // namespace dsi

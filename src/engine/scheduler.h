@@ -1,0 +1,75 @@
+#pragma once
+// Chooses each step's work: which sequences run, how many of their tokens, which KV blocks
+// they write. First-come first-served: running sequences keep their place and get their
+// decode token (or next prefill chunk) before any waiting request is admitted; a request is
+// admitted only when every earlier one was. When blocks run out, the most recently admitted
+// running sequence is preempted (its blocks freed, recomputed later from its tokens) until
+// the older ones fit. Owned and called by the engine's thread only.
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "engine/request.h"
+#include "engine/sampler.h"
+#include "kvcache/block_manager.h"
+
+namespace dsi {
+
+struct Sequence {
+  Sequence(RequestId id_, EngineRequest&& r)
+      : id(id_), tokens(std::move(r.prompt)), n_prompt(int(tokens.size())), sampling(r.sampling),
+        sampler(r.sampling), on_output(std::move(r.on_output)), arrival(r.arrival) {}
+
+  RequestId id;
+  std::vector<int32_t> tokens;  // prompt, then generated tokens
+  int n_prompt;
+  int n_computed = 0;               // tokens whose keys are in the cache
+  int n_prompt_computed_ever = 0;   // for the prompt-token counter (recomputes excluded)
+  int n_cached_prompt = -1;         // prefix-cache hits at first admission (-1: not admitted yet)
+  std::vector<int32_t> block_table;
+  std::vector<uint64_t> block_hashes;  // chained hashes of the leading full blocks
+  SamplingParams sampling;
+  SamplerState sampler;
+  OutputCallback on_output;
+  std::chrono::steady_clock::time_point arrival;
+
+  int n_generated() const { return int(tokens.size()) - n_prompt; }
+  std::span<const int32_t> generated() const { return std::span(tokens).subspan(size_t(n_prompt)); }
+};
+
+struct ScheduledSequence {
+  Sequence* seq;
+  int n_new;     // tokens computed this step, from seq->n_computed on
+  bool samples;  // its last token is the newest: a new token is sampled from its logits
+};
+
+class Scheduler {
+ public:
+  Scheduler(KvBlockManager& blocks, int max_num_seqs, int max_num_batched_tokens);
+
+  void add(std::unique_ptr<Sequence> seq);  // joins the back of the waiting queue
+  std::vector<ScheduledSequence> schedule();
+  // After the step's forward: counts the computed tokens and shares newly full blocks.
+  void computed(const ScheduledSequence& s);
+  // Removes a sequence (finished or aborted) and frees its blocks.
+  std::unique_ptr<Sequence> remove(RequestId id);
+
+  bool empty() const { return running_.empty() && waiting_.empty(); }
+  std::vector<RequestId> ids() const;  // every running and waiting sequence
+  int n_running() const { return int(running_.size()); }
+  int n_waiting() const { return int(waiting_.size()); }
+  int64_t n_preemptions() const { return n_preemptions_; }
+
+ private:
+  bool reserve(Sequence& seq, int n_tokens);  // blocks for the first n_tokens tokens
+  void preempt(Sequence& seq);
+  void match_prefix(Sequence& seq);
+
+  KvBlockManager& blocks_;
+  int max_num_seqs_, max_num_batched_tokens_;
+  std::vector<std::unique_ptr<Sequence>> running_;  // in admission order
+  std::deque<std::unique_ptr<Sequence>> waiting_;
+  int64_t n_preemptions_ = 0;
+};
+
+}  // namespace dsi
