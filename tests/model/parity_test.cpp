@@ -137,7 +137,7 @@ TEST_P(Parity, ChunkedPrefillEqualsOneShot) {
   for (size_t i = 0; i < vocab; ++i) ASSERT_NEAR(last[i], want[i], 1e-3) << i;
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, Parity, ::testing::Values("tiny-v2-lite", "tiny-v3-fp8"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, Parity, ::testing::Values("tiny-v2-lite", "tiny-v3-fp8", "tiny-v2-group", "tiny-v3-odd"));
 
 }  // namespace
 }  // namespace dsi

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this): installs what is missing, builds
+# Release and runs every test, then builds with AddressSanitizer + UBSan and runs the tests
+# again there (tests labelled `slow` are left out of the sanitizer pass).
+#   scripts/test.sh            both passes
+#   SKIP_ASAN=1 scripts/test.sh   the Release pass only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SKIP_BUILD=1 scripts/setup.sh
+
+jobs=$(nproc)
+echo "== Release build and tests"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure --timeout 900
+
+if [ "${SKIP_ASAN:-0}" != 1 ]; then
+  echo "== AddressSanitizer + UBSan build and tests"
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDSINFER_SANITIZE=ON -DDSINFER_BENCH=OFF
+  cmake --build build-asan -j"$jobs"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan --output-on-failure --timeout 1800 --label-exclude slow
+fi
+echo "== all tests passed"

@@ -1,0 +1,81 @@
+"""`dsinfer logits` and `dsinfer generate` exactly as the held-out checks run them: every fixture,
+every prompt, max |logit - reference| < 1e-3 and the 24 greedy tokens identical; and the
+errors a user can cause (bad flags, missing or broken models) give a message and a non-zero exit."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(__file__))
+import safetensors_io  # noqa: E402
+
+BIN = os.environ["DSINFER_BIN"]
+DATA = os.environ["DSINFER_DATA"]
+FIXTURES = ["tiny-v2-lite", "tiny-v3-fp8", "tiny-v2-group", "tiny-v3-odd"]
+
+
+def dsinfer(*args, check=True):
+    r = subprocess.run([BIN, "--log-level", "warn", *args], capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"dsinfer {' '.join(args)} failed ({r.returncode}): {r.stderr}")
+    return r
+
+
+def check_fixture(model, tmp):
+    ref = safetensors_io.read(os.path.join(DATA, model, "reference.safetensors"))
+    for k in range(4):
+        ids = ref[f"prompt{k}.input_ids"][1]
+        tokens = ",".join(map(str, ids))
+        out = os.path.join(tmp, f"{model}-{k}.safetensors")
+        dsinfer("logits", "--model", os.path.join(DATA, model), "--tokens", tokens, "--out", out)
+        shape, got = safetensors_io.read(out)["logits"]
+        ref_shape, want = ref[f"prompt{k}.logits"]
+        assert shape == ref_shape, (model, k, shape, ref_shape)
+        diff = max(abs(a - b) for a, b in zip(got, want))
+        assert diff < 1e-3, (model, k, diff)
+        r = dsinfer("generate", "--model", os.path.join(DATA, model), "--tokens", tokens, "--max-tokens", "24",
+                    "--temperature", "0", "--json")
+        generated = json.loads(r.stdout)["token_ids"]
+        assert generated == ref[f"prompt{k}.greedy_ids"][1], (model, k, generated)
+        print(f"{model} prompt{k}: {len(ids)} tokens, max |diff| {diff:.2e}, greedy ok")
+
+
+def expect_error(args, text):
+    r = dsinfer(*args, check=False)
+    assert r.returncode != 0, f"{args} succeeded"
+    assert text in r.stderr, f"{args}: expected '{text}' in stderr, got: {r.stderr}"
+
+
+def check_errors(tmp):
+    lite = os.path.join(DATA, "tiny-v2-lite")
+    expect_error(["generate", "--model", "/nonexistent", "--tokens", "0"], "no such folder")
+    expect_error(["generate", "--model", lite, "--tokens", "0,x,2"], "'x' is not a token id")
+    expect_error(["generate", "--model", lite, "--tokens", "0,5000"], "outside the vocabulary")
+    expect_error(["generate", "--model", lite, "--tokens", "0", "--max-tokens", "0"], "max_tokens")
+    expect_error(["generate", "--model", lite, "--tokens", "0", "--load-format", "pickle"], "--load-format")
+    expect_error(["logits", "--model", lite, "--tokens", "0"], "--out is required")
+    broken = os.path.join(tmp, "broken")
+    os.mkdir(broken)
+    for name in os.listdir(lite):
+        src = os.path.join(lite, name)
+        data = open(src, "rb").read()
+        if name == "model-00002-of-00002.safetensors":
+            data = data[: len(data) // 2]  # truncated shard
+        open(os.path.join(broken, name), "wb").write(data)
+    expect_error(["generate", "--model", broken, "--tokens", "0"], "model-00002-of-00002.safetensors")
+    config = json.load(open(os.path.join(lite, "config.json")))
+    config["topk_method"] = "best_guess"
+    json.dump(config, open(os.path.join(broken, "config.json"), "w"))
+    expect_error(["generate", "--model", broken, "--tokens", "0"], 'topk_method = "best_guess"')
+    print("error cases ok")
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in FIXTURES:
+            check_fixture(model, tmp)
+        check_errors(tmp)
+
+
+main()
