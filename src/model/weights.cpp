@@ -6,6 +6,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <deque>
 
 #include "core/aligned_buffer.h"
 #include "core/error.h"
@@ -31,7 +32,7 @@ class CheckpointStorage : public WeightStorage {
  public:
   explicit CheckpointStorage(const std::string& dir) : checkpoint(dir) {}
   Checkpoint checkpoint;
-  std::vector<AlignedBuffer> copies;  // float32 vectors, and tensors the file left misaligned
+  std::deque<AlignedBuffer> copies;  // float32 vectors, and tensors the file left misaligned (deque: stable addresses)
 
   const void* aligned(const SafetensorsEntry& e) {
     size_t align = dtype_size(e.dtype);
@@ -124,7 +125,7 @@ namespace {
 
 class DummyStorage : public WeightStorage {
  public:
-  std::vector<AlignedBuffer> buffers;
+  std::deque<AlignedBuffer> buffers;  // deque: references stay valid as buffers are added
 };
 
 // Counter-based random numbers (splitmix64): element i of tensor k has a fixed value whatever
