@@ -26,17 +26,27 @@ function(dsi_library name)
 endfunction()
 
 # dsi_test(NAME SRCS a_test.cpp DEPS lib ... [LABELS slow])
-# A GoogleTest binary registered with CTest; tests run from the source tree's tests/ folder
-# so that they find tests/data.
+# A GoogleTest binary registered with CTest, run from the source tree's tests/ folder.
 function(dsi_test name)
   cmake_parse_arguments(ARG "" "" "SRCS;DEPS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SRCS})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gtest_main)
   dsi_common_flags(${name})
   include(GoogleTest)
+  # Tests find their data and the binary from compile-time defaults (tests/common/test_paths.h):
+  # gtest_discover_tests cannot pass list-valued properties such as a two-variable ENVIRONMENT.
+  target_compile_definitions(${name} PRIVATE DSINFER_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+                                             DSINFER_BIN_DIR="${CMAKE_BINARY_DIR}/bin")
+  set(props "")
+  if(ARG_LABELS)
+    list(LENGTH ARG_LABELS n_labels)
+    if(NOT n_labels EQUAL 1)
+      message(FATAL_ERROR "dsi_test(${name}): one label at most")
+    endif()
+    set(props PROPERTIES LABELS ${ARG_LABELS})
+  endif()
   gtest_discover_tests(${name} WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/tests
-    PROPERTIES ENVIRONMENT "DSINFER_BIN=${CMAKE_BINARY_DIR}/bin/dsinfer;DSINFER_DATA=${PROJECT_SOURCE_DIR}/tests/data"
-               LABELS "${ARG_LABELS}"
+    ${props}
     DISCOVERY_TIMEOUT 60)
 endfunction()
 

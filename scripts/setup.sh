@@ -9,6 +9,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libboost-dev            # Boost.Asio / Beast: the HTTP server and the bench client (header-only)
   libpcre2-dev            # Unicode regexes of the tokenizer's pre-tokenizers (JIT)
+  libicu-dev              # Unicode normalisation and character properties of the tokenizer
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
   libgtest-dev libgmock-dev
   libopenmpi-dev openmpi-bin   # multi-process runs (mpirun)

@@ -7,14 +7,17 @@
 
 namespace dsi::test {
 
+// The build compiles in the source tree and the binary folder (dsi_test in cmake/dsi.cmake);
+// DSINFER_DATA and DSINFER_BIN override them.
+inline std::string source_dir() { return DSINFER_SOURCE_DIR; }
 inline std::string data_dir() {
   const char* d = std::getenv("DSINFER_DATA");
-  return d ? d : "data";
+  return d ? d : DSINFER_SOURCE_DIR "/tests/data";
 }
 inline std::string data_path(const std::string& rel) { return data_dir() + "/" + rel; }
 inline std::string dsinfer_bin() {
   const char* b = std::getenv("DSINFER_BIN");
-  return b ? b : "dsinfer";
+  return b ? b : DSINFER_BIN_DIR "/dsinfer";
 }
 
 // A fresh temporary folder, removed when the object dies.

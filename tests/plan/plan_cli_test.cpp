@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "../common/test_paths.h"
 #include "core/json.h"
 
 namespace {
@@ -29,8 +30,7 @@ std::string slurp(const fs::path& p) {
 
 // Runs dsinfer with args (already shell-quoted) from `cwd`.
 Result run(const std::string& args, const fs::path& cwd = fs::current_path()) {
-  const char* bin = std::getenv("DSINFER_BIN");
-  if (!bin) throw std::runtime_error("DSINFER_BIN is not set (run through ctest)");
+  const std::string bin = dsi::test::dsinfer_bin();
   const fs::path dir = fs::temp_directory_path() / ("dsinfer_plan_cli_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const std::string cmd = "cd '" + cwd.string() + "' && '" + bin + "' " + args + " >'" + (dir / "out").string() +
