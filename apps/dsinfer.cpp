@@ -5,10 +5,13 @@
 #include <cstdio>
 #include <exception>
 
+#include "bench/commands.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "engine/commands.h"
 #include "plan/commands.h"
+#include "server/commands.h"
+#include "tokenizer/commands.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"dsinfer: an inference engine for DeepSeek mixture-of-experts models"};
@@ -22,6 +25,9 @@ int main(int argc, char** argv) {
   // Subcommands, one register call per module that has them.
   dsi::register_engine_commands(app);
   dsi::register_plan_commands(app);
+  dsi::register_server_commands(app);
+  dsi::register_bench_commands(app);
+  dsi::register_tokenizer_commands(app);
 
   try {
     app.parse(argc, argv);

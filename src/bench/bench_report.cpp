@@ -1,0 +1,172 @@
+#include "bench/bench_report.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <sstream>
+
+namespace dsi::bench {
+
+Distribution distribution(std::vector<double> v) {
+  Distribution d;
+  if (v.empty()) return d;
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) {
+    double pos = q * double(v.size() - 1);
+    size_t lo = size_t(std::floor(pos)), hi = std::min(lo + 1, v.size() - 1);
+    return v[lo] + (v[hi] - v[lo]) * (pos - double(lo));
+  };
+  d.count = int64_t(v.size());
+  d.mean = std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
+  d.min = v.front();
+  d.max = v.back();
+  d.p50 = at(0.50);
+  d.p90 = at(0.90);
+  d.p99 = at(0.99);
+  return d;
+}
+
+ServerCounters parse_server_counters(const std::string& text) {
+  ServerCounters c;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("dsinfer_engine_", 0) != 0 && line.rfind("dsinfer_num_preemptions_total", 0) != 0 &&
+        line.rfind("dsinfer_prefix_cache_", 0) != 0)
+      continue;
+    size_t space = line.rfind(' ');
+    if (space == std::string::npos || line.find('{') != std::string::npos) continue;
+    try {
+      c[line.substr(0, space)] = std::stod(line.substr(space + 1));
+    } catch (const std::exception&) {
+    }
+  }
+  return c;
+}
+
+namespace {
+
+Json server_delta(const ServerCounters& before, const ServerCounters& after) {
+  auto delta = [&](const char* name) {
+    auto a = after.find(name), b = before.find(name);
+    return a == after.end() ? 0.0 : a->second - (b == before.end() ? 0.0 : b->second);
+  };
+  double steps = delta("dsinfer_engine_steps_total");
+  if (after.empty() || steps <= 0) return nullptr;
+  return Json{{"steps", steps},
+              {"scheduler_ms_per_step", 1e3 * delta("dsinfer_engine_scheduler_seconds_total") / steps},
+              {"forward_ms_per_step", 1e3 * delta("dsinfer_engine_forward_seconds_total") / steps},
+              {"sampling_ms_per_step", 1e3 * delta("dsinfer_engine_sampling_seconds_total") / steps},
+              {"preemptions", delta("dsinfer_num_preemptions_total")},
+              {"prefix_cache_hit_tokens", delta("dsinfer_prefix_cache_hits_total")}};
+}
+
+Json distribution_json(const Distribution& d) {
+  return Json{{"count", d.count}, {"mean", d.mean}, {"min", d.min}, {"max", d.max},
+              {"p50", d.p50},     {"p90", d.p90},   {"p99", d.p99}};
+}
+
+}  // namespace
+
+BenchReport make_report(const BenchOptions& opts, const std::string& model, const LoadRun& run,
+                        const ServerCounters& before, const ServerCounters& after) {
+  BenchReport r;
+  r.endpoint = opts.endpoint == Endpoint::endpoint_chat ? "chat" : "completions";
+  r.model = model;
+  r.num_prompts = int(run.results.size());
+  r.concurrency = opts.concurrency;
+  r.request_rate = opts.request_rate;
+  r.duration_s = run.duration_s;
+  std::vector<double> ttft, tpot, itl, e2e;
+  for (const StreamResult& s : run.results) {
+    if (!s.ok) {
+      ++r.failed;
+      if (std::find(r.errors.begin(), r.errors.end(), s.error) == r.errors.end() && r.errors.size() < 10)
+        r.errors.push_back(s.error);
+      continue;
+    }
+    ++r.completed;
+    r.total_input_tokens += std::max<int64_t>(s.prompt_tokens, 0);
+    r.total_output_tokens += s.output_tokens;
+    ttft.push_back(1e3 * s.ttft);
+    e2e.push_back(1e3 * s.e2e);
+    if (s.output_tokens > 1) tpot.push_back(1e3 * (s.e2e - s.ttft) / double(s.output_tokens - 1));
+    for (double gap : s.itl) itl.push_back(1e3 * gap);
+  }
+  r.ttft_ms = distribution(std::move(ttft));
+  r.tpot_ms = distribution(std::move(tpot));
+  r.itl_ms = distribution(std::move(itl));
+  r.e2e_ms = distribution(std::move(e2e));
+  if (r.duration_s > 0) {
+    r.request_throughput = double(r.completed) / r.duration_s;
+    r.output_throughput = double(r.total_output_tokens) / r.duration_s;
+    r.total_token_throughput = double(r.total_input_tokens + r.total_output_tokens) / r.duration_s;
+  }
+  r.server = server_delta(before, after);
+  return r;
+}
+
+std::string format_table(const BenchReport& r) {
+  std::string out;
+  auto it = std::back_inserter(out);
+  fmt::format_to(it, "================ dsinfer bench ================\n");
+  fmt::format_to(it, "{:<28}{}\n", "Server:", r.base_url);
+  fmt::format_to(it, "{:<28}{} ({})\n", "Model:", r.model, r.endpoint);
+  fmt::format_to(it, "{:<28}{}\n", "Concurrency:", r.concurrency);
+  fmt::format_to(it, "{:<28}{}\n", "Request rate (req/s):",
+                 std::isinf(r.request_rate) ? std::string("inf") : fmt::format("{:g}", r.request_rate));
+  fmt::format_to(it, "{:<28}{}\n", "Successful requests:", r.completed);
+  fmt::format_to(it, "{:<28}{}\n", "Failed requests:", r.failed);
+  fmt::format_to(it, "{:<28}{:.2f}\n", "Duration (s):", r.duration_s);
+  fmt::format_to(it, "{:<28}{}\n", "Total input tokens:", r.total_input_tokens);
+  fmt::format_to(it, "{:<28}{}\n", "Total output tokens:", r.total_output_tokens);
+  fmt::format_to(it, "{:<28}{:.2f}\n", "Request throughput (req/s):", r.request_throughput);
+  fmt::format_to(it, "{:<28}{:.2f}\n", "Output throughput (tok/s):", r.output_throughput);
+  fmt::format_to(it, "{:<28}{:.2f}\n", "Total throughput (tok/s):", r.total_token_throughput);
+  fmt::format_to(it, "{:-<47}\n{:<16}{:>9}{:>9}{:>9}{:>9}\n", "", "(ms)", "mean", "p50", "p90", "p99");
+  auto row = [&](const char* name, const Distribution& d) {
+    fmt::format_to(it, "{:<16}{:>9.2f}{:>9.2f}{:>9.2f}{:>9.2f}\n", name, d.mean, d.p50, d.p90, d.p99);
+  };
+  row("TTFT", r.ttft_ms);
+  row("TPOT", r.tpot_ms);
+  row("ITL", r.itl_ms);
+  row("E2E latency", r.e2e_ms);
+  if (!r.server.is_null()) {
+    fmt::format_to(it, "{:-<47}\n", "");
+    fmt::format_to(it, "{:<28}{}\n", "Engine steps:", r.server["steps"].get<double>());
+    fmt::format_to(it, "{:<28}{:.3f}\n", "Scheduler (ms/step):", r.server["scheduler_ms_per_step"].get<double>());
+    fmt::format_to(it, "{:<28}{:.3f}\n", "Forward (ms/step):", r.server["forward_ms_per_step"].get<double>());
+    fmt::format_to(it, "{:<28}{:.3f}\n", "Sampling (ms/step):", r.server["sampling_ms_per_step"].get<double>());
+    fmt::format_to(it, "{:<28}{}\n", "Preemptions:", r.server["preemptions"].get<double>());
+  }
+  for (const auto& e : r.errors) fmt::format_to(it, "error: {}\n", e);
+  fmt::format_to(it, "{:=<47}\n", "");
+  return out;
+}
+
+Json report_json(const BenchReport& r) {
+  return Json{{"base_url", r.base_url},
+              {"endpoint", r.endpoint},
+              {"model", r.model},
+              {"num_prompts", r.num_prompts},
+              {"concurrency", r.concurrency},
+              {"request_rate", std::isinf(r.request_rate) ? Json("inf") : Json(r.request_rate)},
+              {"duration_s", r.duration_s},
+              {"completed", r.completed},
+              {"failed", r.failed},
+              {"errors", r.errors},
+              {"total_input_tokens", r.total_input_tokens},
+              {"total_output_tokens", r.total_output_tokens},
+              {"request_throughput", r.request_throughput},
+              {"output_throughput", r.output_throughput},
+              {"total_token_throughput", r.total_token_throughput},
+              {"ttft_ms", distribution_json(r.ttft_ms)},
+              {"tpot_ms", distribution_json(r.tpot_ms)},
+              {"itl_ms", distribution_json(r.itl_ms)},
+              {"e2e_ms", distribution_json(r.e2e_ms)},
+              {"server", r.server}};
+}
+
+}  // namespace dsi::bench

@@ -1,0 +1,44 @@
+#pragma once
+// What a benchmark measured: throughput, latency percentiles and failures, as a table for
+// people and a JSON document for scripts.
+#include <map>
+#include <string>
+#include <vector>
+
+#include "bench/bench_options.h"
+#include "bench/load_generator.h"
+#include "core/json.h"
+
+namespace dsi::bench {
+
+struct Distribution {
+  int64_t count = 0;
+  double mean = 0, min = 0, max = 0, p50 = 0, p90 = 0, p99 = 0;
+};
+// Percentiles by linear interpolation between order statistics (numpy's default).
+Distribution distribution(std::vector<double> values);
+
+// Counters of a dsinfer server's /metrics (empty when there is none).
+using ServerCounters = std::map<std::string, double>;
+ServerCounters parse_server_counters(const std::string& prometheus_text);
+
+struct BenchReport {
+  std::string base_url, endpoint, model;
+  int num_prompts = 0;
+  int concurrency = 0;
+  double request_rate = 0;
+  double duration_s = 0;
+  int64_t completed = 0, failed = 0;
+  std::vector<std::string> errors;  // the first few distinct ones
+  int64_t total_input_tokens = 0, total_output_tokens = 0;
+  double request_throughput = 0, output_throughput = 0, total_token_throughput = 0;
+  Distribution ttft_ms, tpot_ms, itl_ms, e2e_ms;
+  Json server;  // dsinfer's engine counters over the run, or null
+};
+
+BenchReport make_report(const BenchOptions& opts, const std::string& model, const LoadRun& run,
+                        const ServerCounters& before, const ServerCounters& after);
+std::string format_table(const BenchReport& r);
+Json report_json(const BenchReport& r);
+
+}  // namespace dsi::bench

@@ -1,0 +1,25 @@
+#pragma once
+// The requests a benchmark sends: random prompts of set lengths, or prompts from a JSON-lines
+// file ({"prompt": "text" | [ids]} or {"messages": [...]}, optional "max_tokens").
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bench/bench_options.h"
+#include "core/json.h"
+
+namespace dsi::bench {
+
+struct BenchPrompt {
+  Json prompt;         // completions: a string or an array of token ids; chat: the messages array
+  int max_tokens = 0;
+  int64_t expected_input_len = 0;  // what was asked for (the server's usage says what it counted)
+};
+
+// num_prompts prompts from opts (random, seeded) or opts.prompts_file (cycled when shorter).
+std::vector<BenchPrompt> make_prompts(const BenchOptions& opts);
+
+// The JSON body of one streaming request.
+std::string request_body(const BenchOptions& opts, const std::string& model, const BenchPrompt& p);
+
+}  // namespace dsi::bench

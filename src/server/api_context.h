@@ -1,0 +1,32 @@
+#pragma once
+// What every API handler shares: the engine, the tokenizer, the metrics and the serving
+// options. Built once by `dsinfer serve`; the engine and metrics are thread-safe, the rest
+// is immutable while serving.
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "server/metrics.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dsi::server {
+
+struct ApiOptions {
+  std::vector<std::string> served_model_names;  // the first is reported in responses
+  std::string api_key;                          // empty: no authentication
+  bool reasoning_parser_r1 = false;             // --reasoning-parser deepseek-r1
+  bool tool_parser_v3 = false;                  // --tool-call-parser deepseek-v3
+  int64_t created = 0;                          // unix time the server started (/v1/models)
+};
+
+struct ApiContext {
+  Engine& engine;
+  const Tokenizer& tokenizer;
+  ServerMetrics& metrics;
+  ApiOptions options;
+  std::atomic<bool> draining{false};  // shutting down: generation requests get 503
+  const std::string& model_name() const { return options.served_model_names.front(); }
+};
+
+}  // namespace dsi::server

@@ -1,0 +1,135 @@
+// POST /v1/completions and /v1/chat/completions: from the validated request to token-id
+// prompts (tokenizer, chat template), the context-length checks, then the generation.
+#include <algorithm>
+
+#include "server/api_error.h"
+#include "server/api_handlers.h"
+#include "server/generation.h"
+#include "server/openai_request.h"
+
+namespace dsi::server {
+
+Json parse_request_body(std::string_view body) {
+  if (body.empty()) fail_param("", "the request body is empty (expected a JSON object)");
+  try {
+    return Json::parse(body);
+  } catch (const Json::parse_error& e) {
+    // nlohmann names the byte offset and, for bad UTF-8, says "ill-formed UTF-8 byte".
+    fail_param("", "malformed JSON in the request body: {}", e.what());
+  }
+}
+
+void check_model_name(const ApiContext& context, const std::string& model) {
+  if (model.empty()) return;
+  const auto& names = context.options.served_model_names;
+  if (std::find(names.begin(), names.end(), model) == names.end())
+    throw ApiError(404, fmt::format("The model `{}` does not exist (this server serves `{}`)", model, names.front()),
+                   "model", "NotFoundError");
+}
+
+namespace {
+
+void check_not_draining(const ApiContext& context) {
+  if (context.draining) throw ApiError(503, "the server is shutting down and accepts no new requests");
+}
+
+void check_vocabulary(const ApiContext& context, const std::vector<int32_t>& ids, const char* param) {
+  const int64_t vocab = context.engine.config().vocab_size;
+  for (int32_t id : ids)
+    if (id >= vocab)
+      fail_param(param, "prompt token id {} is outside the model's vocabulary of {} tokens{}", id, vocab,
+                 context.tokenizer.vocab_size() > vocab ? " (the tokenizer does not belong to this model)" : "");
+}
+
+// Sets the final max_tokens for every prompt: the request's (all must fit the context) or,
+// when it gave none (chat), what the longest prompt leaves of the context.
+void fit_context(const ApiContext& context, GenerationInput& in, const char* param) {
+  const int64_t max_len = context.engine.max_model_len();
+  size_t longest = 0;
+  for (const auto& p : in.prompts) {
+    if (p.empty()) fail_param(param, "the prompt is empty");
+    if (int64_t(p.size()) >= max_len)
+      fail_param(param,
+                 "the prompt has {} tokens, but the model's context length is {} tokens (prompt and output "
+                 "together); shorten the prompt",
+                 p.size(), max_len);
+    longest = std::max(longest, p.size());
+  }
+  GenerationOptions& o = in.options;
+  if (o.max_tokens) {
+    if (int64_t(longest) + *o.max_tokens > max_len)
+      fail_param("max_tokens",
+                 "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the "
+                 "prompt, {} for the completion). Please reduce the length of the prompt or the max_tokens.",
+                 max_len, int64_t(longest) + *o.max_tokens, longest, *o.max_tokens);
+    o.sampling.max_tokens = *o.max_tokens;
+  } else {
+    o.sampling.max_tokens = int(max_len - int64_t(longest));
+  }
+  if (o.sampling.min_tokens > o.sampling.max_tokens)
+    fail_param("min_tokens", "'min_tokens' ({}) exceeds the {} tokens left for the output", o.sampling.min_tokens,
+               o.sampling.max_tokens);
+}
+
+}  // namespace
+
+void handle_completions(ApiContext& context, const std::shared_ptr<HttpConnection>& connection,
+                        const HttpRequest& request) {
+  CompletionRequest r = parse_completion_request(parse_request_body(request.body()));
+  check_model_name(context, r.model);
+  check_not_draining(context);
+  GenerationInput in;
+  in.kind = ApiKind::api_completion;
+  const bool add_special = r.options.add_special_tokens.value_or(true);
+  for (auto& p : r.prompts) {
+    std::vector<int32_t> ids = p.text ? context.tokenizer.encode(*p.text, add_special) : std::move(p.ids);
+    check_vocabulary(context, ids, "prompt");
+    if (r.echo) in.echo_texts.push_back(p.text ? *p.text : context.tokenizer.decode(ids, false));
+    in.prompts.push_back(std::move(ids));
+  }
+  in.options = std::move(r.options);
+  fit_context(context, in, "prompt");
+  start_generation(context, connection, std::move(in));
+}
+
+namespace {
+
+// continue_final_message: the rendered conversation ends inside the last (assistant) message,
+// so generation continues it; the template's closing tokens after its content are cut.
+std::string cut_after_final_message(const std::string& text, const nlohmann::ordered_json& messages) {
+  const auto& content = messages.back()["content"];
+  std::string last = content.is_string() ? content.get<std::string>() : "";
+  size_t at = last.empty() ? std::string::npos : text.rfind(last);
+  if (at == std::string::npos)
+    fail_param("continue_final_message", "the chat template does not render the final message's content verbatim");
+  return text.substr(0, at + last.size());
+}
+
+}  // namespace
+
+void handle_chat_completions(ApiContext& context, const std::shared_ptr<HttpConnection>& connection,
+                             const HttpRequest& request) {
+  const std::string& raw = request.body();
+  ChatRequest r = parse_chat_request(parse_request_body(raw), raw);
+  check_model_name(context, r.model);
+  check_not_draining(context);
+  if (!context.tokenizer.has_chat_template())
+    throw ApiError(400, "the tokenizer has no chat template: give one with `dsinfer serve --chat-template FILE`, or "
+                        "use /v1/completions", "messages");
+  std::string text = with_context("chat template", [&] {
+    return context.tokenizer.apply_chat_template(r.messages, r.add_generation_prompt, r.tools, r.template_kwargs);
+  });
+  if (r.continue_final_message) text = cut_after_final_message(text, r.messages);
+  GenerationInput in;
+  in.kind = ApiKind::api_chat;
+  // The rendered template already holds the BOS.
+  std::vector<int32_t> ids = context.tokenizer.encode(text, r.options.add_special_tokens.value_or(false));
+  check_vocabulary(context, ids, "messages");
+  in.prompts.push_back(std::move(ids));
+  in.parse_tool_calls = context.options.tool_parser_v3 && !r.tools.is_null() && !r.tool_choice_none;
+  in.options = std::move(r.options);
+  fit_context(context, in, "messages");
+  start_generation(context, connection, std::move(in));
+}
+
+}  // namespace dsi::server

@@ -1,0 +1,131 @@
+#include "server/api_router.h"
+
+#include <string_view>
+
+#include "core/log.h"
+#include "server/api_error.h"
+#include "server/api_handlers.h"
+
+namespace dsi::server {
+
+namespace {
+
+enum class Route {
+  route_health,
+  route_metrics,
+  route_version,
+  route_models,
+  route_model,  // /v1/models/{id}
+  route_completions,
+  route_chat,
+  route_tokenize,
+  route_detokenize,
+  route_unknown
+};
+
+struct RouteInfo {
+  Route route;
+  http::verb method;
+  const char* name;  // the metrics label
+};
+
+RouteInfo find_route(std::string_view path) {
+  using V = http::verb;
+  if (path == "/health") return {Route::route_health, V::get, "/health"};
+  if (path == "/metrics") return {Route::route_metrics, V::get, "/metrics"};
+  if (path == "/version") return {Route::route_version, V::get, "/version"};
+  if (path == "/v1/models") return {Route::route_models, V::get, "/v1/models"};
+  if (path.substr(0, 11) == "/v1/models/" && path.size() > 11) return {Route::route_model, V::get, "/v1/models/{id}"};
+  if (path == "/v1/completions") return {Route::route_completions, V::post, "/v1/completions"};
+  if (path == "/v1/chat/completions") return {Route::route_chat, V::post, "/v1/chat/completions"};
+  if (path == "/tokenize") return {Route::route_tokenize, V::post, "/tokenize"};
+  if (path == "/detokenize") return {Route::route_detokenize, V::post, "/detokenize"};
+  return {Route::route_unknown, V::unknown, "other"};
+}
+
+// Compares in time independent of where the strings differ (the length is no secret).
+bool same_secret(std::string_view given, std::string_view key) {
+  if (given.size() != key.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < key.size(); ++i) diff |= static_cast<unsigned char>(given[i] ^ key[i]);
+  return diff == 0;
+}
+
+void check_api_key(const ApiContext& context, const HttpRequest& request) {
+  if (context.options.api_key.empty()) return;
+  std::string_view auth(request[http::field::authorization].data(), request[http::field::authorization].size());
+  constexpr std::string_view kBearer = "Bearer ";
+  if (auth.substr(0, kBearer.size()) != kBearer || !same_secret(auth.substr(kBearer.size()), context.options.api_key))
+    throw ApiError(401, auth.empty() ? "missing API key: send the header 'Authorization: Bearer <key>'"
+                                     : "invalid API key");
+}
+
+Json model_card(const ApiContext& context, const std::string& name) {
+  return Json{{"id", name},
+              {"object", "model"},
+              {"created", context.options.created},
+              {"owned_by", "dsinfer"},
+              {"root", context.model_name()},
+              {"parent", nullptr},
+              {"max_model_len", context.engine.max_model_len()},
+              {"permission", Json::array()}};
+}
+
+void dispatch(ApiContext& context, const std::shared_ptr<HttpConnection>& connection, const HttpRequest& request) {
+  std::string_view target(request.target().data(), request.target().size());
+  std::string_view path = target.substr(0, target.find('?'));
+  RouteInfo info = find_route(path);
+  if (info.route == Route::route_unknown)
+    throw ApiError(404, fmt::format("no route for {} {}", std::string_view(request.method_string().data(),
+                                                                            request.method_string().size()),
+                                    path));
+  connection->set_route(info.name);
+  if (request.method() != info.method)
+    throw ApiError(405, fmt::format("{} takes {}, not {}", info.name, http::to_string(info.method).to_string(),
+                                    request.method_string().to_string()));
+  if (path.substr(0, 4) == "/v1/") check_api_key(context, request);
+
+  switch (info.route) {
+    case Route::route_health:
+      if (context.draining) throw ApiError(503, "the server is shutting down");
+      return connection->send(200, "", "text/plain; charset=utf-8");
+    case Route::route_metrics:
+      return connection->send(200, context.metrics.render(context.engine.stats()),
+                              "text/plain; version=0.0.4; charset=utf-8");
+    case Route::route_version:
+      return connection->send_json(200, Json{{"version", "0.1.0"}});
+    case Route::route_models: {
+      Json data = Json::array();
+      for (const auto& name : context.options.served_model_names) data.push_back(model_card(context, name));
+      return connection->send_json(200, Json{{"object", "list"}, {"data", std::move(data)}});
+    }
+    case Route::route_model: {
+      std::string id(path.substr(11));
+      check_model_name(context, id);
+      return connection->send_json(200, model_card(context, id));
+    }
+    case Route::route_completions: return handle_completions(context, connection, request);
+    case Route::route_chat: return handle_chat_completions(context, connection, request);
+    case Route::route_tokenize: return handle_tokenize(context, connection, request);
+    case Route::route_detokenize: return handle_detokenize(context, connection, request);
+    case Route::route_unknown: break;
+  }
+}
+
+}  // namespace
+
+void handle_api_request(ApiContext& context, const std::shared_ptr<HttpConnection>& connection, HttpRequest&& request) {
+  try {
+    dispatch(context, connection, request);
+  } catch (const ApiError& e) {
+    connection->send_json(e.status(), error_json(e));
+  } catch (const Error& e) {
+    connection->send_json(400, error_json(400, e.what()));
+  } catch (const std::exception& e) {
+    spdlog::error("internal error on {}: {}", std::string_view(request.target().data(), request.target().size()),
+                  e.what());
+    connection->send_json(500, error_json(500, std::string("internal error: ") + e.what()));
+  }
+}
+
+}  // namespace dsi::server

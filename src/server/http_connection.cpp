@@ -1,0 +1,330 @@
+#include "server/http_connection.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "core/log.h"
+#include "server/api_error.h"
+#include "server/http_server.h"
+
+namespace dsi::server {
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+  return true;
+}
+
+bool is_disconnect(const beast::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
+         ec == net::error::broken_pipe || ec == net::error::connection_aborted;
+}
+
+}  // namespace
+
+HttpConnection::HttpConnection(tcp::socket socket, HttpServer& server)
+    : socket_(std::move(socket)), server_(server), timer_(socket_.get_executor()) {
+  server_.metrics().connection_opened();
+}
+
+HttpConnection::~HttpConnection() {
+  server_.forget(this);
+  server_.metrics().connection_closed();
+}
+
+void HttpConnection::start() {
+  net::dispatch(executor(), [self = shared_from_this()] { self->wait_for_request(); });
+}
+
+// ---- reading ----
+
+void HttpConnection::wait_for_request() {
+  phase_ = Phase::phase_idle;
+  if (closed_) return;
+  if (server_.draining()) return close();
+  if (buffer_.size() > 0) return read_header();  // a pipelined request is already here
+  // Waiting for readability costs no buffer: idle keep-alive connections stay cheap.
+  arm_timer(server_.limits().keep_alive_timeout_s);
+  socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
+    if (self->closed_) return;
+    if (ec) return self->close();
+    self->read_header();
+  });
+}
+
+void HttpConnection::read_header() {
+  phase_ = Phase::phase_reading;
+  timed_out_ = false;
+  parser_.emplace();
+  parser_->header_limit(server_.limits().max_header_bytes);
+  parser_->body_limit(server_.limits().max_body_bytes);
+  arm_timer(server_.limits().read_timeout_s);
+  http::async_read_header(socket_, buffer_, *parser_,
+                          [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+}
+
+void HttpConnection::on_header(beast::error_code ec) {
+  if (closed_) return;
+  if (ec) return on_body(ec);  // the same error handling
+  const auto& req = parser_->get();
+  if (iequals(to_std(req[http::field::expect]), "100-continue") && !parser_->is_done()) {
+    // curl waits a second for this before sending a large body.
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    beast::error_code wec;
+    net::write(socket_, net::buffer(kContinue.data(), kContinue.size()), wec);
+    if (wec) return close();
+  }
+  read_body();
+}
+
+void HttpConnection::read_body() {
+  if (parser_->is_done()) return dispatch();
+  http::async_read(socket_, buffer_, *parser_,
+                   [self = shared_from_this()](beast::error_code ec, size_t) { self->on_body(ec); });
+}
+
+void HttpConnection::on_body(beast::error_code ec) {
+  if (closed_) return;
+  if (!ec) return dispatch();
+  if (timed_out_) {
+    bool got_some = buffer_.size() > 0 || (parser_ && parser_->got_some());
+    if (!got_some) return close();
+    return fail_request(408, fmt::format("timed out after {} s waiting for the rest of the request",
+                                         server_.limits().read_timeout_s));
+  }
+  if (is_disconnect(ec) || ec == net::error::operation_aborted) return close();
+  if (ec == http::error::body_limit)
+    return fail_request(413, fmt::format("request body too large: the limit is {} bytes (--max-request-body-bytes)",
+                                         server_.limits().max_body_bytes));
+  if (ec == http::error::header_limit)
+    return fail_request(431, fmt::format("request header too large: the limit is {} bytes",
+                                         server_.limits().max_header_bytes));
+  fail_request(400, fmt::format("malformed HTTP request: {}", ec.message()));
+}
+
+void HttpConnection::dispatch() {
+  disarm_timer();
+  phase_ = Phase::phase_handling;
+  response_started_ = response_done_ = false;
+  route_ = "other";
+  HttpRequest request = parser_->release();
+  parser_.reset();
+  keep_alive_ = request.keep_alive();
+  chunked_ = request.version() >= 11;
+  if (!chunked_) keep_alive_ = false;  // HTTP/1.0: streams end by closing
+  watch_peer();
+  server_.handle(shared_from_this(), std::move(request));
+}
+
+void HttpConnection::fail_request(int status, const std::string& message) {
+  disarm_timer();
+  phase_ = Phase::phase_handling;
+  response_started_ = response_done_ = false;
+  keep_alive_ = false;  // the rest of the request cannot be parsed: this connection is done
+  parser_.reset();
+  send_json(status, error_json(status, message));
+}
+
+// A read kept pending while the response is produced: end of stream means the client left.
+// Bytes that arrive (a pipelined next request) are kept for the next read.
+void HttpConnection::watch_peer() {
+  if (closed_ || watching_) return;
+  if (buffer_.size() >= server_.limits().max_header_bytes) return;  // enough buffered; writes will notice a loss
+  watching_ = true;
+  socket_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+    self->watching_ = false;
+    if (self->closed_) return;
+    if (!ec) {
+      self->buffer_.commit(n);
+      if (self->response_flushed()) return self->after_response();
+      return self->watch_peer();
+    }
+    if (ec == net::error::operation_aborted) {
+      if (self->response_flushed()) self->after_response();
+      return;
+    }
+    self->close();
+  });
+}
+
+// ---- responding ----
+
+void HttpConnection::header_common(std::string& out, int status, std::string_view content_type) {
+  if (server_.draining()) keep_alive_ = false;
+  auto reason = http::obsolete_reason(http::int_to_status(unsigned(status)));
+  fmt::format_to(std::back_inserter(out), "HTTP/1.1 {} {}\r\nServer: dsinfer\r\nContent-Type: {}\r\n", status,
+                 std::string_view(reason.data(), reason.size()), content_type);
+  out += keep_alive_ ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+  server_.metrics().count_response(route_, status);
+}
+
+void HttpConnection::send(int status, std::string body, std::string_view content_type) {
+  if (response_started_) return;  // a handler bug would otherwise corrupt the stream
+  response_started_ = response_done_ = true;
+  std::string out;
+  out.reserve(body.size() + 200);
+  header_common(out, status, content_type);
+  fmt::format_to(std::back_inserter(out), "Content-Length: {}\r\n\r\n", body.size());
+  out += body;
+  queue_write(std::move(out));
+}
+
+void HttpConnection::send_json(int status, const Json& body) {
+  // Replace invalid UTF-8 (it can only come from a client's own bytes echoed back) instead of throwing.
+  send(status, body.dump(-1, ' ', false, Json::error_handler_t::replace));
+}
+
+void HttpConnection::begin_event_stream() {
+  if (response_started_) return;
+  response_started_ = true;
+  std::string out;
+  header_common(out, 200, "text/event-stream; charset=utf-8");
+  out += "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
+  out += chunked_ ? "Transfer-Encoding: chunked\r\n\r\n" : "\r\n";
+  queue_write(std::move(out));
+}
+
+void HttpConnection::send_event(std::string_view data) {
+  if (!response_started_ || response_done_) return;
+  std::string out;
+  const size_t size = data.size() + 8;  // "data: " + data + "\n\n"
+  if (chunked_) fmt::format_to(std::back_inserter(out), "{:x}\r\n", size);
+  out += "data: ";
+  out += data;
+  out += "\n\n";
+  if (chunked_) out += "\r\n";
+  queue_write(std::move(out));
+}
+
+void HttpConnection::end_event_stream() {
+  if (!response_started_ || response_done_) return;
+  response_done_ = true;
+  queue_write(chunked_ ? "0\r\n\r\n" : "");
+}
+
+void HttpConnection::queue_write(std::string bytes) {
+  if (closed_) return;
+  pending_ += bytes;
+  if (!write_in_flight_) write_pending();
+}
+
+void HttpConnection::write_pending() {
+  if (pending_.empty()) {
+    if (response_done_) finish_response();
+    return;
+  }
+  writing_.swap(pending_);
+  pending_.clear();
+  write_in_flight_ = true;
+  arm_timer(server_.limits().write_timeout_s);
+  net::async_write(socket_, net::buffer(writing_),
+                   [self = shared_from_this()](beast::error_code ec, size_t) { self->on_written(ec); });
+}
+
+void HttpConnection::on_written(beast::error_code ec) {
+  write_in_flight_ = false;
+  if (closed_) return;
+  if (ec) return close();
+  writing_.clear();
+  disarm_timer();
+  write_pending();
+}
+
+bool HttpConnection::response_flushed() const {
+  return phase_ == Phase::phase_handling && response_done_ && !write_in_flight_ && pending_.empty();
+}
+
+void HttpConnection::finish_response() {
+  on_disconnect_ = nullptr;  // complete: a later disconnect is no longer the handler's business
+  if (watching_) {
+    socket_.cancel();  // the watch's completion continues with after_response
+    return;
+  }
+  after_response();
+}
+
+void HttpConnection::after_response() {
+  if (closed_) return;
+  if (!keep_alive_ || server_.draining()) return lingering_close();
+  wait_for_request();
+}
+
+// ---- closing and timers ----
+
+// Half-close, then read and drop what the client still sends until it closes too (or 2 s):
+// closing with unread input would reset the connection and could destroy the response
+// (a 413) before the client reads it.
+void HttpConnection::lingering_close() {
+  phase_ = Phase::phase_closing;
+  on_disconnect_ = nullptr;
+  beast::error_code ec;
+  socket_.shutdown(tcp::socket::shutdown_send, ec);
+  if (ec) return close();
+  arm_timer(2.0);
+  discard_input();
+}
+
+void HttpConnection::discard_input() {
+  buffer_.consume(buffer_.size());
+  socket_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t) {
+    if (self->closed_) return;
+    if (ec) return self->close();
+    self->discard_input();
+  });
+}
+
+void HttpConnection::close_if_idle() {
+  if (phase_ == Phase::phase_idle) close();
+}
+
+void HttpConnection::close() {
+  if (closed_) return;
+  closed_ = true;
+  disarm_timer();
+  beast::error_code ec;
+  socket_.shutdown(tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  if (on_disconnect_) {
+    auto fn = std::move(on_disconnect_);
+    on_disconnect_ = nullptr;
+    fn();
+  }
+}
+
+void HttpConnection::arm_timer(double seconds) {
+  uint64_t generation = ++timer_generation_;
+  timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(seconds)));
+  timer_.async_wait([self = shared_from_this(), generation](beast::error_code ec) {
+    if (ec || generation != self->timer_generation_ || self->closed_) return;
+    self->on_timeout();
+  });
+}
+
+void HttpConnection::disarm_timer() {
+  ++timer_generation_;
+  timer_.cancel();
+}
+
+void HttpConnection::on_timeout() {
+  switch (phase_) {
+    case Phase::phase_reading: {
+      timed_out_ = true;
+      beast::error_code ec;
+      socket_.cancel(ec);  // the read completes with operation_aborted and answers 408
+      return;
+    }
+    case Phase::phase_handling:
+      spdlog::debug("client stopped reading for {} s: closing", server_.limits().write_timeout_s);
+      return close();
+    case Phase::phase_idle:
+    case Phase::phase_closing:
+      return close();
+  }
+}
+
+}  // namespace dsi::server

@@ -1,0 +1,66 @@
+#pragma once
+// The request side of the OpenAI API (POST /v1/completions, /v1/chat/completions) with
+// vLLM's extensions: JSON body -> validated request. Every problem is an ApiError (400)
+// naming the field. Unknown top-level fields are rejected, as the OpenAI API does
+// ("Unrecognized request argument supplied: x"), so a misspelt parameter never silently
+// changes nothing; fields the API defines that change nothing here (user, metadata, store,
+// ...) are accepted and ignored; those we cannot honour (logit_bias, response_format other
+// than text, suffix, ...) are rejected. See docs/serving.md.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+#include "engine/request.h"
+
+namespace dsi::server {
+
+// What both endpoints share: sampling and output options.
+struct GenerationOptions {
+  SamplingParams sampling;         // sampling.max_tokens is final only once the prompt length is known
+  std::optional<int> max_tokens;   // as requested (chat: max_completion_tokens wins)
+  int n = 1;                       // choices per prompt
+  std::vector<std::string> stop;   // stop strings: the output ends before the first one
+  bool include_stop_str_in_output = false;
+  bool skip_special_tokens = true;
+  bool stream = false;
+  bool include_usage = false;           // stream_options.include_usage: a final usage chunk
+  bool continuous_usage_stats = false;  // stream_options.continuous_usage_stats: usage in every chunk
+  bool logprobs = false;
+  int top_logprobs = 0;
+  bool return_token_ids = false;            // vLLM: prompt_token_ids and token_ids in the choices
+  bool return_tokens_as_token_ids = false;  // vLLM: logprob tokens spelt "token_id:N"
+  std::optional<bool> add_special_tokens;   // unset: endpoint default (completions true, chat false)
+};
+
+// A completions prompt: text the server tokenizes, or token ids.
+struct PromptInput {
+  std::optional<std::string> text;
+  std::vector<int32_t> ids;
+};
+
+struct CompletionRequest {
+  std::string model;
+  std::vector<PromptInput> prompts;  // a batch: n choices for each, in order
+  bool echo = false;
+  GenerationOptions options;
+};
+
+struct ChatRequest {
+  std::string model;
+  nlohmann::ordered_json messages;  // content normalised to a string (text parts joined) or null
+  nlohmann::ordered_json tools;     // null or an array of {type: function, function: {...}}
+  nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();
+  bool tool_choice_none = false;  // "none": tools reach the template but calls are not parsed
+  bool add_generation_prompt = true;
+  bool continue_final_message = false;
+  GenerationOptions options;
+};
+
+// `body` is the parsed request; the chat parser also needs the raw text to keep the key
+// order of messages and tools (chat templates render them with tojson).
+CompletionRequest parse_completion_request(const Json& body);
+ChatRequest parse_chat_request(const Json& body, std::string_view raw_body);
+
+}  // namespace dsi::server

@@ -1,0 +1,188 @@
+#include "server/serve.h"
+
+#include <sys/resource.h>
+
+#include <csignal>
+#include <ctime>
+#include <filesystem>
+#include <thread>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/threads.h"
+#include "server/api_router.h"
+#include "server/http_server.h"
+
+namespace dsi::server {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Every connection is a file descriptor; the soft limit is often 1024.
+void raise_open_file_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  rlim_t before = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) == 0)
+    spdlog::debug("open file limit raised from {} to {}", before, limit.rlim_cur);
+}
+
+Tokenizer load_tokenizer(const ServeOptions& o) {
+  if (!o.tokenizer_dir.empty()) {
+    spdlog::info("tokenizer: {}", o.tokenizer_dir);
+    return Tokenizer::from_dir(o.tokenizer_dir, o.chat_template_file);
+  }
+  if (o.source.path.empty()) {
+    spdlog::info("tokenizer: the embedded DeepSeek-V3 tokenizer");
+    return Tokenizer::embedded_default(o.chat_template_file);
+  }
+  if (fs::exists(fs::path(o.source.path) / "tokenizer.json")) {
+    spdlog::info("tokenizer: {}", o.source.path);
+    return Tokenizer::from_dir(o.source.path, o.chat_template_file);
+  }
+  spdlog::warn("--model {} has no tokenizer.json and no --tokenizer was given: using the embedded DeepSeek-V3 "
+               "tokenizer (text prompts whose ids fall outside the model's vocabulary are refused)",
+               o.source.path);
+  return Tokenizer::embedded_default(o.chat_template_file);
+}
+
+void check_options(const ServeOptions& o) {
+  if (o.port < 0 || o.port > 65535) fail("--port {} is not a TCP port (0..65535)", o.port);
+  if (o.http_threads < 1 || o.http_threads > 64) fail("--http-threads {} must be in [1, 64]", o.http_threads);
+  if (!o.reasoning_parser.empty() && o.reasoning_parser != "deepseek-r1")
+    fail("--reasoning-parser {} is not supported (deepseek-r1)", o.reasoning_parser);
+  if (!o.tool_call_parser.empty() && o.tool_call_parser != "deepseek-v3")
+    fail("--tool-call-parser {} is not supported (deepseek-v3)", o.tool_call_parser);
+}
+
+ApiOptions api_options(const ServeOptions& o, const std::string& model_name) {
+  ApiOptions api;
+  api.served_model_names = o.served_model_names.empty() ? std::vector<std::string>{model_name} : o.served_model_names;
+  api.api_key = o.api_key;
+  api.reasoning_parser_r1 = o.reasoning_parser == "deepseek-r1";
+  api.tool_parser_v3 = o.tool_call_parser == "deepseek-v3";
+  api.created = int64_t(std::time(nullptr));
+  return api;
+}
+
+RunnerOptions runner_options(const ServeOptions& o) {
+  RunnerOptions r;
+  r.kv_cache_bytes = parse_byte_size(o.kv_cache_memory, "--kv-cache-memory");
+  r.block_size = o.block_size;
+  r.prefix_caching = o.prefix_caching;
+  return r;
+}
+
+// SIGINT / SIGTERM: the first drains (no new requests, in-flight ones finish), the second
+// cancels what is still running. Its handlers and cancel() run on one strand: with several I/O
+// threads, a cancel racing the re-arming of the wait would otherwise leave a wait pending and
+// the io_context never out of work.
+class SignalShutdown {
+ public:
+  SignalShutdown(net::io_context& ioc, Engine& engine, HttpServer& server, ApiContext& context)
+      : signals_(net::make_strand(ioc), SIGINT, SIGTERM), engine_(engine), server_(server), context_(context) {
+    wait();
+  }
+  // Stops listening for signals, so that the io_context can run out of work. Any thread.
+  void cancel() {
+    net::post(signals_.get_executor(), [this] {
+      cancelled_ = true;
+      beast::error_code ignored;
+      signals_.cancel(ignored);
+    });
+  }
+
+ private:
+  void wait() {
+    if (cancelled_) return;
+    signals_.async_wait([this](const beast::error_code& ec, int signal) {
+      if (ec) return;
+      on_signal(signal);
+      wait();
+    });
+  }
+
+  void on_signal(int signal) {
+    if (++n_signals_ == 1) {
+      EngineStats stats = engine_.stats();
+      spdlog::info("{}: draining (no new requests; {} running, {} waiting finish first; signal again to cancel them)",
+                   signal == SIGINT ? "SIGINT" : "SIGTERM", stats.n_running, stats.n_waiting);
+      context_.draining = true;
+      server_.begin_drain();
+      engine_.stop(true);
+    } else {
+      spdlog::warn("second signal: cancelling in-flight requests");
+      server_.close_all();  // aborts every request still streaming or waiting
+      engine_.stop(false);
+    }
+  }
+
+  net::signal_set signals_;
+  Engine& engine_;
+  HttpServer& server_;
+  ApiContext& context_;
+  int n_signals_ = 0;
+  bool cancelled_ = false;
+};
+
+}  // namespace
+
+int run_serve(const ServeOptions& o) {
+  check_options(o);
+  raise_open_file_limit();
+  set_num_threads(o.threads);
+
+  Tokenizer tokenizer = load_tokenizer(o);
+  LoadedModel model = load_model(o.source);
+  ApiOptions api = api_options(o, model.name);
+  ModelRunner runner(std::move(model.config), std::move(model.weights), make_cpu_backend(), runner_options(o));
+  // Destroyed first (below): requests it still holds keep connections alive through their
+  // callbacks, and those must go while the io_context and the server exist.
+  auto engine_owner = std::make_unique<Engine>(runner, o.engine);
+  Engine& engine = *engine_owner;
+
+  net::io_context ioc(o.http_threads);
+  ServerMetrics metrics;
+  ApiContext context{engine, tokenizer, metrics, api};
+  HttpServer server(ioc, o.limits, metrics, [&context](const std::shared_ptr<HttpConnection>& c, HttpRequest&& r) {
+    handle_api_request(context, c, std::move(r));
+  });
+  server.listen(o.host, uint16_t(o.port));
+  SignalShutdown shutdown(ioc, engine, server, context);
+
+  bool engine_failed = false;
+  std::thread engine_thread([&] {
+    try {
+      set_num_threads(o.threads);  // OpenMP's thread count is per thread: set it where the model runs
+      engine.run();
+    } catch (const std::exception& e) {
+      spdlog::error("engine stopped on an error: {}", e.what());
+      engine_failed = true;
+    }
+    // No more events will come: close what is left and let ioc.run() return once the last
+    // responses are written.
+    net::post(ioc, [&] {
+      context.draining = true;
+      if (engine_failed) server.close_all();
+      else server.begin_drain();
+      shutdown.cancel();
+    });
+  });
+
+  spdlog::info("dsinfer serve: listening on http://{}:{} (model '{}', context {} tokens, {} KV blocks of {} tokens)",
+               o.host, server.port(), api.served_model_names.front(), engine.max_model_len(),
+               engine.stats().kv_blocks_total, runner.block_size());
+  std::vector<std::thread> io_threads;
+  for (int i = 1; i < o.http_threads; ++i) io_threads.emplace_back([&ioc] { ioc.run(); });
+  ioc.run();
+  for (auto& t : io_threads) t.join();
+  engine_thread.join();
+  engine_owner.reset();
+  spdlog::info("dsinfer serve: stopped");
+  return engine_failed ? 1 : 0;
+}
+
+}  // namespace dsi::server

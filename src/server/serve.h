@@ -1,0 +1,37 @@
+#pragma once
+// `dsinfer serve`: loads the model and tokenizer, starts the engine on its own thread and the
+// HTTP server on Asio, and runs until SIGTERM/SIGINT. The first signal drains (no new
+// requests; in-flight ones complete; exit 0), a second cancels what is still running.
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/model_loader.h"
+#include "engine/model_runner.h"
+#include "server/http_connection.h"
+
+namespace dsi::server {
+
+struct ServeOptions {
+  ModelSource source;               // --model, --load-format, --seed
+  std::string tokenizer_dir;        // empty: the model folder, else the embedded DeepSeek-V3 tokenizer
+  std::string chat_template_file;
+  std::string host = "127.0.0.1";
+  int port = 8000;                  // 0: any free port (logged)
+  std::vector<std::string> served_model_names;  // empty: the model's name
+  std::string api_key;
+  EngineOptions engine;
+  std::string kv_cache_memory = "1GiB";
+  int block_size = 64;
+  bool prefix_caching = true;
+  int threads = 0;       // CPU threads of the model (0: one per core)
+  int http_threads = 1;  // I/O threads of the HTTP server
+  HttpLimits limits;
+  std::string reasoning_parser;  // "" or deepseek-r1
+  std::string tool_call_parser;  // "" or deepseek-v3
+};
+
+// Runs the server until it is signalled; returns the exit code.
+int run_serve(const ServeOptions& options);
+
+}  // namespace dsi::server
