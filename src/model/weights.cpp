@@ -10,6 +10,7 @@
 
 #include "core/aligned_buffer.h"
 #include "core/error.h"
+#include "core/int_math.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "model/checkpoint.h"
@@ -25,7 +26,6 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return r + "]";
 }
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Memory the views of a loaded model point into.
 class CheckpointStorage : public WeightStorage {

@@ -2,7 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "plan/int_math.h"
+#include "core/int_math.h"
 #include "plan/layout.h"
 #include "plan/stage.h"
 

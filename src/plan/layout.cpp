@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "plan/int_math.h"
+#include "core/int_math.h"
 
 namespace dsi::plan {
 

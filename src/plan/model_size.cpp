@@ -1,6 +1,6 @@
 #include "plan/model_size.h"
 
-#include "plan/int_math.h"
+#include "core/int_math.h"
 
 namespace dsi::plan {
 

@@ -1,6 +1,6 @@
 #include "plan/stage.h"
 
-#include "plan/int_math.h"
+#include "core/int_math.h"
 
 namespace dsi::plan {
 

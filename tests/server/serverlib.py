@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -103,6 +104,13 @@ class Server:
                 raise RuntimeError(f"dsinfer serve did not exit within {timeout} s of signal {sig}\n"
                                    f"--- threads ---\n{stacks}\n--- log ---\n{self.log_text()[-5000:]}")
         return self.proc.returncode
+
+    def stop_cleanly(self):
+        """Stops the server with SIGTERM and fails (printing its log) unless it drained and exited 0."""
+        code = self.stop()
+        if code != 0:
+            print(self.log_text(), file=sys.stderr)
+        assert code == 0, f"dsinfer serve exited with {code}"
 
     def kill(self):
         if self.proc.poll() is None:

@@ -12,6 +12,7 @@
 
 #include "backend/cpu/gemm_detail.h"
 #include "core/error.h"
+#include "core/int_math.h"
 
 namespace dsi::cpu {
 namespace {
@@ -32,8 +33,6 @@ constexpr int64_t kMaxDotTileRows = 32;
 // Multiply-adds below which a call stays on the calling thread: a fork and join costs more.
 constexpr double kMinParallelWork = 32768;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 // One problem as the tiles see it.
 struct Job {

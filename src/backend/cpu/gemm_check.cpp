@@ -6,11 +6,11 @@
 
 #include "backend/cpu/gemm_detail.h"
 #include "core/error.h"
+#include "core/int_math.h"
 
 namespace dsi::cpu::gemm_detail {
 namespace {
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 void check_matrix(const Tensor& t, std::string_view op, std::string_view name) {
   if (t.rows < 0 || t.cols < 0) fail("{}: {} has a negative shape [{}, {}]", op, name, t.rows, t.cols);

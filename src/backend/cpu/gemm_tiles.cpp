@@ -15,6 +15,7 @@
 #include <new>
 
 #include "backend/cpu/gemm_detail.h"
+#include "core/int_math.h"
 
 namespace dsi::cpu::gemm_detail {
 namespace {
@@ -33,8 +34,6 @@ constexpr int64_t kPanelFloats = kKcPacked * kNr;
 constexpr size_t kScratchFloats =
     size_t(std::max({kPackedPanels * kPanelFloats, 2 * kPanelFloats, kDotRows* kKcDot + kFoldFloats}));
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 // 64-byte aligned scratch of kScratchFloats, one per thread, kept for the thread's life.
 float* thread_scratch() {
