@@ -223,17 +223,24 @@ bool Engine::step() {
   const auto t2 = Clock::now();
   im.stats.forward_seconds_total += std::chrono::duration<double>(t2 - t1).count();
 
-  // Sample every sequence whose newest token was computed.
-  std::vector<GeneratedToken> sampled(batch.logit_rows.size());
-  {
-    size_t row = 0;
-    for (const auto& s : batch_plan) {
-      if (!s.samples) continue;
-      Sequence& seq = *s.seq;
-      std::span<float> logits(im.logits.data() + row * size_t(vocab), size_t(vocab));
-      sampled[row++] = sample_token(logits, seq.sampling, seq.sampler,
-                                    {std::span(seq.tokens).first(size_t(seq.n_prompt)), seq.n_generated(),
-                                     runner_.config().eos_token_ids});
+  // Sample every sequence whose newest token was computed, in parallel: sequences are
+  // independent (each has its own logits row and random stream), and the pass over the
+  // vocabulary per sequence is the cost. A sequence whose sampling fails ends with an error.
+  std::vector<const ScheduledSequence*> sampling_plan;
+  for (const auto& s : batch_plan)
+    if (s.samples) sampling_plan.push_back(&s);
+  std::vector<GeneratedToken> sampled(sampling_plan.size());
+  std::vector<std::string> sampling_errors(sampling_plan.size());
+#pragma omp parallel for schedule(dynamic, 1) if (sampling_plan.size() > 1)
+  for (size_t row = 0; row < sampling_plan.size(); ++row) {
+    Sequence& seq = *sampling_plan[row]->seq;
+    std::span<float> logits(im.logits.data() + row * size_t(vocab), size_t(vocab));
+    try {
+      sampled[row] = sample_token(logits, seq.sampling, seq.sampler,
+                                  {std::span(seq.tokens).first(size_t(seq.n_prompt)), seq.n_generated(),
+                                   runner_.config().eos_token_ids});
+    } catch (const std::exception& e) {
+      sampling_errors[row] = e.what();
     }
   }
   const auto t3 = Clock::now();
@@ -247,6 +254,14 @@ bool Engine::step() {
     im.scheduler.computed(s);
     im.stats.prompt_tokens_total += seq.n_prompt_computed_ever - prompt_before;
     if (!s.samples) continue;
+    if (std::string& error = sampling_errors[row]; !error.empty()) {
+      spdlog::error("request {}: {}", seq.id, error);
+      RequestOutput out;
+      out.error = std::move(error);
+      ++row;
+      end_sequence(im.scheduler.remove(seq.id), FinishReason::finish_error, std::move(out));
+      continue;
+    }
     GeneratedToken tok = std::move(sampled[row++]);
     seq.tokens.push_back(tok.token);
     ++im.stats.generation_tokens_total;

@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "core/error.h"
+#include "engine/softmax_exp.h"
 
 namespace dsi {
 
@@ -15,15 +16,21 @@ namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr int kMaxLogprobs = 20;
 
+// The first maximum on ties (NaN ignored): the vectorised maximum, then its first place.
 int32_t argmax(std::span<const float> v) {
-  return int32_t(std::max_element(v.begin(), v.end()) - v.begin());  // first maximum on ties
+  const float m = max_logit(v);
+  const auto it = std::find(v.begin(), v.end(), m);
+  return it == v.end() ? 0 : int32_t(it - v.begin());
 }
 
 // Raw log-softmax of the chosen token and the n best, before any processing.
 void fill_logprobs(std::span<const float> logits, int n_top, GeneratedToken& out) {
-  const float m = *std::max_element(logits.begin(), logits.end());
+  const float m = max_logit(logits);
+  thread_local std::vector<float> exp_buffer;  // one per sampling thread, reused every step
+  exp_buffer.resize(logits.size());
+  softmax_exp(logits, m, exp_buffer);
   double sum = 0;
-  for (float v : logits) sum += std::exp(double(v - m));
+  for (float e : exp_buffer) sum += e;
   const float log_z = m + float(std::log(sum));
   out.logprob = logits[size_t(out.token)] - log_z;
   if (n_top <= 0) return;
@@ -52,19 +59,24 @@ void apply_penalties(std::span<float> logits, const SamplingParams& p, const Sam
       logits[size_t(t)] -= float(p.frequency_penalty * n + p.presence_penalty);
 }
 
-// Tokens kept by top-k, top-p and min-p with their (unnormalised) probabilities. Only top-p
-// needs an order, and then only of the few best tokens in a peaked distribution: the head is
-// sorted in growing pieces until it holds the top_p mass.
-struct Candidates {
-  std::vector<int32_t> ids;
-  std::vector<double> probs;
-};
+// Each token's probability relative to the best, exp(logit - max), computed once, in float:
+// this pass over the whole vocabulary is most of the cost of sampling. Tokens whose
+// probability is 0 (masked, or below float's range) are never drawn.
+std::span<const float> relative_probs(std::span<const float> scaled) {
+  thread_local std::vector<float> buffer;  // one per sampling thread, reused every step
+  buffer.resize(scaled.size());
+  softmax_exp(scaled, max_logit(scaled), buffer);  // the best has 1
+  return buffer;
+}
 
-Candidates filter(std::span<const float> scaled, const SamplingParams& p) {
+// The tokens kept by top-k, top-p and min-p. Only top-p needs an order, and then only of the
+// few best tokens in a peaked distribution: the head is sorted in growing pieces until it
+// holds the top_p mass.
+std::vector<int32_t> filter(std::span<const float> scaled, std::span<const float> prob, const SamplingParams& p) {
   std::vector<int32_t> ids;
   ids.reserve(scaled.size());
-  for (int32_t i = 0; i < int32_t(scaled.size()); ++i)
-    if (scaled[size_t(i)] != kNegInf) ids.push_back(i);
+  for (size_t i = 0; i < scaled.size(); ++i)
+    if (prob[i] > 0) ids.push_back(int32_t(i));
   auto better = [&](int32_t a, int32_t b) {
     return scaled[size_t(a)] > scaled[size_t(b)] || (scaled[size_t(a)] == scaled[size_t(b)] && a < b);
   };
@@ -72,13 +84,10 @@ Candidates filter(std::span<const float> scaled, const SamplingParams& p) {
     std::nth_element(ids.begin(), ids.begin() + p.top_k, ids.end(), better);
     ids.resize(size_t(p.top_k));
   }
-  const double m = scaled[size_t(*std::min_element(ids.begin(), ids.end(), better))];
-  auto prob = [&](int32_t t) { return std::exp(double(scaled[size_t(t)]) - m); };  // max has 1
-  if (p.min_p > 0)
-    std::erase_if(ids, [&](int32_t t) { return prob(t) < p.min_p; });
-  double total = 0;
-  for (int32_t t : ids) total += prob(t);
+  if (p.min_p > 0) std::erase_if(ids, [&](int32_t t) { return prob[size_t(t)] < p.min_p; });
   if (p.top_p < 1.0) {
+    double total = 0;
+    for (int32_t t : ids) total += prob[size_t(t)];
     const double need = p.top_p * total;
     size_t sorted = 0, keep = ids.size();
     double cum = 0;
@@ -87,16 +96,41 @@ Candidates filter(std::span<const float> scaled, const SamplingParams& p) {
       std::nth_element(ids.begin() + std::ptrdiff_t(sorted), ids.begin() + std::ptrdiff_t(end) - 1, ids.end(), better);
       std::sort(ids.begin() + std::ptrdiff_t(sorted), ids.begin() + std::ptrdiff_t(end), better);
       for (; sorted < end; ++sorted)
-        if ((cum += prob(ids[sorted])) >= need) {
+        if ((cum += prob[size_t(ids[sorted])]) >= need) {
           keep = sorted + 1;
           break;
         }
     }
     ids.resize(keep);
   }
-  std::vector<double> probs(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) probs[i] = prob(ids[i]);
-  return {std::move(ids), std::move(probs)};
+  return ids;
+}
+
+// Draws a token with probability prob[t] / (sum over the candidates): the first candidate, in
+// order, whose cumulative probability passes u times their total. Candidates: `ids`, or every
+// token when `all` (the same draw as ids = every token with probability > 0, without the list).
+int32_t draw(std::span<const float> prob, std::span<const int32_t> ids, bool all, double u) {
+  double total = 0;
+  if (all) {
+    for (float q : prob) total += q;
+  } else {
+    for (int32_t t : ids) total += prob[size_t(t)];
+  }
+  if (!(total > 0)) fail("sampling: no token has a positive probability (are the logits finite?)");
+  const double target = u * total;
+  double cum = 0;
+  if (all) {
+    int32_t last = 0;
+    for (size_t t = 0; t < prob.size(); ++t)
+      if (prob[t] > 0) {
+        last = int32_t(t);
+        if ((cum += prob[t]) > target) return last;
+      }
+    return last;
+  }
+  for (int32_t t : ids)
+    if ((cum += prob[size_t(t)]) > target) return t;
+  return ids.back();
 }
 
 }  // namespace
@@ -142,15 +176,10 @@ GeneratedToken sample_token(std::span<float> logits, const SamplingParams& p, Sa
   } else {
     const float inv_t = float(1.0 / p.temperature);
     for (float& v : logits) v *= inv_t;
-    Candidates c = filter(logits, p);
-    double u = state.uniform(), mass = std::accumulate(c.probs.begin(), c.probs.end(), 0.0);
-    double target = u * mass, cum = 0;
-    out.token = c.ids.back();
-    for (size_t i = 0; i < c.ids.size(); ++i)
-      if ((cum += c.probs[i]) > target) {
-        out.token = c.ids[i];
-        break;
-      }
+    std::span<const float> prob = relative_probs(logits);
+    const bool all = p.top_k <= 0 && p.top_p >= 1.0 && p.min_p <= 0;
+    const std::vector<int32_t> ids = all ? std::vector<int32_t>{} : filter(logits, prob, p);
+    out.token = draw(prob, ids, all, state.uniform());
   }
   if (p.logprobs >= 0) fill_logprobs(raw, p.logprobs, out);
   state.record(out.token);

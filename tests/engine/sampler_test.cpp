@@ -3,10 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cfloat>
 #include <cmath>
 #include <map>
 
 #include "core/error.h"
+#include "engine/softmax_exp.h"
 
 namespace dsi {
 namespace {
@@ -104,6 +106,32 @@ TEST(Sampler, LogprobsAreTheRawLogSoftmax) {
   EXPECT_NEAR(t.top[1].logprob, 2.0 - z, 1e-5);
   EXPECT_EQ(t.token, 2);  // the penalty moved the choice
   EXPECT_NEAR(t.logprob, 2.0 - z, 1e-5);
+}
+
+TEST(SoftmaxExp, WithinTwoUlpOfExpAndZeroBelowTheNormalRange) {
+  std::vector<float> x;
+  for (float v = -90.0f; v <= 0.0f; v += 3e-4f) x.push_back(v);
+  x.push_back(0.0f);
+  std::vector<float> e(x.size());
+  softmax_exp(x, 0.0f, e);
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double want = std::exp(double(x[i]));
+    if (want < FLT_MIN) {
+      EXPECT_LT(e[i], FLT_MIN) << "x = " << x[i];
+      continue;
+    }
+    EXPECT_LE(std::abs(double(e[i]) - want), 2 * want * FLT_EPSILON / 2) << "x = " << x[i];
+  }
+  EXPECT_EQ(e.back(), 1.0f);
+  // Shifted by the maximum; masked and NaN logits get probability 0.
+  std::vector<float> logits = {3.0f, -INFINITY, NAN, 1.0f};
+  EXPECT_EQ(max_logit(logits), 3.0f);
+  std::vector<float> out(logits.size());
+  softmax_exp(logits, max_logit(logits), out);
+  EXPECT_EQ(out[0], 1.0f);
+  EXPECT_EQ(out[1], 0.0f);
+  EXPECT_EQ(out[2], 0.0f);
+  EXPECT_NEAR(out[3], std::exp(-2.0), 2e-7);
 }
 
 TEST(Sampler, InvalidParametersAreNamed) {
