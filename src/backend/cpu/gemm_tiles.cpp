@@ -169,13 +169,6 @@ void run_dot_tile(const GemmProblem& p, int64_t out0, int64_t n_out) {
   for (int64_t r = out0; r < out0 + n_out; r += kDotRows) {
     const int n_rows = int(std::min<int64_t>(kDotRows, out0 + n_out - r));
     const uint8_t* row = base + r * w.w.row_stride * elem;
-    if (getenv("PFNEXT") && r + kDotRows < out0 + n_out) {
-      const int nn = int(std::min<int64_t>(kDotRows, out0 + n_out - r - kDotRows));
-      for (int i = 0; i < nn; ++i) {
-        const char* b = reinterpret_cast<const char*>(row) + (kDotRows + i) * w.w.row_stride * elem;
-        for (int64_t off = 0; off < k * elem; off += 64) _mm_prefetch(b + off, _MM_HINT_T1);
-      }
-    }
     if (dtype != DType::f8_e4m3) {
       dot_in_place(p, r, n_rows, 0, k, row, dtype, w.w.row_stride, {}, false);
     } else if (!fp8_in_place(w)) {
