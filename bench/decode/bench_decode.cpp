@@ -90,31 +90,35 @@ int64_t weight_bytes(const Weight& w) {
   return w.w.numel() * int64_t(dtype_size(w.w.dtype)) + (w.quantized() ? w.scale.numel() * 4 : 0);
 }
 
-// Weight bytes one decode step reads for `experts_used[l]` distinct routed experts in layer l.
-int64_t step_weight_bytes(const ModelConfig& c, const ModelWeights& w, const std::vector<int>& experts_used) {
-  int64_t bytes = weight_bytes(w.lm_head);
+int64_t weight_params(const Weight& w) { return w.w.numel(); }
+
+// Sum of `measure` (bytes or parameters) over the weights one decode step reads with
+// `experts_used[l]` distinct routed experts in layer l.
+int64_t step_weight_sum(const ModelConfig& c, const ModelWeights& w, const std::vector<int>& experts_used,
+                        int64_t (*measure)(const Weight&)) {
+  int64_t sum = measure(w.lm_head);
   for (int l = 0; l < c.n_layers; ++l) {
     const auto& lw = w.layers[size_t(l)];
     const auto& a = lw.attn;
     for (const Weight* x : {a.q_proj ? &*a.q_proj : nullptr, a.q_a ? &*a.q_a : nullptr, a.q_b ? &*a.q_b : nullptr,
                             &a.kv_a, &a.kv_b, &a.o})
-      if (x) bytes += weight_bytes(*x);
-    auto mlp = [&](const MlpWeights& m) { return weight_bytes(m.gate) + weight_bytes(m.up) + weight_bytes(m.down); };
-    if (lw.mlp) bytes += mlp(*lw.mlp);
+      if (x) sum += measure(*x);
+    auto mlp = [&](const MlpWeights& m) { return measure(m.gate) + measure(m.up) + measure(m.down); };
+    if (lw.mlp) sum += mlp(*lw.mlp);
     if (lw.moe) {
-      bytes += weight_bytes(lw.moe->router);
-      if (lw.moe->shared) bytes += mlp(*lw.moe->shared);
-      bytes += experts_used[size_t(l)] * mlp(lw.moe->experts[0]);
+      sum += measure(lw.moe->router);
+      if (lw.moe->shared) sum += mlp(*lw.moe->shared);
+      sum += experts_used[size_t(l)] * mlp(lw.moe->experts[0]);
     }
   }
-  return bytes;
+  return sum;
 }
 
 // Multiply-adds one token needs: every dense weight, its k experts, and attention over ctx
 // positions in latent space (scores and weighted sum, 2 * (r + dr) + r per head and position).
 double token_flops(const ModelConfig& c, const ModelWeights& w, double ctx) {
   std::vector<int> k(size_t(c.n_layers), c.num_experts_per_tok);
-  const double params = double(step_weight_bytes(c, w, k)) / 2.0;  // bf16: 2 bytes a parameter
+  const double params = double(step_weight_sum(c, w, k, weight_params));
   const double attention = double(c.n_layers) * c.n_heads * ctx * double(3 * c.kv_lora_rank + c.qk_rope_head_dim);
   return 2 * (params + attention);
 }
@@ -176,7 +180,7 @@ Result run_batch(ModelRunner& runner, int batch, int context, int steps, double 
   const int used = int(std::lround(E * (1 - std::pow(1 - k / E, batch))));
   std::vector<int> experts_used(size_t(c.n_layers), used);
   const double kv_bytes = double(batch) * (context + steps / 2.0) * double(runner.kv_bytes_per_token());
-  const double bytes = double(step_weight_bytes(c, runner.model().weights(), experts_used)) + kv_bytes;
+  const double bytes = double(step_weight_sum(c, runner.model().weights(), experts_used, weight_bytes)) + kv_bytes;
   const double per_token = token_flops(c, runner.model().weights(), context + steps / 2.0);
   return {batch * steps / secs, 1000 * secs / steps, batch * bandwidth / bytes, flops / per_token};
 }
