@@ -23,15 +23,22 @@ int32_t argmax(std::span<const float> v) {
   return it == v.end() ? 0 : int32_t(it - v.begin());
 }
 
+// Each token's probability relative to the best, exp(logit - max), computed once, in float:
+// this pass over the whole vocabulary is most of the cost of sampling. Tokens whose
+// probability is 0 (masked, or below float's range) are never drawn. The span is this
+// thread's buffer: valid until its next call.
+std::span<const float> relative_probs(std::span<const float> scaled) {
+  thread_local std::vector<float> buffer;  // one per sampling thread, reused every step
+  buffer.resize(scaled.size());
+  softmax_exp(scaled, max_logit(scaled), buffer);  // the best has 1
+  return buffer;
+}
+
 // Raw log-softmax of the chosen token and the n best, before any processing.
 void fill_logprobs(std::span<const float> logits, int n_top, GeneratedToken& out) {
-  const float m = max_logit(logits);
-  thread_local std::vector<float> exp_buffer;  // one per sampling thread, reused every step
-  exp_buffer.resize(logits.size());
-  softmax_exp(logits, m, exp_buffer);
   double sum = 0;
-  for (float e : exp_buffer) sum += e;
-  const float log_z = m + float(std::log(sum));
+  for (float q : relative_probs(logits)) sum += q;
+  const float log_z = max_logit(logits) + float(std::log(sum));
   out.logprob = logits[size_t(out.token)] - log_z;
   if (n_top <= 0) return;
   std::vector<int32_t> ids(logits.size());
@@ -57,16 +64,6 @@ void apply_penalties(std::span<float> logits, const SamplingParams& p, const Sam
   if (p.frequency_penalty != 0 || p.presence_penalty != 0)
     for (auto& [t, n] : state.output_counts())
       logits[size_t(t)] -= float(p.frequency_penalty * n + p.presence_penalty);
-}
-
-// Each token's probability relative to the best, exp(logit - max), computed once, in float:
-// this pass over the whole vocabulary is most of the cost of sampling. Tokens whose
-// probability is 0 (masked, or below float's range) are never drawn.
-std::span<const float> relative_probs(std::span<const float> scaled) {
-  thread_local std::vector<float> buffer;  // one per sampling thread, reused every step
-  buffer.resize(scaled.size());
-  softmax_exp(scaled, max_logit(scaled), buffer);  // the best has 1
-  return buffer;
 }
 
 // The tokens kept by top-k, top-p and min-p. Only top-p needs an order, and then only of the
