@@ -2,28 +2,16 @@
 // The benchmark's HTTP side: streaming POSTs to an OpenAI-compatible server over a pool of
 // keep-alive connections (Boost.Beast on Asio: one thread drives every stream), timing each
 // SSE event as it arrives.
-#include <utility>  // before Boost 1.74's asio, which uses std::exchange without it
-
-// GCC 12 with sanitizers sees a false "maybe uninitialized" in Beast's parser (boost::optional).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#pragma GCC diagnostic pop
-
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "core/beast.h"
+
 namespace dsi::bench {
 
-namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 struct ServerAddress {

@@ -8,17 +8,6 @@
 // Threads: every method, and every callback it makes, runs on the connection's strand
 // (executor()); post to it from elsewhere. A handler must answer each request exactly once:
 // send(), or begin_event_stream() ... end_event_stream().
-// <utility> first: Boost 1.74's asio/awaitable.hpp uses std::exchange without including it.
-#include <utility>
-
-// GCC 12 with sanitizers sees a false "maybe uninitialized" in Beast's parser (boost::optional).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#pragma GCC diagnostic pop
-
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -26,14 +15,10 @@
 #include <string>
 #include <string_view>
 
+#include "core/beast.h"
 #include "core/json.h"
 
 namespace dsi::server {
-
-namespace net = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = net::ip::tcp;
 
 using HttpRequest = http::request<http::string_body>;
 
