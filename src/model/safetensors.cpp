@@ -25,12 +25,6 @@ uint64_t checked_numel(const std::vector<int64_t>& shape, const std::string& whe
   return n;
 }
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 }  // namespace
 
 int64_t SafetensorsEntry::numel() const {
@@ -99,6 +93,12 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
 const SafetensorsEntry* SafetensorsFile::find(const std::string& name) const {
   auto it = entries_.find(name);
   return it == entries_.end() ? nullptr : &it->second;
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
 }
 
 void write_safetensors(const std::string& path, const std::vector<SafetensorsTensorOut>& tensors) {

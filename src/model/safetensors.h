@@ -46,4 +46,7 @@ struct SafetensorsTensorOut {
 };
 void write_safetensors(const std::string& path, const std::vector<SafetensorsTensorOut>& tensors);
 
+// A shape as error messages spell it: [2, 3].
+std::string shape_str(const std::vector<int64_t>& shape);
+
 }  // namespace dsi

@@ -14,18 +14,12 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "model/checkpoint.h"
+#include "model/safetensors.h"
 #include "model/weight_map.h"
 
 namespace dsi {
 
 namespace {
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
-
 
 // Memory the views of a loaded model point into.
 class CheckpointStorage : public WeightStorage {
