@@ -21,11 +21,11 @@ struct SamplingParams {
   double presence_penalty = 0.0;    // [-2, 2], on generated tokens
   double frequency_penalty = 0.0;   // [-2, 2], on generated tokens
   double repetition_penalty = 1.0;  // > 0, on prompt and generated tokens
-  std::optional<uint64_t> seed;     // reproducible sampling; otherwise seeded at random
+  std::optional<uint64_t> seed{};   // reproducible sampling; otherwise seeded at random
   int max_tokens = 16;              // >= 1
   int min_tokens = 0;               // EOS and stop tokens are masked before this many tokens
   bool ignore_eos = false;
-  std::vector<int32_t> stop_token_ids;
+  std::vector<int32_t> stop_token_ids{};
   int logprobs = -1;  // -1: none; 0: the chosen token's; N: and the N most likely (<= 20)
 };
 
