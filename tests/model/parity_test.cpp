@@ -1,11 +1,12 @@
 // The engine against the Hugging Face reference logits of the fixtures (tests/data/README.md):
-// max |logit - reference| < 1e-3 at every position of every prompt, and the 24 greedy tokens
-// identical when decoding with the paged KV cache.
+// max |logit - reference| < kLogitTolerance at every position of every prompt, and the 24
+// greedy tokens equal (tie-aware, see kTieBound) when decoding with the paged KV cache.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 
+#include "../common/greedy_compare.h"
 #include "../common/test_paths.h"
 #include "core/threads.h"
 #include "engine/model_loader.h"
@@ -14,6 +15,14 @@
 
 namespace dsi {
 namespace {
+
+// The CPU float32 path against the float64 reference: measured max |diff| 2.9e-6 over every
+// fixture, prompt and position (float32 accumulation over hidden sizes of 192..256 and three
+// layers; the float32 reference itself is 2.2e-6 off), so 1e-5 leaves ~3x headroom.
+constexpr double kLogitTolerance = 1e-5;
+// Two logits each off by at most kLogitTolerance can swap order only if the reference's gap
+// between them is below twice that: the only place a correct float32 decode may differ.
+constexpr float kTieBound = float(2 * kLogitTolerance);
 
 struct Reference {
   std::vector<int32_t> input_ids;
@@ -94,7 +103,7 @@ TEST_P(Parity, LogitsAtEveryPosition) {
       ASSERT_TRUE(std::isfinite(logits[i])) << "position " << i / vocab;
       max_diff = std::max(max_diff, double(std::fabs(logits[i] - ref.logits[i])));
     }
-    EXPECT_LT(max_diff, 1e-3) << GetParam() << " prompt of " << ref.input_ids.size() << " tokens";
+    EXPECT_LT(max_diff, kLogitTolerance) << GetParam() << " prompt of " << ref.input_ids.size() << " tokens";
     r.blocks().release(table);
   }
 }
@@ -116,8 +125,19 @@ TEST_P(Parity, GreedyDecodingWithThePagedCache) {
       out.push_back(int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin()));
       step = {out.back()};
     }
-    EXPECT_EQ(out, ref.greedy_ids) << GetParam() << " prompt of " << ref.input_ids.size() << " tokens";
     r.blocks().release(table);
+    // The rows the reference tokens were chosen from: the fixture holds logits over the prompt
+    // only, so the continuation's come from one forward pass over prompt + reference tokens
+    // (the computation LogitsAtEveryPosition holds to kLogitTolerance).
+    std::vector<int32_t> forced = ref.input_ids;
+    forced.insert(forced.end(), ref.greedy_ids.begin(), ref.greedy_ids.end() - 1);
+    auto forced_table = blocks(r, int64_t(forced.size()));
+    auto all = run(r, forced, 0, forced_table, true);
+    r.blocks().release(forced_table);
+    const size_t vocab = size_t(r.config().vocab_size);
+    std::span<const float> path(all.data() + (ref.input_ids.size() - 1) * vocab, ref.greedy_ids.size() * vocab);
+    auto cmp = test::compare_greedy_tie_aware(path, int64_t(vocab), ref.greedy_ids, out, kTieBound);
+    EXPECT_TRUE(cmp.ok) << GetParam() << " prompt of " << ref.input_ids.size() << " tokens: " << cmp.message;
   }
 }
 
@@ -134,7 +154,7 @@ TEST_P(Parity, ChunkedPrefillEqualsOneShot) {
   }
   const size_t vocab = size_t(r.config().vocab_size);
   const float* want = ref.logits.data() + (ref.input_ids.size() - 1) * vocab;
-  for (size_t i = 0; i < vocab; ++i) ASSERT_NEAR(last[i], want[i], 1e-3) << i;
+  for (size_t i = 0; i < vocab; ++i) ASSERT_NEAR(last[i], want[i], kLogitTolerance) << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, Parity, ::testing::Values("tiny-v2-lite", "tiny-v3-fp8", "tiny-v2-group", "tiny-v3-odd"));
