@@ -165,6 +165,20 @@ def generate_cli(model_dir, token_ids, max_tokens):
     return json.loads(out.stdout)["token_ids"]
 
 
+def logits_cli(model_dir, token_ids):
+    """`dsinfer logits` over `token_ids` (the engine without the server, one forward pass):
+    one float32 row per position. model_dir None: the embedded default model."""
+    sys.path.insert(0, os.path.join(HERE, "..", "engine"))
+    import safetensors_io  # noqa: E402 (the engine tests' reader)
+    model = [] if model_dir is None else ["--model", model_dir]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "logits.safetensors")
+        subprocess.run([BIN, "--log-level", "warn", "logits", *model, "--tokens", ",".join(map(str, token_ids)),
+                        "--out", out, "--threads", "1"], check=True, capture_output=True, text=True)
+        shape, flat = safetensors_io.read(out)["logits"]
+    return [flat[i:i + shape[1]] for i in range(0, len(flat), shape[1])]
+
+
 def raw_exchange(port, data, timeout=10, read_until_close=True):
     """Sends raw bytes and reads what comes back (until close, or the first read)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

@@ -3,12 +3,18 @@ HTTP, on the embedded default model (random weights, real DeepSeek-V3 tokenizer)
 chat, streaming and not, n > 1, logprobs, stop strings and stop tokens, seeds, token-id
 prompts, echo, usage, /tokenize, /metrics, and every kind of bad request."""
 import concurrent.futures
+import heapq
 import json
+import os
+import sys
 import unittest
 
 import openai
 
-from serverlib import Server
+from serverlib import HERE, Server, logits_cli
+
+sys.path.insert(0, os.path.join(HERE, "..", "common"))
+from parity import log_softmax  # noqa: E402
 
 API_KEY = "test-key-123"
 MAX_MODEL_LEN = 512
@@ -47,6 +53,43 @@ def greedy_ids(prompt, n_tokens):
                                             "ignore_eos": True, "return_token_ids": True})
     assert status == 200, body
     return body["choices"][0]["token_ids"], body["choices"][0]["text"]
+
+
+# The server's logprobs against log_softmax (float64) of `dsinfer logits` over prompt + output:
+# the same float32 logits computed in another order (decode steps over the paged KV cache vs one
+# forward pass), then logit - log_z formed in float32 at |logprob| ~8..12, where a float32 ulp
+# is ~1e-6. Measured max |diff| 4.2e-6 on the embedded model; 1e-5 is ~10 ulps.
+LOGPROB_TOLERANCE = 1e-5
+
+
+def token_id(spelt):
+    """The id of a logprobs token spelt `token_id:N` (return_tokens_as_token_ids)."""
+    assert spelt.startswith("token_id:"), spelt
+    return int(spelt[len("token_id:"):])
+
+
+def check_logprobs(test, prompt_ids, positions, greedy):
+    """positions: per output token, (token id, logprob, [(id, logprob), ...] of the top list).
+    Every value must be log_softmax of the engine's logits at that position, the top list the
+    k most likely tokens in order, and (greedy) the token the most likely one."""
+    ids = prompt_ids + [tok for tok, _, _ in positions]
+    rows = logits_cli(None, ids[:-1])[len(prompt_ids) - 1:]
+    test.assertEqual(len(rows), len(positions))
+    tol = LOGPROB_TOLERANCE
+    worst = 0.0
+    for i, ((tok, logprob, top), row) in enumerate(zip(positions, rows)):
+        want = log_softmax(row)
+        worst = max([worst, abs(logprob - want[tok])] + [abs(v - want[t]) for t, v in top])
+        test.assertAlmostEqual(logprob, want[tok], delta=tol, msg=f"position {i}, token {tok}")
+        best = heapq.nlargest(len(top) + 1, want)
+        if greedy:
+            test.assertGreaterEqual(want[tok], best[0] - tol, f"position {i}: {tok} is not the most likely token")
+        test.assertEqual(len({t for t, _ in top}), len(top), f"position {i}: repeated tokens in {top}")
+        for j, (t, v) in enumerate(top):
+            test.assertAlmostEqual(v, want[t], delta=tol, msg=f"position {i}, top {j}: token {t}")
+            # The j-th entry is the j-th most likely token (up to ties within the tolerance).
+            test.assertAlmostEqual(want[t], best[j], delta=tol, msg=f"position {i}, top {j}: token {t}")
+    print(f"logprobs of {len(positions)} positions: max |server - log_softmax(dsinfer logits)| {worst:.2e}")
 
 
 class Completions(unittest.TestCase):
@@ -142,14 +185,23 @@ class Completions(unittest.TestCase):
         self.assertEqual(len(lp.top_logprobs), 5)
         self.assertEqual("".join(lp.tokens), r.choices[0].text)
         self.assertEqual(lp.text_offset[0], 0)
-        for i, (tok, chosen, top) in enumerate(zip(lp.tokens, lp.token_logprobs, lp.top_logprobs)):
-            self.assertLessEqual(chosen, 0.0)
-            self.assertLessEqual(len(top), 3)
-            self.assertGreaterEqual(len(top), 1)
-            # Greedy: the chosen token is the most likely one.
-            self.assertAlmostEqual(chosen, max(top.values()), places=5)
-            if i:
-                self.assertEqual(lp.text_offset[i], lp.text_offset[i - 1] + len(lp.tokens[i - 1]))
+        for i in range(1, 5):
+            self.assertEqual(lp.text_offset[i], lp.text_offset[i - 1] + len(lp.tokens[i - 1]))
+        # The values: log_softmax of the engine's logits at each position (tokens spelt as ids,
+        # so that two tokens with the same text stay apart).
+        status, raw = post("/v1/completions", {"prompt": "Numbers: one, two,", "max_tokens": 5, "temperature": 0,
+                                               "logprobs": 3, "ignore_eos": True, "return_token_ids": True,
+                                               "return_tokens_as_token_ids": True})
+        self.assertEqual(status, 200, raw)
+        choice = raw["choices"][0]
+        raw_lp = choice["logprobs"]
+        self.assertEqual([token_id(t) for t in raw_lp["tokens"]], choice["token_ids"])
+        self.assertEqual(raw_lp["token_logprobs"], lp.token_logprobs)  # the same request, the same numbers
+        # A JSON object has no order (the server's is by key): sort by value.
+        positions = [(tok, chosen, sorted(((token_id(t), v) for t, v in top.items()), key=lambda e: -e[1]))
+                     for tok, chosen, top in zip(choice["token_ids"], raw_lp["token_logprobs"], raw_lp["top_logprobs"])]
+        self.assertTrue(all(len(top) == 3 for _, _, top in positions))
+        check_logprobs(self, choice["prompt_token_ids"], positions, greedy=True)
         # Streaming gives the same logprobs, chunk by chunk.
         chunks = list(complete(prompt="Numbers: one, two,", max_tokens=5, temperature=0, logprobs=3, stream=True,
                                extra_body={"ignore_eos": True}))
@@ -232,6 +284,25 @@ class Chat(unittest.TestCase):
         r2 = client.chat.completions.create(model=MODEL, messages=parts, max_tokens=8, temperature=0,
                                             extra_body={"ignore_eos": True})
         self.assertEqual(r2.choices[0].message.content, r.choices[0].message.content)
+
+    def test_chat_logprobs_are_log_softmax(self):
+        """Chat logprobs, greedy and sampled (n = 2, temperature 0.8: the raw distribution, not
+        the tempered one), against log_softmax of the engine's logits at the same positions."""
+        for temperature, n in ((0, 1), (0.8, 2)):
+            with self.subTest(temperature=temperature):
+                status, body = post("/v1/chat/completions", {
+                    "messages": self.MESSAGES, "max_tokens": 4, "temperature": temperature, "n": n, "seed": 3,
+                    "logprobs": True, "top_logprobs": 2, "ignore_eos": True, "return_token_ids": True,
+                    "return_tokens_as_token_ids": True})
+                self.assertEqual(status, 200, body)
+                self.assertEqual(len(body["choices"]), n)
+                for c in body["choices"]:
+                    content = c["logprobs"]["content"]
+                    self.assertEqual([token_id(e["token"]) for e in content], c["token_ids"])
+                    positions = [(token_id(e["token"]), e["logprob"],
+                                  [(token_id(t["token"]), t["logprob"]) for t in e["top_logprobs"]]) for e in content]
+                    self.assertTrue(all(len(top) == 2 for _, _, top in positions))
+                    check_logprobs(self, body["prompt_token_ids"], positions, greedy=temperature == 0)
 
     def test_chat_n_logprobs(self):
         r = client.chat.completions.create(model=MODEL, messages=self.MESSAGES, max_tokens=4, temperature=0.8, n=2,
