@@ -1,11 +1,13 @@
 // `dsinfer bench`: flags (vLLM's benchmark_serving names where they mean the same), setup
 // (model name, prompts, warm-up), the run, and its report.
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <thread>
 
 #include "bench/bench_report.h"
 #include "bench/commands.h"
@@ -56,6 +58,21 @@ ServerCounters scrape(const BenchOptions& o, const ServerAddress& address) {
   }
 }
 
+// The counters once the engine has published the step that produced the last response: the
+// engine hands a step's outputs to the HTTP layer before it counts the step, so a scrape right
+// after the last response can miss it. Settled when nothing runs or waits (as this bench's load
+// ends; another client's load may never settle, hence the bound of ~2 s).
+ServerCounters scrape_settled(const BenchOptions& o, const ServerAddress& address) {
+  ServerCounters c = scrape(o, address);
+  for (int i = 0; i < 200; ++i) {
+    auto running = c.find("dsinfer_num_requests_running"), waiting = c.find("dsinfer_num_requests_waiting");
+    if (running == c.end() || waiting == c.end() || (running->second == 0 && waiting->second == 0)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    c = scrape(o, address);
+  }
+  return c;
+}
+
 void run_bench(BenchFlags& f) {
   BenchOptions& o = f.options;
   if (f.endpoint == "chat") o.endpoint = Endpoint::endpoint_chat;
@@ -83,7 +100,7 @@ void run_bench(BenchFlags& f) {
   }
   ServerCounters before = scrape(o, address);
   LoadRun run = run_load(o, address, model, prompts);
-  ServerCounters after = scrape(o, address);
+  ServerCounters after = scrape_settled(o, address);
   BenchReport report = make_report(o, model, run, before, after);
   report.base_url = address.describe();
   std::fputs(format_table(report).c_str(), stdout);

@@ -34,7 +34,7 @@ ServerCounters parse_server_counters(const std::string& text) {
   std::string line;
   while (std::getline(in, line)) {
     if (line.rfind("dsinfer_engine_", 0) != 0 && line.rfind("dsinfer_num_preemptions_total", 0) != 0 &&
-        line.rfind("dsinfer_prefix_cache_", 0) != 0)
+        line.rfind("dsinfer_prefix_cache_", 0) != 0 && line.rfind("dsinfer_num_requests_", 0) != 0)
       continue;
     size_t space = line.rfind(' ');
     if (space == std::string::npos || line.find('{') != std::string::npos) continue;

@@ -136,7 +136,11 @@ TEST(Report, Numbers) {
   ServerCounters before = parse_server_counters("dsinfer_engine_steps_total 10\ndsinfer_engine_scheduler_seconds_total 0.5\n");
   ServerCounters after = parse_server_counters(
       "# TYPE x counter\ndsinfer_engine_steps_total 110\ndsinfer_engine_scheduler_seconds_total 0.6\n"
-      "dsinfer_http_requests_total{route=\"/x\",status=\"200\"} 3\n");
+      "dsinfer_http_requests_total{route=\"/x\",status=\"200\"} 3\n"
+      "dsinfer_num_requests_running 2\ndsinfer_num_requests_waiting 0\n");
+  // The gauges the bench waits on before its last scrape (bench_command.cpp, scrape_settled).
+  EXPECT_EQ(after.at("dsinfer_num_requests_running"), 2);
+  EXPECT_EQ(after.at("dsinfer_num_requests_waiting"), 0);
   r = make_report(o, "m", run, before, after);
   EXPECT_DOUBLE_EQ(r.server["steps"].get<double>(), 100);
   EXPECT_NEAR(r.server["scheduler_ms_per_step"].get<double>(), 1.0, 1e-9);

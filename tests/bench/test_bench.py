@@ -67,8 +67,17 @@ class Bench(unittest.TestCase):
         self.assertGreater(r["e2e_ms"]["min"], r["ttft_ms"]["min"])
         self.assertAlmostEqual(r["request_throughput"], 24 / r["duration_s"], places=6)
         self.assertAlmostEqual(r["output_throughput"], 24 * 8 / r["duration_s"], places=6)
-        self.assertGreater(r["server"]["steps"], 0)
-        self.assertGreaterEqual(r["server"]["scheduler_ms_per_step"], 0)
+        # The server figures are the deltas of the server's own counters over the run: nothing
+        # else runs on this server between our two scrapes and the bench's, so they are equal.
+        steps = after["dsinfer_engine_steps_total"] - before["dsinfer_engine_steps_total"]
+        self.assertGreater(steps, 0)
+        self.assertEqual(r["server"]["steps"], steps)
+        for key, counter in (("scheduler_ms_per_step", "dsinfer_engine_scheduler_seconds_total"),
+                             ("forward_ms_per_step", "dsinfer_engine_forward_seconds_total"),
+                             ("sampling_ms_per_step", "dsinfer_engine_sampling_seconds_total")):
+            want = 1e3 * (after[counter] - before[counter]) / steps
+            self.assertGreater(want, 0, counter)  # every step schedules, runs the model and samples
+            self.assertAlmostEqual(r["server"][key], want, delta=1e-9 * want, msg=key)
         self.assertIn("Successful requests:", proc.stdout)
         self.assertIn("TTFT", proc.stdout)
 
