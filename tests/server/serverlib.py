@@ -118,6 +118,14 @@ class Server:
             self.proc.wait()
 
 
+def baseline_server(*args):
+    """The "alone" reference for a batching test: one sequence at a time and no prefix cache,
+    so every request is computed from scratch by itself. (An "alone" run on the server under
+    test would reuse KV blocks its batched run cached: a wrong batched computation would then
+    be part of its own reference.)"""
+    return Server(*args, "--no-enable-prefix-caching", "--max-num-seqs", "1")
+
+
 def thread_stacks(pid):
     """Every thread's backtrace (gdb), to show where a process hangs; '' without gdb."""
     try:

@@ -1,7 +1,8 @@
 """`dsinfer serve` on the tiny-v2-lite fixture (float32 CPU engine, token-id prompts): greedy
 tokens through the server equal `dsinfer generate` and the Hugging Face reference (tiny-v3-fp8
 too); 64 concurrent streaming clients with mixed
-prompt and output lengths each get exactly the tokens they get alone; a shared prefix is
+prompt and output lengths each get exactly the tokens they get alone (on a fresh server, one
+sequence at a time, prefix caching off); a shared prefix is
 reported as cached and changes nothing; a client that disconnects mid-stream is cancelled and
 its KV blocks freed (seen in /metrics)."""
 import concurrent.futures
@@ -13,7 +14,7 @@ import sys
 import time
 import unittest
 
-from serverlib import DATA, HERE, Server, generate_cli
+from serverlib import DATA, HERE, Server, baseline_server, generate_cli
 
 sys.path.insert(0, os.path.join(HERE, "..", "engine"))
 import safetensors_io  # noqa: E402
@@ -73,14 +74,22 @@ class FixtureModel(unittest.TestCase):
     def test_64_concurrent_streams_match_alone(self):
         rng = random.Random(64)
         jobs = [(random_prompt(rng, 1 + (i * 37) % 150), 1 + (i * 13) % 40) for i in range(64)]
-        # Concurrent first (cold prefix cache, everything batched together), then each alone.
+        # Concurrent (everything batched together), then each alone on a baseline server: one
+        # sequence at a time, no prefix cache, so nothing of the batched run is reused.
         with concurrent.futures.ThreadPoolExecutor(64) as pool:
             together = list(pool.map(lambda j: run_streaming(*j), jobs))
-        for i, ((prompt, n_out), (ids, finish)) in enumerate(zip(jobs, together)):
-            alone, _ = run_alone(prompt, n_out)
-            self.assertEqual(len(ids), n_out, f"request {i}")
-            self.assertEqual(ids, alone, f"request {i}: prompt {len(prompt)} tokens, {n_out} out")
-            self.assertEqual(finish, ["length"])
+        baseline = baseline_server("--model", MODEL_DIR)
+        try:
+            for i, ((prompt, n_out), (ids, finish)) in enumerate(zip(jobs, together)):
+                status, body = baseline.post("/v1/completions", request_body(prompt, n_out))
+                self.assertEqual(status, 200, body)
+                self.assertEqual(body["usage"]["prompt_tokens_details"]["cached_tokens"], 0)
+                self.assertEqual(len(ids), n_out, f"request {i}")
+                self.assertEqual(ids, body["choices"][0]["token_ids"],
+                                 f"request {i}: prompt {len(prompt)} tokens, {n_out} out")
+                self.assertEqual(finish, ["length"])
+        finally:
+            baseline.stop_cleanly()
 
     def test_shared_prefix_is_cached(self):
         rng = random.Random(7)

@@ -1,11 +1,12 @@
 """A KV cache too small for the load: the engine preempts (and later recomputes) sequences,
-and every request still completes with exactly the tokens it gets alone."""
+and every request still completes with exactly the tokens it gets alone (on a fresh server
+with room to spare, one sequence at a time, prefix caching off)."""
 import concurrent.futures
 import os
 import random
 import unittest
 
-from serverlib import DATA, Server
+from serverlib import DATA, Server, baseline_server
 
 MODEL_DIR = os.path.join(DATA, "tiny-v2-lite")
 # tiny-v2-lite: 3 layers x (64 latent + 16 rope) float32 = 960 bytes per token, 61440 per
@@ -43,11 +44,19 @@ class Preemption(unittest.TestCase):
         m = server.metrics()
         self.assertGreater(m["dsinfer_num_preemptions_total"], 0, "the cache was meant to be too small")
         self.assertEqual(m["dsinfer_kv_cache_blocks_total"], 12)
-        for i, (job, ids) in enumerate(zip(jobs, together)):
-            status, alone = server.post("/v1/completions", body(*job, False))
-            self.assertEqual(status, 200, alone)
-            self.assertEqual(len(ids), 60)
-            self.assertEqual(ids, alone["choices"][0]["token_ids"], f"request {i}")
+        # Alone: on a baseline server (one sequence at a time, no prefix cache, a cache with room
+        # to spare), so no KV computed under preemption is reused.
+        baseline = baseline_server("--model", MODEL_DIR)
+        try:
+            for i, (job, ids) in enumerate(zip(jobs, together)):
+                status, alone = baseline.post("/v1/completions", body(*job, False))
+                self.assertEqual(status, 200, alone)
+                self.assertEqual(alone["usage"]["prompt_tokens_details"]["cached_tokens"], 0)
+                self.assertEqual(len(ids), 60)
+                self.assertEqual(ids, alone["choices"][0]["token_ids"], f"request {i}")
+            self.assertEqual(baseline.metrics()["dsinfer_num_preemptions_total"], 0)
+        finally:
+            baseline.stop_cleanly()
 
 
 if __name__ == "__main__":
