@@ -56,4 +56,26 @@ float max_logit(std::span<const float> x) {
   return m;
 }
 
+size_t find_nan_or_inf(std::span<const float> x) {
+  // On the bits: NaN has an exponent of all ones and a nonzero mantissa (either sign), +inf is
+  // 0x7f800000 exactly. Integer flags or-ed in a block vectorise; the exact place is looked
+  // for only in a block that has one.
+  constexpr uint32_t kPosInf = 0x7f800000u;
+  auto bad = [](float v) {
+    const uint32_t bits = std::bit_cast<uint32_t>(v);
+    return uint32_t((bits & 0x7fffffffu) > kPosInf) | uint32_t(bits == kPosInf);
+  };
+  constexpr size_t kBlock = 256;
+  for (size_t begin = 0; begin < x.size(); begin += kBlock) {
+    const size_t n = std::min(kBlock, x.size() - begin);
+    const float* block = x.data() + begin;
+    uint32_t any = 0;
+    for (size_t i = 0; i < n; ++i) any |= bad(block[i]);
+    if (any)
+      for (size_t i = 0; i < n; ++i)
+        if (bad(block[i])) return begin + i;
+  }
+  return x.size();
+}
+
 }  // namespace dsi

@@ -1,5 +1,6 @@
 #pragma once
 // The one pass over the whole vocabulary that sampling and logprobs need: exp(logit - max).
+#include <cstddef>
 #include <span>
 
 namespace dsi {
@@ -13,5 +14,9 @@ void softmax_exp(std::span<const float> x, float max_x, std::span<float> out);
 
 // The largest element (NaN ignored; -inf for an empty or all-NaN span). Vectorised too.
 float max_logit(std::span<const float> x);
+
+// The index of the first NaN or +inf in x, or x.size() when there is none. Vectorised: a
+// block with no such value costs one compare per element.
+size_t find_nan_or_inf(std::span<const float> x);
 
 }  // namespace dsi
