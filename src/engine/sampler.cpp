@@ -115,12 +115,39 @@ size_t top_p_prefix(std::vector<uint64_t>& keys, std::span<const float> q, doubl
   return keys.size();  // rounding left every prefix just short of `need`: all of C_k
 }
 
+// C of step 5 (q > 0 and q >= min_p), as order keys.
+bool in_c(float q, double min_p) { return q > 0 && double(q) >= min_p; }
+
+// Appends the keys of C; with top_k set, only those that can be among its first top_k: a
+// histogram over the keys' top bits (sign, exponent and the first mantissa bits of s) finds
+// the bucket holding the top_k-th best, and nothing after that bucket is kept. Exact: the
+// buckets follow the best-first order; it only spares sorting the whole vocabulary.
+void collect_c(std::span<const float> s, std::span<const float> q, const SamplingParams& p,
+               std::vector<uint64_t>& keys) {
+  constexpr int kBucketBits = 14;
+  auto bucket = [](uint64_t key) { return size_t(key >> (64 - kBucketBits)); };
+  uint64_t last_bucket = (uint64_t(1) << kBucketBits) - 1;
+  if (p.top_k > 0 && size_t(p.top_k) < s.size()) {
+    thread_local std::vector<uint32_t> count;
+    count.assign(size_t(1) << kBucketBits, 0);
+    for (size_t i = 0; i < s.size(); ++i)
+      if (in_c(q[i], p.min_p)) ++count[bucket(order_key(s[i], 0))];
+    uint64_t n = 0;
+    for (last_bucket = 0; last_bucket + 1 < count.size(); ++last_bucket)
+      if ((n += count[last_bucket]) >= uint64_t(p.top_k)) break;
+  }
+  for (size_t i = 0; i < s.size(); ++i)
+    if (in_c(q[i], p.min_p)) {
+      const uint64_t key = order_key(s[i], int32_t(i));
+      if (bucket(key) <= last_bucket) keys.push_back(key);
+    }
+}
+
 // Step 5: K as order keys, in no particular order. This thread's buffer, like scale_and_exp's.
 std::span<const uint64_t> kept_keys(std::span<const float> s, std::span<const float> q, const SamplingParams& p) {
   thread_local std::vector<uint64_t> keys;
   keys.clear();
-  for (size_t i = 0; i < s.size(); ++i)
-    if (q[i] > 0 && double(q[i]) >= p.min_p) keys.push_back(order_key(s[i], int32_t(i)));
+  collect_c(s, q, p, keys);
   assert(!keys.empty());  // the best token has q = 1
   if (p.top_k > 0 && size_t(p.top_k) < keys.size()) {
     std::nth_element(keys.begin(), keys.begin() + p.top_k, keys.end());
