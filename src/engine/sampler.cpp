@@ -94,14 +94,12 @@ std::span<const float> scale_and_exp(std::span<float> logits, float max_value, d
   return q;
 }
 
-// Top-p's cut of `keys` (C_k of step 5, in any order): sorts the best-first prefix it keeps and
-// returns its length. Only the head is ordered, in pieces growing fourfold (a peaked
-// distribution reaches top_p within the first piece); every round moves `begin` forward by a
-// whole piece, so the rounds are bounded whatever the sums do.
-size_t top_p_prefix(std::vector<uint64_t>& keys, std::span<const float> q, double top_p) {
-  double total = 0;
-  for (uint64_t k : keys) total += q[size_t(key_token(k))];
-  const double need = top_p * total;
+// Top-p's cut of `keys` (a superset of K, in any order, holding every candidate better than
+// the ones it misses): sorts the best-first prefix whose mass reaches `need` and returns its
+// length. Only the head is ordered, in pieces growing fourfold (a peaked distribution reaches
+// top_p within the first piece); every round moves `begin` forward by a whole piece, so the
+// rounds are bounded whatever the sums do.
+size_t top_p_prefix(std::vector<uint64_t>& keys, std::span<const float> q, double need) {
   double cum = 0;
   for (size_t begin = 0, piece = 64; begin < keys.size(); begin += piece, piece *= 4) {
     const size_t end = std::min(keys.size(), begin + piece);
@@ -112,48 +110,63 @@ size_t top_p_prefix(std::vector<uint64_t>& keys, std::span<const float> q, doubl
       if ((cum += q[size_t(key_token(keys[i]))]) >= need) return i + 1;
     if (end == keys.size()) break;  // (and keeps `piece` from growing past any size)
   }
-  return keys.size();  // rounding left every prefix just short of `need`: all of C_k
+  return keys.size();  // rounding left every prefix just short of `need`: all of them
 }
 
-// C of step 5 (q > 0 and q >= min_p), as order keys.
+// Candidates are bucketed by their order keys' top bits (the sign, exponent and first mantissa
+// bits of s): the buckets follow the best-first order, so a cut's last bucket, found from a
+// histogram, bounds what needs collecting and sorting. Exact: it only spares the rest.
+constexpr int kBucketBits = 14;
+constexpr size_t kBuckets = size_t(1) << kBucketBits;
+size_t bucket_of(uint64_t key) { return size_t(key >> (64 - kBucketBits)); }
 bool in_c(float q, double min_p) { return q > 0 && double(q) >= min_p; }
 
-// Appends the keys of C; with top_k set, only those that can be among its first top_k: a
-// histogram over the keys' top bits (sign, exponent and the first mantissa bits of s) finds
-// the bucket holding the top_k-th best, and nothing after that bucket is kept. Exact: the
-// buckets follow the best-first order; it only spares sorting the whole vocabulary.
-void collect_c(std::span<const float> s, std::span<const float> q, const SamplingParams& p,
-               std::vector<uint64_t>& keys) {
-  constexpr int kBucketBits = 14;
-  auto bucket = [](uint64_t key) { return size_t(key >> (64 - kBucketBits)); };
-  uint64_t last_bucket = (uint64_t(1) << kBucketBits) - 1;
-  if (p.top_k > 0 && size_t(p.top_k) < s.size()) {
-    thread_local std::vector<uint32_t> count;
-    count.assign(size_t(1) << kBucketBits, 0);
-    for (size_t i = 0; i < s.size(); ++i)
-      if (in_c(q[i], p.min_p)) ++count[bucket(order_key(s[i], 0))];
-    uint64_t n = 0;
-    for (last_bucket = 0; last_bucket + 1 < count.size(); ++last_bucket)
-      if ((n += count[last_bucket]) >= uint64_t(p.top_k)) break;
-  }
+// The last bucket that can hold part of K: with top-k (cut_k), the one holding the top_k-th
+// best of C; with top-p alone, the one where C's mass, best first, passes top_p of its total
+// (plus a margin far above the sums' rounding, so that the exact cut lies inside). `total`
+// gets C's mass.
+size_t last_bucket(std::span<const float> s, std::span<const float> q, const SamplingParams& p, bool cut_k,
+                   double& total) {
+  if (!cut_k && !(p.top_p < 1.0)) return kBuckets - 1;
+  thread_local std::vector<double> weight;  // per bucket: candidates (top-k) or their mass (top-p)
+  weight.assign(kBuckets, 0.0);
+  total = 0;
   for (size_t i = 0; i < s.size(); ++i)
     if (in_c(q[i], p.min_p)) {
-      const uint64_t key = order_key(s[i], int32_t(i));
-      if (bucket(key) <= last_bucket) keys.push_back(key);
+      weight[bucket_of(order_key(s[i], 0))] += cut_k ? 1.0 : double(q[i]);
+      total += q[i];
     }
+  const double target = cut_k ? double(p.top_k) : p.top_p * total + 1e-9 * total;
+  double cum = 0;
+  size_t last = 0;
+  for (; last + 1 < kBuckets; ++last)
+    if ((cum += weight[last]) >= target) break;
+  return last;
 }
 
 // Step 5: K as order keys, in no particular order. This thread's buffer, like scale_and_exp's.
 std::span<const uint64_t> kept_keys(std::span<const float> s, std::span<const float> q, const SamplingParams& p) {
   thread_local std::vector<uint64_t> keys;
   keys.clear();
-  collect_c(s, q, p, keys);
+  const bool cut_k = p.top_k > 0 && size_t(p.top_k) < s.size();
+  double total = 0;
+  const size_t last = last_bucket(s, q, p, cut_k, total);
+  for (size_t i = 0; i < s.size(); ++i)
+    if (in_c(q[i], p.min_p))
+      if (const uint64_t key = order_key(s[i], int32_t(i)); bucket_of(key) <= last) keys.push_back(key);
   assert(!keys.empty());  // the best token has q = 1
   if (p.top_k > 0 && size_t(p.top_k) < keys.size()) {
     std::nth_element(keys.begin(), keys.begin() + p.top_k, keys.end());
     keys.resize(size_t(p.top_k));
   }
-  if (p.top_p < 1.0) keys.resize(top_p_prefix(keys, q, p.top_p));
+  if (p.top_p < 1.0) {
+    // The mass top-p takes its share of: C_k's when top-k cut (it holds all of C_k), else C's.
+    if (cut_k) {
+      total = 0;
+      for (uint64_t k : keys) total += q[size_t(key_token(k))];
+    }
+    keys.resize(top_p_prefix(keys, q, p.top_p * total));
+  }
   return keys;
 }
 
@@ -238,12 +251,12 @@ void validate_sampling(const SamplingParams& p, int64_t vocab_size) {
 }
 
 float check_logits(std::span<const float> logits) {
-  if (const size_t bad = find_nan_or_inf(logits); bad < logits.size())
+  const LogitScan scan = scan_logits(logits);
+  if (const size_t bad = scan.first_nan_or_inf; bad < logits.size())
     fail("the model produced non-finite logits: {} at token {} (of {})", std::isnan(logits[bad]) ? "NaN" : "+inf", bad,
          logits.size());
-  const float max_value = max_logit(logits);
-  if (max_value == kNegInf) fail("the model produced non-finite logits: every logit is -inf (of {})", logits.size());
-  return max_value;
+  if (scan.max_value == kNegInf) fail("the model produced non-finite logits: every logit is -inf (of {})", logits.size());
+  return scan.max_value;
 }
 
 GeneratedToken sample_token(std::span<float> logits, const SamplingParams& p, SamplerState& state,

@@ -225,6 +225,27 @@ TEST(SoftmaxExp, WithinTwoUlpOfExpAndZeroBelowTheNormalRange) {
   EXPECT_NEAR(out[3], std::exp(-2.0), 2e-7);
 }
 
+// The contract's scan finds the first NaN (either sign) or +inf wherever it lies (in the
+// vectorised lanes, at block edges, in the tail), never flags -inf, and gives the maximum.
+TEST(SoftmaxExp, ScanFindsTheFirstNanOrInf) {
+  std::vector<float> x(2000);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(std::cos(double(i)));
+  x[7] = -INFINITY;
+  x[1234] = 5.0f;
+  LogitScan scan = scan_logits(x);
+  EXPECT_EQ(scan.first_nan_or_inf, x.size());
+  EXPECT_EQ(scan.max_value, 5.0f);
+  for (size_t at : {size_t(0), size_t(15), size_t(511), size_t(512), size_t(1000), size_t(1999)})
+    for (float bad : {NAN, -NAN, INFINITY}) {
+      std::vector<float> y = x;
+      y[at] = bad;
+      if (at + 1 < y.size()) y[y.size() - 1] = NAN;  // only the first counts
+      EXPECT_EQ(scan_logits(y).first_nan_or_inf, at) << "at " << at << " value " << bad;
+    }
+  EXPECT_EQ(scan_logits(std::vector<float>{}).first_nan_or_inf, 0u);
+  EXPECT_EQ(scan_logits(std::vector<float>(3, -INFINITY)).max_value, -INFINITY);
+}
+
 TEST(Sampler, InvalidParametersAreNamed) {
   auto message = [](SamplingParams p) {
     try {
