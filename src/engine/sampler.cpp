@@ -83,14 +83,12 @@ int32_t first_index_of(std::span<const float> v, float value) {
   return int32_t(std::find(v.begin(), v.end(), value) - v.begin());
 }
 
-// Step 4 in place: logits become s, and the result is q. The exp pass over the whole vocabulary
-// is most of the cost of sampling. The span is this thread's buffer: valid until its next call.
-std::span<const float> scale_and_exp(std::span<float> logits, float max_value, double temperature) {
-  const float inv_t = float(1.0 / temperature);
-  for (float& v : logits) v = (v - max_value) * inv_t;
+// Step 4: q, in one pass over the vocabulary (most of the cost of sampling). The span is this
+// thread's buffer: valid until its next call.
+std::span<const float> relative_probs(std::span<const float> logits, float max_value, double temperature) {
   thread_local std::vector<float> q;  // one per sampling thread, reused every step
   q.resize(logits.size());
-  softmax_exp(logits, 0.0f, q);
+  softmax_exp(logits, max_value, q, float(1.0 / temperature));
   return q;
 }
 
@@ -114,7 +112,7 @@ size_t top_p_prefix(std::vector<uint64_t>& keys, std::span<const float> q, doubl
 }
 
 // Candidates are bucketed by their order keys' top bits (the sign, exponent and first mantissa
-// bits of s): the buckets follow the best-first order, so a cut's last bucket, found from a
+// bits of l): the buckets follow the best-first order, so a cut's last bucket, found from a
 // histogram, bounds what needs collecting and sorting. Exact: it only spares the rest.
 constexpr int kBucketBits = 14;
 constexpr size_t kBuckets = size_t(1) << kBucketBits;
@@ -125,15 +123,15 @@ bool in_c(float q, double min_p) { return q > 0 && double(q) >= min_p; }
 // best of C; with top-p alone, the one where C's mass, best first, passes top_p of its total
 // (plus a margin far above the sums' rounding, so that the exact cut lies inside). `total`
 // gets C's mass.
-size_t last_bucket(std::span<const float> s, std::span<const float> q, const SamplingParams& p, bool cut_k,
+size_t last_bucket(std::span<const float> l, std::span<const float> q, const SamplingParams& p, bool cut_k,
                    double& total) {
   if (!cut_k && !(p.top_p < 1.0)) return kBuckets - 1;
   thread_local std::vector<double> weight;  // per bucket: candidates (top-k) or their mass (top-p)
   weight.assign(kBuckets, 0.0);
   total = 0;
-  for (size_t i = 0; i < s.size(); ++i)
+  for (size_t i = 0; i < l.size(); ++i)
     if (in_c(q[i], p.min_p)) {
-      weight[bucket_of(order_key(s[i], 0))] += cut_k ? 1.0 : double(q[i]);
+      weight[bucket_of(order_key(l[i], 0))] += cut_k ? 1.0 : double(q[i]);
       total += q[i];
     }
   const double target = cut_k ? double(p.top_k) : p.top_p * total + 1e-9 * total;
@@ -144,16 +142,16 @@ size_t last_bucket(std::span<const float> s, std::span<const float> q, const Sam
   return last;
 }
 
-// Step 5: K as order keys, in no particular order. This thread's buffer, like scale_and_exp's.
-std::span<const uint64_t> kept_keys(std::span<const float> s, std::span<const float> q, const SamplingParams& p) {
+// Step 5: K as order keys, in no particular order. This thread's buffer, like relative_probs'.
+std::span<const uint64_t> kept_keys(std::span<const float> l, std::span<const float> q, const SamplingParams& p) {
   thread_local std::vector<uint64_t> keys;
   keys.clear();
-  const bool cut_k = p.top_k > 0 && size_t(p.top_k) < s.size();
+  const bool cut_k = p.top_k > 0 && size_t(p.top_k) < l.size();
   double total = 0;
-  const size_t last = last_bucket(s, q, p, cut_k, total);
-  for (size_t i = 0; i < s.size(); ++i)
+  const size_t last = last_bucket(l, q, p, cut_k, total);
+  for (size_t i = 0; i < l.size(); ++i)
     if (in_c(q[i], p.min_p))
-      if (const uint64_t key = order_key(s[i], int32_t(i)); bucket_of(key) <= last) keys.push_back(key);
+      if (const uint64_t key = order_key(l[i], int32_t(i)); bucket_of(key) <= last) keys.push_back(key);
   assert(!keys.empty());  // the best token has q = 1
   if (p.top_k > 0 && size_t(p.top_k) < keys.size()) {
     std::nth_element(keys.begin(), keys.begin() + p.top_k, keys.end());
@@ -268,7 +266,7 @@ GeneratedToken sample_token(std::span<float> logits, const SamplingParams& p, Sa
   if (is_greedy(p)) {
     out.token = first_index_of(logits, max_value);
   } else {
-    std::span<const float> q = scale_and_exp(logits, max_value, p.temperature);
+    std::span<const float> q = relative_probs(logits, max_value, p.temperature);
     out.token = is_unfiltered(p) ? draw_unfiltered(q, state.uniform()) : draw(q, kept_keys(logits, q, p), state.uniform());
   }
   if (p.logprobs >= 0) fill_logprobs(raw, p.logprobs, out);
@@ -280,7 +278,7 @@ std::vector<int32_t> sampling_candidates(std::span<float> logits, const Sampling
                                          const SampleContext& ctx) {
   const float max_value = process(logits, p, state, ctx);
   if (is_greedy(p)) return {first_index_of(logits, max_value)};
-  std::span<const float> q = scale_and_exp(logits, max_value, p.temperature);
+  std::span<const float> q = relative_probs(logits, max_value, p.temperature);
   std::span<const uint64_t> kept = kept_keys(logits, q, p);  // unfiltered: every token with q > 0
   std::vector<uint64_t> sorted(kept.begin(), kept.end());
   std::sort(sorted.begin(), sorted.end());

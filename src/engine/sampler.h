@@ -12,11 +12,10 @@
 //     set to -inf while fewer than min_tokens tokens have been generated. If nothing finite is
 //     left, the request fails ("every token is masked").
 //  3. Greedy (temperature < 1e-5): the first index of the largest value. Done.
-//  4. Temperature, in float: s[i] = (l[i] - max l) * float(1 / temperature), so s <= 0 and the
-//     best tokens have s = 0 (shifting first means no finite logit can overflow).
-//     q[i] = softmax_exp(s)[i]: the probability relative to the best (1 for the best, 0 for
-//     masked tokens and those below float's normal range).
-//  5. The kept set K, with "best first" meaning larger s first, lower token id first on equal s
+//  4. Temperature: q[i] = exp((l[i] - max l) * float(1 / temperature)), the product in float
+//     (shifting first means no finite logit can overflow), exp as softmax_exp: the probability
+//     relative to the best (1 for the best, 0 for masked tokens and those below float's range).
+//  5. The kept set K, with "best first" meaning larger l first, lower token id first on equal l
 //     (a strict total order, so every cut below is a prefix of it and ties at a cut go to the
 //     lower token id):
 //       C  = tokens with q > 0 and q >= min_p (min-p is relative to the best token, whose q is

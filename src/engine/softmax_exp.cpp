@@ -35,10 +35,10 @@ inline float exp_nonpositive(float x) {
 
 }  // namespace
 
-void softmax_exp(std::span<const float> x, float max_x, std::span<float> out) {
+void softmax_exp(std::span<const float> x, float max_x, std::span<float> out, float scale) {
   const float* __restrict in = x.data();
   float* __restrict dst = out.data();
-  for (size_t i = 0; i < x.size(); ++i) dst[i] = exp_nonpositive(in[i] - max_x);
+  for (size_t i = 0; i < x.size(); ++i) dst[i] = exp_nonpositive((in[i] - max_x) * scale);
 }
 
 float max_logit(std::span<const float> x) {

@@ -67,10 +67,10 @@ std::optional<std::vector<int32_t>> reference_kept(const Case& c) {
   }
   std::vector<float> s(l.size()), q(l.size());
   for (size_t i = 0; i < l.size(); ++i) s[i] = (l[i] - m) * float(1.0 / p.temperature);
-  softmax_exp(s, 0.0f, q);
+  softmax_exp(s, 0.0f, q);  // of the products, rounded to float as the definition says
   std::vector<int32_t> order(l.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = int32_t(i);
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return s[size_t(a)] > s[size_t(b)]; });
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[size_t(a)] > l[size_t(b)]; });
   std::vector<int32_t> kept;
   for (int32_t t : order)
     if (q[size_t(t)] > 0 && double(q[size_t(t)]) >= p.min_p) kept.push_back(t);
