@@ -33,7 +33,8 @@ int64_t block_count(const ModelConfig& c, const RunnerOptions& o, const Backend&
 
 ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, std::unique_ptr<Backend> backend,
                          const RunnerOptions& options)
-    : backend_(std::move(backend)), blocks_(block_count(config, options, *backend_), options.block_size, options.prefix_caching) {
+    : backend_(std::move(backend)),
+      blocks_(block_count(config, options, *backend_), options.block_size, options.prefix_caching) {
   cache_.n_layers = config.n_layers;
   cache_.n_blocks = blocks_.n_blocks();
   cache_.block_size = options.block_size;

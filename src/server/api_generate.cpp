@@ -23,9 +23,9 @@ void check_model_name(const ApiContext& context, const std::string& model) {
   if (model.empty()) return;
   const auto& names = context.options.served_model_names;
   if (std::find(names.begin(), names.end(), model) == names.end())
-    throw ApiError(404,
-                   fmt::format("The model `{}` does not exist (this server serves `{}`)", clip_text(model), names.front()),
-                   "model");
+    throw ApiError(
+        404, fmt::format("The model `{}` does not exist (this server serves `{}`)", clip_text(model), names.front()),
+        "model");
 }
 
 namespace {
