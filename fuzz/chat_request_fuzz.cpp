@@ -10,7 +10,6 @@
 
 #include "core/error.h"
 #include "server/api_error.h"
-#include "server/api_handlers.h"
 #include "server/openai_request.h"
 #include "tokenizer/tokenizer.h"
 

@@ -8,7 +8,6 @@
 #include <string_view>
 
 #include "server/api_error.h"
-#include "server/api_handlers.h"
 #include "server/openai_request.h"
 
 namespace {

@@ -9,16 +9,6 @@
 
 namespace dsi::server {
 
-Json parse_request_body(std::string_view body) {
-  if (body.empty()) fail_param("", "the request body is empty (expected a JSON object)");
-  try {
-    return parse_json_bounded<Json>(body);  // nesting and numbers bounded: see core/json.h
-  } catch (const JsonParseError& e) {
-    // nlohmann names the byte offset and, for bad UTF-8, says "ill-formed UTF-8 byte".
-    fail_param(e.field(), "malformed JSON in the request body: {}", e.what());
-  }
-}
-
 void check_model_name(const ApiContext& context, const std::string& model) {
   if (model.empty()) return;
   const auto& names = context.options.served_model_names;

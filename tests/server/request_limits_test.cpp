@@ -7,7 +7,6 @@
 
 #include "engine/sampler.h"
 #include "server/api_error.h"
-#include "server/api_handlers.h"
 #include "server/openai_request.h"
 
 namespace dsi::server {
@@ -114,7 +113,8 @@ TEST(RequestLimits, NumberOverflowIsA400NamingTheField) {
       {"stop_token_ids", R"({"prompt": "hi", "stop_token_ids": [-1]})"},
       {"metadata", R"({"prompt": "hi", "metadata": {"x": [1e400]}})"},
   };
-  for (const auto& [param, body] : completions) {
+  for (const auto& item : completions) {
+    const std::string &param = item.first, &body = item.second;  // (clang 14 cannot capture bindings)
     ApiError e = rejection([&] { completion(body); });
     EXPECT_EQ(e.status(), 400) << body;
     EXPECT_EQ(e.param(), param) << body << ": " << e.what();
@@ -125,7 +125,8 @@ TEST(RequestLimits, NumberOverflowIsA400NamingTheField) {
       {"messages", user(R"("hi", "x": 1e400)") + "}"},
       {"tools", user(R"("hi")") + R"(, "tools": [{"type": "function", "function": {"name": "f", "x": -1e400}}]})"},
   };
-  for (const auto& [param, body] : chats) {
+  for (const auto& item : chats) {
+    const std::string &param = item.first, &body = item.second;
     ApiError e = rejection([&] { chat(body); });
     EXPECT_EQ(e.status(), 400) << body;
     EXPECT_EQ(e.param(), param) << body << ": " << e.what();
