@@ -17,8 +17,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                          {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", dsi::Json::array()}}});
   if (nul != std::string_view::npos) {
     try {
-      messages = dsi::Json::parse(input.substr(nul + 1));
-    } catch (const dsi::Json::exception&) {
+      messages = dsi::parse_json_bounded<dsi::Json>(input.substr(nul + 1));  // bounded as every request is
+    } catch (const dsi::JsonParseError&) {
     }
   }
   try {

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this): installs what is missing, builds
 # Release and runs every test, then builds with AddressSanitizer + UBSan and runs the tests
-# again there (tests labelled `slow` are left out of the sanitizer pass).
-#   scripts/test.sh            both passes
-#   SKIP_ASAN=1 scripts/test.sh   the Release pass only
+# again there (tests labelled `slow` are left out of the sanitizer pass), then builds the
+# libFuzzer targets with clang and runs each for a minute on its seeds (scripts/fuzz.sh).
+#   scripts/test.sh            all three passes
+#   SKIP_ASAN=1 scripts/test.sh   no sanitizer pass
+#   SKIP_FUZZ=1 scripts/test.sh   no fuzz pass
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SKIP_BUILD=1 scripts/setup.sh
@@ -20,5 +22,9 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
   cmake --build build-asan -j"$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure --timeout 1800 --label-exclude slow
+fi
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== libFuzzer targets, 60 s each"
+  FUZZ_SECONDS=60 scripts/fuzz.sh
 fi
 echo "== all tests passed"

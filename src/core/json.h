@@ -12,8 +12,39 @@ namespace dsi {
 
 using Json = nlohmann::json;
 
-// Parses text; a syntax error becomes "<what>: malformed JSON: <detail>".
+// The deepest nesting of arrays and objects any JSON text may have. Far above any real
+// document (requests nest ~6 levels, model and tokenizer files ~5), and low enough that the
+// recursive walks of a parsed value (dump, copy, compare, a chat template's tojson) need
+// only a few KB of stack: a 70k-deep array from a client would otherwise overflow it.
+constexpr int kMaxJsonDepth = 128;
+
+// Why a JSON text was refused. `path` locates the value at fault ("max_tokens",
+// "messages[2].content"; empty for a syntax error or the document itself) and `field` is
+// its top-level key (empty if none), for an API error's `param`.
+class JsonParseError : public Error {
+ public:
+  JsonParseError(std::string message, std::string path, std::string field)
+      : Error(std::move(message)), path_(std::move(path)), field_(std::move(field)) {}
+  const std::string& path() const { return path_; }
+  const std::string& field() const { return field_; }
+
+ private:
+  std::string path_;
+  std::string field_;
+};
+
+// Parses text into J (Json or nlohmann::ordered_json) with nesting at most max_depth. Throws
+// JsonParseError for a syntax error, nesting too deep, or a number out of range (1e400); its
+// message quotes at most a few dozen bytes of the input, whatever the input's size.
+template <class J = Json>
+J parse_json_bounded(std::string_view text, int max_depth = kMaxJsonDepth);
+
+// Parses text (bounded as above); an error becomes "<what>: malformed JSON: <detail>".
 Json parse_json(std::string_view text, std::string_view what);
+
+// At most max_bytes of s (cut at a UTF-8 character boundary), then "... (N bytes)" when cut:
+// for quoting input in an error message without echoing all of it.
+std::string clip_text(std::string_view s, size_t max_bytes = 100);
 
 std::string_view json_type_name(const Json& j);
 

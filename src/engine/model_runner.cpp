@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/host_memory.h"
 #include "core/log.h"
 
 namespace dsi {
@@ -12,8 +13,13 @@ namespace {
 
 int64_t kv_row_bytes(const ModelConfig& c) { return c.kv_cache_dim() * int64_t(sizeof(float)); }
 
-int64_t block_count(const ModelConfig& c, const RunnerOptions& o) {
+int64_t block_count(const ModelConfig& c, const RunnerOptions& o, const Backend& backend) {
   if (o.block_size <= 0 || o.block_size > 4096) fail("--block-size {} must be in [1, 4096]", o.block_size);
+  // Checked before the block bookkeeping is sized by it: a cache in host memory cannot be
+  // larger than the machine's memory.
+  const int64_t total = host_memory().total_bytes;
+  if (backend.name() == "cpu" && total > 0 && o.kv_cache_bytes > total)
+    fail("--kv-cache-memory {} bytes is more than this machine has: {}", o.kv_cache_bytes, host_memory_summary());
   const int64_t per_block = int64_t(c.n_layers) * o.block_size * kv_row_bytes(c);
   int64_t n = o.kv_cache_bytes / per_block;
   if (o.max_kv_blocks > 0) n = std::min(n, o.max_kv_blocks);
@@ -27,11 +33,20 @@ int64_t block_count(const ModelConfig& c, const RunnerOptions& o) {
 
 ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, std::unique_ptr<Backend> backend,
                          const RunnerOptions& options)
-    : backend_(std::move(backend)), blocks_(block_count(config, options), options.block_size, options.prefix_caching) {
+    : backend_(std::move(backend)),
+      blocks_(block_count(config, options, *backend_), options.block_size, options.prefix_caching) {
   cache_.n_layers = config.n_layers;
   cache_.n_blocks = blocks_.n_blocks();
   cache_.block_size = options.block_size;
-  cache_memory_ = backend_->alloc(DType::f32, cache_.n_layers * cache_.n_blocks * cache_.block_size, config.kv_cache_dim());
+  const int64_t n_rows = cache_.n_layers * cache_.n_blocks * cache_.block_size;
+  // A size beyond the machine must be a startup error that says so, not std::bad_alloc.
+  const int64_t n_bytes = n_rows * kv_row_bytes(config);
+  try {
+    cache_memory_ = backend_->alloc(DType::f32, n_rows, config.kv_cache_dim());
+  } catch (const std::bad_alloc&) {
+    fail("--kv-cache-memory: allocating {} bytes ({} blocks) on {} failed; host memory: {}", n_bytes, cache_.n_blocks,
+         backend_->name(), host_memory_summary());
+  }
   cache_.pool = cache_memory_.t;
   spdlog::info("KV cache: {} blocks of {} tokens ({} tokens, {:.1f} MiB, {} bytes per token)", cache_.n_blocks,
                cache_.block_size, cache_.n_blocks * cache_.block_size,

@@ -12,6 +12,9 @@ namespace dsi {
 
 using RequestId = uint64_t;
 
+// The largest repetition_penalty accepted (the API and the sampler check against this one).
+constexpr double kMaxRepetitionPenalty = 10;
+
 // OpenAI / vLLM sampling parameters (their names and meanings).
 struct SamplingParams {
   double temperature = 1.0;         // 0: greedy (argmax, first index on ties)
@@ -20,7 +23,7 @@ struct SamplingParams {
   double min_p = 0.0;               // [0, 1]
   double presence_penalty = 0.0;    // [-2, 2], on generated tokens
   double frequency_penalty = 0.0;   // [-2, 2], on generated tokens
-  double repetition_penalty = 1.0;  // > 0, on prompt and generated tokens
+  double repetition_penalty = 1.0;  // (0, kMaxRepetitionPenalty], on prompt and generated tokens
   std::optional<uint64_t> seed{};   // reproducible sampling; otherwise seeded at random
   int max_tokens = 16;              // >= 1
   int min_tokens = 0;               // EOS and stop tokens are masked before this many tokens

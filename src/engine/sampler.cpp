@@ -238,8 +238,8 @@ void validate_sampling(const SamplingParams& p, int64_t vocab_size) {
     fail("presence_penalty must be in [-2, 2], got {}", p.presence_penalty);
   if (!(p.frequency_penalty >= -2 && p.frequency_penalty <= 2))
     fail("frequency_penalty must be in [-2, 2], got {}", p.frequency_penalty);
-  if (!(p.repetition_penalty > 0 && p.repetition_penalty <= 10))
-    fail("repetition_penalty must be in (0, 10], got {}", p.repetition_penalty);
+  if (!(p.repetition_penalty > 0 && p.repetition_penalty <= kMaxRepetitionPenalty))
+    fail("repetition_penalty must be in (0, {}], got {}", kMaxRepetitionPenalty, p.repetition_penalty);
   if (p.max_tokens < 1) fail("max_tokens must be at least 1, got {}", p.max_tokens);
   if (p.min_tokens < 0 || p.min_tokens > p.max_tokens)
     fail("min_tokens must be in [0, max_tokens = {}], got {}", p.max_tokens, p.min_tokens);

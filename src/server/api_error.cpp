@@ -15,9 +15,10 @@ const char* error_type_for_status(int status) {
 }
 
 Json error_json(int status, const std::string& message, const std::string& param, const std::string& type) {
-  Json error = {{"message", message},
+  // Messages quote input clipped (clip_text); this bounds whatever else reaches a client.
+  Json error = {{"message", clip_text(message, kMaxErrorMessageBytes)},
                 {"type", type.empty() ? error_type_for_status(status) : type},
-                {"param", param.empty() ? Json(nullptr) : Json(param)},
+                {"param", param.empty() ? Json(nullptr) : Json(clip_text(param, 100))},
                 {"code", status}};
   return Json{{"error", std::move(error)}};
 }

@@ -31,6 +31,9 @@ template <class... Args>
   throw ApiError(400, fmt::format(format, std::forward<Args>(args)...), param);
 }
 
+// The longest error message a response carries; longer ones are cut (clip_text).
+constexpr size_t kMaxErrorMessageBytes = 1024;
+
 // "invalid_request_error" for 4xx, "authentication_error" for 401, "server_error" for 5xx...
 const char* error_type_for_status(int status);
 

@@ -9,22 +9,13 @@
 
 namespace dsi::server {
 
-Json parse_request_body(std::string_view body) {
-  if (body.empty()) fail_param("", "the request body is empty (expected a JSON object)");
-  try {
-    return Json::parse(body);
-  } catch (const Json::parse_error& e) {
-    // nlohmann names the byte offset and, for bad UTF-8, says "ill-formed UTF-8 byte".
-    fail_param("", "malformed JSON in the request body: {}", e.what());
-  }
-}
-
 void check_model_name(const ApiContext& context, const std::string& model) {
   if (model.empty()) return;
   const auto& names = context.options.served_model_names;
   if (std::find(names.begin(), names.end(), model) == names.end())
-    throw ApiError(404, fmt::format("The model `{}` does not exist (this server serves `{}`)", model, names.front()),
-                   "model", "NotFoundError");
+    throw ApiError(
+        404, fmt::format("The model `{}` does not exist (this server serves `{}`)", clip_text(model), names.front()),
+        "model");
 }
 
 namespace {
@@ -37,13 +28,15 @@ void check_vocabulary(const ApiContext& context, const std::vector<int32_t>& ids
   const int64_t vocab = context.engine.config().vocab_size;
   for (int32_t id : ids)
     if (id >= vocab)
-      fail_param(param, "prompt token id {} is outside the model's vocabulary of {} tokens{}", id, vocab,
+      fail_param(param, "'{}' holds token id {}, outside the model's vocabulary of {} tokens{}", param, id, vocab,
                  context.tokenizer.vocab_size() > vocab ? " (the tokenizer does not belong to this model)" : "");
 }
 
 // Sets the final max_tokens for every prompt: the request's (all must fit the context) or,
 // when it gave none (chat), what the longest prompt leaves of the context.
 void fit_context(const ApiContext& context, GenerationInput& in, const char* param) {
+  // Here, not only in the engine, so that the error names the field.
+  check_vocabulary(context, in.options.sampling.stop_token_ids, "stop_token_ids");
   const int64_t max_len = context.engine.max_model_len();
   size_t longest = 0;
   for (const auto& p : in.prompts) {

@@ -6,11 +6,10 @@
 
 #include "server/api_context.h"
 #include "server/http_connection.h"
+#include "server/openai_request.h"  // parse_request_body
 
 namespace dsi::server {
 
-// The body as JSON; 400 naming the problem for malformed JSON or invalid UTF-8.
-Json parse_request_body(std::string_view body);
 // 404 unless `model` is empty or one of the served names.
 void check_model_name(const ApiContext& context, const std::string& model);
 

@@ -51,11 +51,21 @@ bool same_secret(std::string_view given, std::string_view key) {
   return diff == 0;
 }
 
+// The credentials of "Authorization: Bearer <token>"; empty for another scheme. RFC 7235:
+// the scheme name is case-insensitive ("bearer" too) and one or more spaces follow it.
+std::string_view bearer_token(std::string_view authorization) {
+  constexpr std::string_view kScheme = "bearer";
+  if (authorization.size() <= kScheme.size() || authorization[kScheme.size()] != ' ' ||
+      !beast::iequals(beast::string_view(authorization.data(), kScheme.size()), kScheme.data()))
+    return {};
+  size_t start = authorization.find_first_not_of(' ', kScheme.size());
+  return start == std::string_view::npos ? std::string_view() : authorization.substr(start);
+}
+
 void check_api_key(const ApiContext& context, const HttpRequest& request) {
   if (context.options.api_key.empty()) return;
   std::string_view auth(request[http::field::authorization].data(), request[http::field::authorization].size());
-  constexpr std::string_view kBearer = "Bearer ";
-  if (auth.substr(0, kBearer.size()) != kBearer || !same_secret(auth.substr(kBearer.size()), context.options.api_key))
+  if (!same_secret(bearer_token(auth), context.options.api_key))
     throw ApiError(401, auth.empty() ? "missing API key: send the header 'Authorization: Bearer <key>'"
                                      : "invalid API key");
 }
@@ -76,13 +86,14 @@ void dispatch(ApiContext& context, const std::shared_ptr<HttpConnection>& connec
   std::string_view path = target.substr(0, target.find('?'));
   RouteInfo info = find_route(path);
   if (info.route == Route::route_unknown)
-    throw ApiError(404, fmt::format("no route for {} {}", std::string_view(request.method_string().data(),
-                                                                            request.method_string().size()),
-                                    path));
+    throw ApiError(404, fmt::format("no route for {} {}",
+                                    clip_text(std::string_view(request.method_string().data(),
+                                                               request.method_string().size())),
+                                    clip_text(path)));
   connection->set_route(info.name);
   if (request.method() != info.method)
     throw ApiError(405, fmt::format("{} takes {}, not {}", info.name, http::to_string(info.method).to_string(),
-                                    request.method_string().to_string()));
+                                    clip_text(request.method_string().to_string())));
   if (path.substr(0, 4) == "/v1/") check_api_key(context, request);
 
   switch (info.route) {

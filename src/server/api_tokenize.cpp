@@ -11,7 +11,7 @@ void check_fields(const Json& body, std::initializer_list<std::string_view> know
   if (!body.is_object()) fail_param("", "the request body must be a JSON object");
   for (const auto& [key, value] : body.items())
     if (std::find(known.begin(), known.end(), key) == known.end())
-      fail_param(key, "Unrecognized request argument supplied: {}", key);
+      fail_param(key, "Unrecognized request argument supplied: {}", clip_text(key));
 }
 
 bool flag(const Json& body, const char* key, bool fallback) {
@@ -44,7 +44,7 @@ void handle_tokenize(ApiContext& context, const std::shared_ptr<HttpConnection>&
     ids = context.tokenizer.encode(body["prompt"].get<std::string>(), flag(body, "add_special_tokens", true));
   } else {
     if (!context.tokenizer.has_chat_template()) fail_param("messages", "the tokenizer has no chat template");
-    auto ordered = nlohmann::ordered_json::parse(request.body());
+    auto ordered = parse_json_bounded<nlohmann::ordered_json>(request.body());
     if (!ordered["messages"].is_array()) fail_param("messages", "'messages' must be an array");
     nlohmann::ordered_json tools = ordered.contains("tools") ? ordered["tools"] : nlohmann::ordered_json(nullptr);
     nlohmann::ordered_json kwargs =
@@ -75,8 +75,13 @@ void handle_detokenize(ApiContext& context, const std::shared_ptr<HttpConnection
   std::vector<int32_t> ids;
   for (const auto& t : *it) {
     if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > INT32_MAX)
-      fail_param("tokens", "'tokens' must hold non-negative integer token ids, found {}", t.dump());
-    ids.push_back(int32_t(t.get<int64_t>()));
+      fail_param("tokens", "'tokens' must hold non-negative integer token ids, found {}", clip_text(t.dump()));
+    // decode() drops ids it does not know; asked for by a client, one is a mistake to report.
+    const auto id = int32_t(t.get<int64_t>());
+    if (!context.tokenizer.is_known(id))
+      fail_param("tokens", "token id {} is not in the tokenizer's vocabulary ({} tokens)", id,
+                 context.tokenizer.vocab_size());
+    ids.push_back(id);
   }
   connection->send_json(200, Json{{"prompt", context.tokenizer.decode(ids, false)}});
 }

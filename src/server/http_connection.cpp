@@ -6,6 +6,7 @@
 
 #include "core/log.h"
 #include "server/api_error.h"
+#include "server/http_request_parser.h"
 #include "server/http_server.h"
 
 namespace dsi::server {
@@ -60,8 +61,7 @@ void HttpConnection::read_header() {
   phase_ = Phase::phase_reading;
   timed_out_ = false;
   parser_.emplace();
-  parser_->header_limit(server_.limits().max_header_bytes);
-  parser_->body_limit(server_.limits().max_body_bytes);
+  configure_request_parser(*parser_, server_.limits());
   arm_timer(server_.limits().read_timeout_s);
   http::async_read_header(socket_, buffer_, *parser_,
                           [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
@@ -159,6 +159,8 @@ void HttpConnection::header_common(std::string& out, int status, std::string_vie
   fmt::format_to(std::back_inserter(out), "HTTP/1.1 {} {}\r\nServer: dsinfer\r\nContent-Type: {}\r\n", status,
                  std::string_view(reason.data(), reason.size()), content_type);
   out += keep_alive_ ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+  // RFC 7235 3.1: a 401 names the scheme it wants (ours: the API key as a bearer token).
+  if (status == 401) out += "WWW-Authenticate: Bearer\r\n";
   server_.metrics().count_response(route_, status);
 }
 

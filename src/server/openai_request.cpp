@@ -40,7 +40,7 @@ void check_known_fields(const Json& body, bool chat) {
   for (const auto& [key, value] : body.items()) {
     if (contains(kCommonFields, key) || (chat ? contains(kChatFields, key) : contains(kCompletionFields, key)))
       continue;
-    fail_param(key, "Unrecognized request argument supplied: {}", key);
+    fail_param(key, "Unrecognized request argument supplied: {}", clip_text(key));
   }
 }
 
@@ -72,7 +72,9 @@ std::optional<int64_t> get_integer(const Json& body, const char* key) {
   // 5.0 is accepted as 5 (JSON has one number type); 5.5 is not an integer.
   if (v->is_number_float()) {
     double d = v->get<double>();
-    if (d != std::floor(d) || std::abs(d) > 9.0e15) fail_param(key, "'{}' must be an integer, got {}", key, v->dump());
+    if (d != std::floor(d)) fail_param(key, "'{}' must be an integer, got {}", key, v->dump());
+    // Whole numbers beyond 2^53 lost digits on the way in (and 1e300 fits no integer field).
+    if (std::abs(d) > 9.0e15) fail_param(key, "'{}' = {} is out of range", key, v->dump());
     return int64_t(d);
   }
   if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
@@ -132,7 +134,7 @@ std::vector<int32_t> parse_id_list(const Json& list, const char* key) {
   ids.reserve(list.size());
   for (const auto& t : list) {
     if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > std::numeric_limits<int32_t>::max())
-      fail_param(key, "'{}' must hold non-negative integer token ids, found {}", key, t.dump());
+      fail_param(key, "'{}' must hold non-negative integer token ids, found {}", key, clip_text(t.dump()));
     ids.push_back(int32_t(t.get<int64_t>()));
   }
   return ids;
@@ -146,7 +148,7 @@ void parse_stream_options(const Json& body, GenerationOptions& o) {
   if (!so->is_object()) fail_param("stream_options", "'stream_options' must be an object, got {}", type_name(*so));
   for (const auto& [key, value] : so->items())
     if (key != "include_usage" && key != "continuous_usage_stats")
-      fail_param("stream_options", "Unrecognized argument in 'stream_options': {}", key);
+      fail_param("stream_options", "Unrecognized argument in 'stream_options': {}", clip_text(key));
   o.include_usage = get_bool(*so, "include_usage").value_or(false);
   o.continuous_usage_stats = get_bool(*so, "continuous_usage_stats").value_or(false);
 }
@@ -162,7 +164,7 @@ GenerationOptions parse_common(const Json& body) {
   s.min_p = get_number_in(body, "min_p", 0, 1, 0.0);
   s.presence_penalty = get_number_in(body, "presence_penalty", -2, 2, 0.0);
   s.frequency_penalty = get_number_in(body, "frequency_penalty", -2, 2, 0.0);
-  s.repetition_penalty = get_number_in(body, "repetition_penalty", 0, 100, 1.0, true);
+  s.repetition_penalty = get_number_in(body, "repetition_penalty", 0, kMaxRepetitionPenalty, 1.0, true);
   if (auto seed = get_integer(body, "seed")) s.seed = uint64_t(*seed);  // negative seeds wrap, as a bit pattern
   s.min_tokens = get_int_in(body, "min_tokens", 0, std::numeric_limits<int32_t>::max(), 0);
   s.ignore_eos = get_bool(body, "ignore_eos").value_or(false);
@@ -273,7 +275,8 @@ OrderedJson normalise_content(const OrderedJson& content, size_t index) {
       fail_param("messages", "messages[{}].content parts must be objects with a 'type'", index);
     std::string type = part["type"].get<std::string>();
     if (type != "text")
-      fail_param("messages", "messages[{}].content part of type '{}' is not supported (text only)", index, type);
+      fail_param("messages", "messages[{}].content part of type '{}' is not supported (text only)", index,
+                 clip_text(type));
     if (!part.contains("text") || !part["text"].is_string())
       fail_param("messages", "messages[{}].content text part needs a string 'text'", index);
     if (!first) joined += '\n';
@@ -293,7 +296,8 @@ OrderedJson parse_messages(const OrderedJson& raw) {
     if (!m.contains("role") || !m["role"].is_string()) fail_param("messages", "messages[{}] needs a string 'role'", i);
     std::string role = m["role"].get<std::string>();
     if (role != "system" && role != "developer" && role != "user" && role != "assistant" && role != "tool")
-      fail_param("messages", "messages[{}].role '{}' is not one of system, developer, user, assistant, tool", i, role);
+      fail_param("messages", "messages[{}].role '{}' is not one of system, developer, user, assistant, tool", i,
+                 clip_text(role));
     if (role == "developer") m["role"] = "system";  // OpenAI's newer name for the system prompt
     m["content"] = normalise_content(m.contains("content") ? m["content"] : OrderedJson(nullptr), i);
     if (m["content"].is_null() && role != "assistant")
@@ -326,6 +330,16 @@ OrderedJson parse_tools(const OrderedJson& raw) {
 }
 
 }  // namespace
+
+Json parse_request_body(std::string_view body) {
+  if (body.empty()) fail_param("", "the request body is empty (expected a JSON object)");
+  try {
+    return parse_json_bounded<Json>(body);  // nesting and numbers bounded: see core/json.h
+  } catch (const JsonParseError& e) {
+    // nlohmann names the byte offset and, for bad UTF-8, says "ill-formed UTF-8 byte".
+    fail_param(e.field(), "malformed JSON in the request body: {}", e.what());
+  }
+}
 
 CompletionRequest parse_completion_request(const Json& body) {
   require_object(body);
@@ -391,7 +405,7 @@ ChatRequest parse_chat_request(const Json& body, std::string_view raw_body) {
       std::string choice = tc->get<std::string>();
       if (choice == "required") fail_param("tool_choice", "'tool_choice' \"required\" is not supported (auto or none)");
       if (choice != "auto" && choice != "none")
-        fail_param("tool_choice", "'tool_choice' must be \"auto\" or \"none\", got \"{}\"", choice);
+        fail_param("tool_choice", "'tool_choice' must be \"auto\" or \"none\", got \"{}\"", clip_text(choice));
       r.tool_choice_none = choice == "none";
     } else {
       fail_param("tool_choice", "'tool_choice' naming a function is not supported (auto or none)");
@@ -402,7 +416,7 @@ ChatRequest parse_chat_request(const Json& body, std::string_view raw_body) {
   if (!field(body, "messages")) fail_param("messages", "'messages' is required");
 
   // The ordered copy keeps the client's key order for the template's tojson.
-  OrderedJson ordered = OrderedJson::parse(raw_body);
+  OrderedJson ordered = parse_json_bounded<OrderedJson>(raw_body);
   r.messages = parse_messages(ordered["messages"]);
   r.tools = parse_tools(ordered.contains("tools") ? ordered["tools"] : OrderedJson(nullptr));
   if (ordered.contains("chat_template_kwargs") && ordered["chat_template_kwargs"].is_object())

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/json.h"
@@ -57,6 +58,11 @@ struct ChatRequest {
   bool continue_final_message = false;
   GenerationOptions options;
 };
+
+// Any endpoint's body as JSON: 400 naming the problem for an empty body, malformed JSON,
+// invalid UTF-8, nesting deeper than kMaxJsonDepth, or a number out of range (`param`: the
+// top-level field it is in). Every handler parses its body with this.
+Json parse_request_body(std::string_view body);
 
 // `body` is the parsed request; the chat parser also needs the raw text to keep the key
 // order of messages and tools (chat templates render them with tojson).

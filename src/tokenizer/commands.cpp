@@ -46,8 +46,8 @@ OrderedJson parse_line(const std::string& line) {
   if (line.find_first_not_of(" \t\r") == std::string::npos) fail("empty input line");
   OrderedJson j;
   try {
-    j = OrderedJson::parse(line);
-  } catch (const OrderedJson::parse_error& e) {
+    j = parse_json_bounded<OrderedJson>(line);  // nesting bounded: a line is walked recursively below
+  } catch (const JsonParseError& e) {
     fail("malformed JSON: {}", e.what());
   }
   if (!j.is_object()) fail("expected a JSON object");
@@ -80,7 +80,7 @@ OrderedJson detokenize_one(const Tokenizer& tok, const OrderedJson& in) {
   std::vector<int32_t> ids;
   ids.reserve(ids_json.size());
   for (const OrderedJson& v : ids_json) {
-    if (!v.is_number_integer()) fail("ids must be integers, got {}", v.dump());
+    if (!v.is_number_integer()) fail("ids must be integers, got {}", clip_text(v.dump()));
     // Ids outside the int32 range are unknown to any tokenizer: they decode to nothing.
     int64_t id = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX) ? -1 : v.get<int64_t>();
     ids.push_back(id < 0 || id > INT32_MAX ? -1 : int32_t(id));
