@@ -113,7 +113,8 @@ std::string ServerMetrics::render(const EngineStats& e) const {
          double(e.kv_blocks_cached));
   scalar(out, "dsinfer_kv_cache_usage_ratio", "gauge", "Fraction of KV cache blocks held by sequences.",
          e.kv_blocks_total > 0 ? double(e.kv_blocks_used) / double(e.kv_blocks_total) : 0.0);
-  scalar(out, "dsinfer_prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.",
+  scalar(out, "dsinfer_prefix_cache_queries_total", "counter",
+         "Prompt tokens looked up in the prefix cache, at each request's first admission.",
          double(e.prefix_queried_tokens));
   scalar(out, "dsinfer_prefix_cache_hits_total", "counter", "Prompt tokens found in the prefix cache.",
          double(e.prefix_hit_tokens));
