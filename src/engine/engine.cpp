@@ -37,7 +37,9 @@ struct Engine::Impl {
   std::vector<std::unique_ptr<Sequence>> inbox;
   std::vector<std::pair<RequestId, FinishReason>> finishes;
   bool stopping = false, draining = false;
-  int n_queued = 0;  // inbox + waiting + running, for the overload check
+  int64_t n_queued = 0;  // inbox + waiting + running, for the overload check
+  // The engine thread's stats at its latest step; n_waiting also counts what the engine thread
+  // took from the inbox since (it is waiting in the scheduler, not yet published).
   EngineStats published;
 
   // The engine thread's own.
@@ -65,30 +67,70 @@ Engine::Engine(ModelRunner& runner, const EngineOptions& options)
 
 Engine::~Engine() = default;
 
-RequestId Engine::submit(EngineRequest request) {
-  static std::atomic<RequestId> next_id{1};
-  const auto& c = runner_.config();
+namespace {
+
+void validate_request(const EngineRequest& request, const ModelConfig& c, int64_t max_model_len) {
   const int64_t n = int64_t(request.prompt.size());
   if (n == 0) fail("the prompt is empty");
   for (int32_t t : request.prompt)
     if (t < 0 || t >= c.vocab_size) fail("prompt token id {} is outside the model's vocabulary of {}", t, c.vocab_size);
   validate_sampling(request.sampling, c.vocab_size);
-  if (n + request.sampling.max_tokens > max_model_len_)
+  if (n + request.sampling.max_tokens > max_model_len)
     fail("this model's maximum context length is {} tokens; the request needs {} ({} in the prompt, {} to generate)",
-         max_model_len_, n + request.sampling.max_tokens, n, request.sampling.max_tokens);
+         max_model_len, n + request.sampling.max_tokens, n, request.sampling.max_tokens);
   if (!request.on_output) fail("submit: no output callback");
-  const RequestId id = next_id++;
-  auto seq = std::make_unique<Sequence>(id, std::move(request));
+}
+
+}  // namespace
+
+RequestId Engine::submit(EngineRequest request) {
+  std::vector<EngineRequest> group;
+  group.push_back(std::move(request));
+  return submit(std::move(group)).front();
+}
+
+std::vector<RequestId> Engine::submit(std::vector<EngineRequest> requests) {
+  static std::atomic<RequestId> next_id{1};
+  const size_t n = requests.size();
+  if (n == 0) fail("submit: no requests");
+  for (size_t i = 0; i < n; ++i) {
+    if (n == 1) validate_request(requests[i], runner_.config(), max_model_len_);
+    else with_context(fmt::format("request {} of {}", i + 1, n),
+                      [&] { validate_request(requests[i], runner_.config(), max_model_len_); });
+  }
+  // The queue holds a full batch running plus max_waiting_requests waiting; a group larger
+  // than that would be refused forever, so it is the client's to split (not "retry later").
+  const int64_t capacity = int64_t(options_.max_waiting_requests) + options_.max_num_seqs;
+  if (int64_t(n) > capacity)
+    throw SubmitError(SubmitRefusal::submit_too_large,
+                      fmt::format("{} requests (prompts x n) at once are more than this server ever queues: {} "
+                                  "(--max-num-seqs {} running + --max-waiting-requests {} waiting); split them",
+                                  n, capacity, options_.max_num_seqs, options_.max_waiting_requests));
+  // Sequences are built (and the prompts moved) before the lock, ids taken under it.
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  seqs.reserve(n);
+  for (auto& r : requests) seqs.push_back(std::make_unique<Sequence>(0, std::move(r)));
+  std::vector<RequestId> ids;
+  ids.reserve(n);
   {
     std::lock_guard lock(impl_->mutex);
-    if (impl_->stopping || impl_->draining) fail("the server is shutting down");
-    if (impl_->n_queued >= options_.max_waiting_requests + options_.max_num_seqs)
-      fail("overloaded: {} requests are queued", impl_->n_queued);
-    ++impl_->n_queued;
-    impl_->inbox.push_back(std::move(seq));
+    if (impl_->stopping || impl_->draining)
+      throw SubmitError(SubmitRefusal::submit_shutting_down, "the server is shutting down");
+    if (impl_->n_queued + int64_t(n) > capacity)
+      throw SubmitError(SubmitRefusal::submit_overloaded,
+                        fmt::format("overloaded: {} requests are queued or running, and {} more do not fit in {} "
+                                    "(--max-num-seqs {} running + --max-waiting-requests {} waiting); retry later",
+                                    impl_->n_queued, n, capacity, options_.max_num_seqs,
+                                    options_.max_waiting_requests));
+    impl_->n_queued += int64_t(n);
+    for (auto& seq : seqs) {
+      seq->id = next_id++;
+      ids.push_back(seq->id);
+      impl_->inbox.push_back(std::move(seq));
+    }
   }
   impl_->wake.notify_one();
-  return id;
+  return ids;
 }
 
 void Engine::finish(RequestId id, FinishReason reason) {
@@ -106,7 +148,12 @@ bool Engine::has_work() {
 
 EngineStats Engine::stats() const {
   std::lock_guard lock(impl_->mutex);
-  return impl_->published;
+  EngineStats s = impl_->published;
+  // Submitted requests wait in the inbox until the next step takes them: still waiting. (The
+  // step itself may take long, e.g. a big prefill, so a snapshot of the scheduler alone would
+  // show a long queue as empty.)
+  s.n_waiting += int(impl_->inbox.size());
+  return s;
 }
 
 void Engine::stop(bool drain) {
@@ -150,6 +197,7 @@ bool Engine::step() {
     std::lock_guard lock(im.mutex);
     arrived.swap(im.inbox);
     finishes.swap(im.finishes);
+    im.published.n_waiting += int(arrived.size());  // they join the waiting queue now
   }
   for (auto& s : arrived) im.scheduler.add(std::move(s));
 
@@ -170,11 +218,11 @@ bool Engine::step() {
     im.stats.n_running = im.scheduler.n_running();
     im.stats.n_waiting = im.scheduler.n_waiting();
     im.stats.preemptions_total = im.scheduler.n_preemptions();
+    im.stats.prefix_queried_tokens = im.scheduler.prefix_queried_tokens();
+    im.stats.prefix_hit_tokens = im.scheduler.prefix_hit_tokens();
     const KvCacheStats kv = runner_.blocks().stats();
     im.stats.kv_blocks_used = kv.n_used;
     im.stats.kv_blocks_cached = kv.n_cached;
-    im.stats.prefix_queried_tokens = kv.prefix_queried_tokens;
-    im.stats.prefix_hit_tokens = kv.prefix_hit_tokens;
     std::lock_guard lock(im.mutex);
     im.published = im.stats;
   };

@@ -14,17 +14,35 @@ struct EngineOptions {
   int max_num_seqs = 256;              // running sequences at most
   int max_num_batched_tokens = 2048;   // tokens per forward step (prefill chunks + decodes)
   int64_t max_model_len = 0;           // prompt + output tokens; 0: min(max_position_embeddings, KV cache)
-  int max_waiting_requests = 4096;     // more are refused (Error "overloaded": the server answers 503)
+  // Requests queued beyond a full batch (max_num_seqs running); more are refused with a
+  // SubmitError (submit_overloaded: the server answers 503).
+  int max_waiting_requests = 4096;
 };
 
-// A snapshot for /metrics and logs.
+// Why submit refused requests that were valid in themselves.
+enum class SubmitRefusal {
+  submit_overloaded,     // the queue has no room now: retry later (HTTP 503)
+  submit_shutting_down,  // the engine is stopping (HTTP 503)
+  submit_too_large,      // more requests in one group than the queue ever holds (HTTP 400)
+};
+class SubmitError : public Error {
+ public:
+  SubmitError(SubmitRefusal refusal, const std::string& message) : Error(message), refusal_(refusal) {}
+  SubmitRefusal refusal() const { return refusal_; }
+
+ private:
+  SubmitRefusal refusal_;
+};
+
+// A snapshot for /metrics and logs. The counts are the engine's at its latest step, except
+// n_waiting, which also counts what was submitted since (nothing queued is ever invisible).
 struct EngineStats {
   int n_running = 0;
-  int n_waiting = 0;
+  int n_waiting = 0;  // queued, not running: submitted, waiting for admission, or preempted
   int64_t kv_blocks_total = 0;
   int64_t kv_blocks_used = 0;    // held by sequences
   int64_t kv_blocks_cached = 0;  // free but holding reusable prefixes
-  int64_t prefix_queried_tokens = 0;
+  int64_t prefix_queried_tokens = 0;  // at each request's first admission
   int64_t prefix_hit_tokens = 0;
   int64_t prompt_tokens_total = 0;      // prompt tokens computed (cache hits excluded)
   int64_t generation_tokens_total = 0;
@@ -46,10 +64,13 @@ class Engine {
   int64_t max_model_len() const { return max_model_len_; }
   const ModelConfig& config() const { return runner_.config(); }
 
-  // Queues a request and returns its id. Throws Error (naming the problem) for an empty or
-  // too long prompt, ids outside the vocabulary, invalid sampling parameters, or when the
-  // waiting queue is full or the engine is shutting down. Thread-safe.
-  RequestId submit(EngineRequest request);
+  // Queues the requests of one client request (its choices) together and returns their ids,
+  // in order: either all are queued or none is, and nothing runs before all are. Throws
+  // Error (naming the problem and the request's index) for an empty or too long prompt, ids
+  // outside the vocabulary, or invalid sampling parameters, and SubmitError when the queue
+  // has no room for all of them or the engine is shutting down. Thread-safe.
+  std::vector<RequestId> submit(std::vector<EngineRequest> requests);
+  RequestId submit(EngineRequest request);  // a group of one
   // Ends a request: its last event carries `reason` and its KV blocks are freed at the next
   // step. Unknown or finished ids are ignored. Thread-safe, never blocks on a step.
   void finish(RequestId id, FinishReason reason);

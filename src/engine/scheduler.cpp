@@ -25,27 +25,34 @@ bool Scheduler::reserve(Sequence& seq, int n_tokens) {
   return true;
 }
 
-void Scheduler::preempt(Sequence& seq) {
+void Scheduler::release_blocks(Sequence& seq) {
   blocks_.release(seq.block_table);
   seq.block_table.clear();
-  seq.block_hashes.clear();
+  seq.block_prefixes.clear();
   seq.n_computed = 0;
+}
+
+void Scheduler::preempt(Sequence& seq) {
+  release_blocks(seq);
   ++n_preemptions_;
 }
 
-void Scheduler::match_prefix(Sequence& seq) {
+int64_t Scheduler::match_prefix(Sequence& seq) {
   // At least the last token is computed: its logits give the next token.
   const int bs = blocks_.block_size();
   const int64_t max_blocks = (int64_t(seq.tokens.size()) - 1) / bs;
   seq.block_table = blocks_.match_prefix(seq.tokens, max_blocks);
-  uint64_t parent = kKvRootHash;
-  for (size_t b = 0; b < seq.block_table.size(); ++b) {
-    parent = kv_block_hash(parent, std::span(seq.tokens).subspan(b * size_t(bs), size_t(bs)));
-    seq.block_hashes.push_back(parent);
-  }
+  for (int32_t block : seq.block_table) seq.block_prefixes.push_back(blocks_.prefix_ref(block));
   seq.n_computed = int(seq.block_table.size()) * bs;
-  if (seq.n_cached_prompt < 0) seq.n_cached_prompt = std::min(seq.n_computed, seq.n_prompt);
+  return blocks_.prefix_caching() ? max_blocks * bs : 0;
+}
+
+void Scheduler::admitted(Sequence& seq, int64_t n_queried) {
   seq.n_prompt_computed_ever = std::max(seq.n_prompt_computed_ever, std::min(seq.n_computed, seq.n_prompt));
+  if (seq.n_cached_prompt >= 0) return;  // a re-admission after preemption
+  seq.n_cached_prompt = std::min(seq.n_computed, seq.n_prompt);
+  prefix_queried_tokens_ += n_queried;
+  prefix_hit_tokens_ += seq.n_computed;
 }
 
 std::vector<ScheduledSequence> Scheduler::schedule() {
@@ -73,15 +80,13 @@ std::vector<ScheduledSequence> Scheduler::schedule() {
   // New work only when nothing had to make room this step.
   while (!preempted && budget > 0 && !waiting_.empty() && int(running_.size()) < max_num_seqs_) {
     Sequence& seq = *waiting_.front();
-    if (seq.n_computed == 0) match_prefix(seq);
+    const int64_t n_queried = match_prefix(seq);
     const int n_new = std::min(int(seq.tokens.size()) - seq.n_computed, budget);
     if (!reserve(seq, seq.n_computed + n_new)) {
-      blocks_.release(seq.block_table);  // keep nothing while waiting
-      seq.block_table.clear();
-      seq.block_hashes.clear();
-      seq.n_computed = 0;
+      release_blocks(seq);  // keep nothing while waiting
       break;
     }
+    admitted(seq, n_queried);
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
     out.push_back({&seq, n_new, seq.n_computed + n_new == int(seq.tokens.size())});
@@ -95,12 +100,10 @@ void Scheduler::computed(const ScheduledSequence& s) {
   seq.n_computed += s.n_new;
   seq.n_prompt_computed_ever = std::max(seq.n_prompt_computed_ever, std::min(seq.n_computed, seq.n_prompt));
   const int bs = blocks_.block_size();
-  for (size_t b = seq.block_hashes.size(); b < size_t(seq.n_computed / bs); ++b) {
+  for (size_t b = seq.block_prefixes.size(); b < size_t(seq.n_computed / bs); ++b) {
     auto tokens = std::span(seq.tokens).subspan(b * size_t(bs), size_t(bs));
-    const uint64_t parent = b == 0 ? kKvRootHash : seq.block_hashes[b - 1];
-    const uint64_t h = kv_block_hash(parent, tokens);
-    blocks_.register_full_block(seq.block_table[b], h, parent, tokens);
-    seq.block_hashes.push_back(h);
+    const KvPrefixRef parent = b == 0 ? kKvRootPrefix : seq.block_prefixes[b - 1];
+    seq.block_prefixes.push_back(blocks_.register_full_block(seq.block_table[b], parent, tokens));
   }
 }
 

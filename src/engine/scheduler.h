@@ -27,7 +27,9 @@ struct Sequence {
   int n_prompt_computed_ever = 0;   // for the prompt-token counter (recomputes excluded)
   int n_cached_prompt = -1;         // prefix-cache hits at first admission (-1: not admitted yet)
   std::vector<int32_t> block_table;
-  std::vector<uint64_t> block_hashes;  // chained hashes of the leading full blocks
+  // For each leading full block, the cached block that identifies the prefix up to its end
+  // (its own, or an equal one registered first): the parent of the next block.
+  std::vector<KvPrefixRef> block_prefixes;
   SamplingParams sampling;
   SamplerState sampler;
   OutputCallback on_output;
@@ -59,17 +61,24 @@ class Scheduler {
   int n_running() const { return int(running_.size()); }
   int n_waiting() const { return int(waiting_.size()); }
   int64_t n_preemptions() const { return n_preemptions_; }
+  // Prompt tokens looked up in the prefix cache and found there, counted once per request at
+  // its first admission (failed attempts and re-admissions after preemption not counted).
+  int64_t prefix_queried_tokens() const { return prefix_queried_tokens_; }
+  int64_t prefix_hit_tokens() const { return prefix_hit_tokens_; }
 
  private:
   bool reserve(Sequence& seq, int n_tokens);  // blocks for the first n_tokens tokens
+  void release_blocks(Sequence& seq);         // back to nothing computed
   void preempt(Sequence& seq);
-  void match_prefix(Sequence& seq);
+  int64_t match_prefix(Sequence& seq);  // returns the tokens looked up
+  void admitted(Sequence& seq, int64_t n_queried);
 
   KvBlockManager& blocks_;
   int max_num_seqs_, max_num_batched_tokens_;
   std::vector<std::unique_ptr<Sequence>> running_;  // in admission order
   std::deque<std::unique_ptr<Sequence>> waiting_;
   int64_t n_preemptions_ = 0;
+  int64_t prefix_queried_tokens_ = 0, prefix_hit_tokens_ = 0;
 };
 
 }  // namespace dsi

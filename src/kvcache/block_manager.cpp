@@ -16,23 +16,43 @@ inline uint64_t mix64(uint64_t x) {
 }
 }  // namespace
 
-uint64_t kv_block_hash(uint64_t parent_hash, std::span<const int32_t> tokens) {
-  uint64_t h = mix64(parent_hash ^ 0x9e3779b97f4a7c15ull);
+uint64_t kv_block_hash(KvPrefixRef parent, std::span<const int32_t> tokens) {
+  uint64_t h = mix64(uint64_t(uint32_t(parent.block)) ^ 0x9e3779b97f4a7c15ull);
+  h = mix64(h ^ parent.generation);
   for (int32_t t : tokens) h = mix64(h ^ (uint64_t(uint32_t(t)) + 0x9e3779b97f4a7c15ull + (h << 6)));
   return mix64(h ^ tokens.size());
 }
 
-KvBlockManager::KvBlockManager(int64_t n_blocks, int block_size, bool prefix_caching)
-    : block_size_(block_size), prefix_caching_(prefix_caching), blocks_(size_t(n_blocks)) {
+KvBlockManager::KvBlockManager(int64_t n_blocks, int block_size, bool prefix_caching, KvBlockHashFn hash)
+    : block_size_(block_size), prefix_caching_(prefix_caching), hash_(hash) {
   if (n_blocks <= 0 || n_blocks > INT32_MAX) fail("KV cache: {} blocks is not a usable size", n_blocks);
   if (block_size <= 0) fail("KV cache: block size {} must be positive", block_size);
+  if (!hash) fail("KV cache: no block hash function");
+  blocks_.resize(size_t(n_blocks));
   free_.reserve(size_t(n_blocks));
   for (int64_t b = n_blocks - 1; b >= 0; --b) free_.push_back(int32_t(b));  // hand out low ids first
 }
 
+bool KvBlockManager::holds_prefix(KvPrefixRef ref) const {
+  if (ref == kKvRootPrefix) return true;
+  const Block& b = blocks_.at(size_t(ref.block));
+  return b.registered && b.generation == ref.generation;
+}
+
+std::optional<int32_t> KvBlockManager::find(KvPrefixRef parent, std::span<const int32_t> tokens,
+                                            uint64_t bucket) const {
+  auto [first, last] = by_bucket_.equal_range(bucket);
+  for (auto it = first; it != last; ++it) {
+    const Block& b = blocks_[size_t(it->second)];
+    if (b.parent == parent && std::equal(tokens.begin(), tokens.end(), b.tokens.begin(), b.tokens.end()))
+      return it->second;
+  }
+  return std::nullopt;
+}
+
 void KvBlockManager::take_reference(int32_t block) {
   Block& b = blocks_[size_t(block)];
-  if (b.ref_count == 0 && b.hash) lru_.erase(b.lru_pos);
+  if (b.ref_count == 0 && b.registered) lru_.erase(b.lru_pos);
   ++b.ref_count;
 }
 
@@ -40,29 +60,28 @@ std::vector<int32_t> KvBlockManager::match_prefix(std::span<const int32_t> token
   std::vector<int32_t> found;
   if (!prefix_caching_) return found;
   const int64_t n_full = std::min<int64_t>(int64_t(tokens.size()) / block_size_, max_blocks);
-  queried_tokens_ += n_full * block_size_;
-  uint64_t parent = kKvRootHash;
+  KvPrefixRef parent = kKvRootPrefix;
   for (int64_t i = 0; i < n_full; ++i) {
     auto chunk = tokens.subspan(size_t(i * block_size_), size_t(block_size_));
-    uint64_t h = kv_block_hash(parent, chunk);
-    auto it = by_hash_.find(h);
-    if (it == by_hash_.end()) break;
-    const Block& b = blocks_[size_t(it->second)];
-    if (b.parent_hash != parent || !std::equal(chunk.begin(), chunk.end(), b.tokens.begin(), b.tokens.end())) break;
-    take_reference(it->second);
-    found.push_back(it->second);
-    parent = h;
+    auto block = find(parent, chunk, hash_(parent, chunk));
+    if (!block) break;
+    take_reference(*block);
+    found.push_back(*block);
+    parent = prefix_ref(*block);
   }
-  hit_tokens_ += int64_t(found.size()) * block_size_;
   return found;
 }
 
 void KvBlockManager::unregister(int32_t block) {
   Block& b = blocks_[size_t(block)];
-  if (!b.hash) return;
-  auto it = by_hash_.find(*b.hash);
-  if (it != by_hash_.end() && it->second == block) by_hash_.erase(it);
-  b.hash.reset();
+  if (!b.registered) return;
+  auto [first, last] = by_bucket_.equal_range(b.bucket);
+  for (auto it = first; it != last; ++it)
+    if (it->second == block) {
+      by_bucket_.erase(it);
+      break;
+    }
+  b.registered = false;
   b.tokens.clear();
 }
 
@@ -78,16 +97,19 @@ std::optional<int32_t> KvBlockManager::allocate() {
   } else {
     return std::nullopt;
   }
-  blocks_[size_t(block)].ref_count = 1;
+  Block& b = blocks_[size_t(block)];
+  b.ref_count = 1;
+  ++b.generation;  // refs to what it held before (children's parents) match nothing now
   return block;
 }
 
 void KvBlockManager::release(std::span<const int32_t> blocks) {
-  for (int32_t block : blocks) {
+  for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) {
+    const int32_t block = *it;
     Block& b = blocks_.at(size_t(block));
     if (b.ref_count <= 0) fail("KV cache: block {} released more often than taken", block);
     if (--b.ref_count > 0) continue;
-    if (b.hash) {
+    if (b.registered) {
       b.lru_pos = lru_.insert(lru_.end(), block);
     } else {
       free_.push_back(block);
@@ -95,15 +117,20 @@ void KvBlockManager::release(std::span<const int32_t> blocks) {
   }
 }
 
-void KvBlockManager::register_full_block(int32_t block, uint64_t hash, uint64_t parent_hash,
-                                         std::span<const int32_t> tokens) {
-  if (!prefix_caching_ || int64_t(tokens.size()) != block_size_) return;
+KvPrefixRef KvBlockManager::register_full_block(int32_t block, KvPrefixRef parent, std::span<const int32_t> tokens) {
   Block& b = blocks_.at(size_t(block));
-  if (b.hash || by_hash_.count(hash)) return;
-  b.hash = hash;
-  b.parent_hash = parent_hash;
+  if (b.ref_count <= 0) fail("KV cache: block {} registered without being held", block);
+  if (b.registered) return prefix_ref(block);
+  // Unregistered, this block's own ref is one no lookup can reach: a dead end for its children.
+  if (!prefix_caching_ || int64_t(tokens.size()) != block_size_ || !holds_prefix(parent)) return prefix_ref(block);
+  const uint64_t bucket = hash_(parent, tokens);
+  if (auto existing = find(parent, tokens, bucket)) return prefix_ref(*existing);
+  b.registered = true;
+  b.bucket = bucket;
+  b.parent = parent;
   b.tokens.assign(tokens.begin(), tokens.end());
-  by_hash_.emplace(hash, block);
+  by_bucket_.emplace(bucket, block);
+  return prefix_ref(block);
 }
 
 KvCacheStats KvBlockManager::stats() const {
@@ -112,8 +139,6 @@ KvCacheStats KvBlockManager::stats() const {
   s.n_free = int64_t(free_.size());
   s.n_cached = int64_t(lru_.size());
   s.n_used = s.n_blocks - s.n_free - s.n_cached;
-  s.prefix_queried_tokens = queried_tokens_;
-  s.prefix_hit_tokens = hit_tokens_;
   return s;
 }
 

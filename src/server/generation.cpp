@@ -28,7 +28,6 @@ class Generation : public std::enable_shared_from_this<Generation> {
     ChoiceState state;
     size_t prompt_index;
     RequestId id = 0;
-    bool submitted = false;
     bool recorded = false;
     // Whole-response accumulation (non-streaming).
     std::string text, reasoning;
@@ -92,10 +91,10 @@ void Generation::submit_all() {
     if (auto self = weak.lock()) self->abort_all();
   });
   auto executor = connection_->executor();
+  std::vector<EngineRequest> requests(choices_.size());
   for (size_t k = 0; k < choices_.size(); ++k) {
-    Choice& c = *choices_[k];
-    EngineRequest request;
-    request.prompt = input_.prompts[c.prompt_index];
+    EngineRequest& request = requests[k];
+    request.prompt = input_.prompts[choices_[k]->prompt_index];
     request.sampling = options().sampling;
     if (request.sampling.seed) *request.sampling.seed += uint64_t(k % size_t(options().n));
     request.arrival = input_.arrival;
@@ -103,19 +102,19 @@ void Generation::submit_all() {
     request.on_output = [self = shared_from_this(), k, executor](RequestOutput&& out) {
       net::post(executor, [self, k, out = std::move(out)]() mutable { self->on_output(k, std::move(out)); });
     };
-    try {
-      c.id = context_.engine.submit(std::move(request));
-      c.submitted = true;
-    } catch (const Error& e) {
-      ended_ = true;
-      for (auto& other : choices_)
-        if (other->submitted) context_.engine.abort(other->id);
-      connection_->on_disconnect(nullptr);
-      std::string what = e.what();
-      bool overloaded = what.find("overloaded") != std::string::npos || what.find("shutting down") != std::string::npos;
-      throw ApiError(overloaded ? 503 : 400, what);
-    }
   }
+  // All choices are queued together or none is: a refusal leaves nothing running.
+  std::vector<RequestId> ids;
+  try {
+    ids = context_.engine.submit(std::move(requests));
+  } catch (const Error& e) {
+    ended_ = true;
+    connection_->on_disconnect(nullptr);
+    const auto* refusal = dynamic_cast<const SubmitError*>(&e);
+    const bool retry_later = refusal && refusal->refusal() != SubmitRefusal::submit_too_large;
+    throw ApiError(retry_later ? 503 : 400, e.what());
+  }
+  for (size_t k = 0; k < choices_.size(); ++k) choices_[k]->id = ids[k];
   if (options().stream) stream_start();
 }
 

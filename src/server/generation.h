@@ -24,9 +24,10 @@ struct GenerationInput {
   std::chrono::steady_clock::time_point arrival = std::chrono::steady_clock::now();
 };
 
-// Submits the choices and answers on `connection` (from its strand). Throws ApiError (503
-// when the engine refuses for load or shutdown, 400 for what it finds invalid) before
-// anything is sent if the engine refuses a choice; choices already queued are then aborted.
+// Submits the choices, all together, and answers on `connection` (from its strand). Throws
+// ApiError before anything is sent or run if the engine refuses them: 503 when the queue is
+// full now or the engine is shutting down, 400 for what it finds invalid and for more choices
+// than the queue ever holds (--max-num-seqs + --max-waiting-requests).
 void start_generation(ApiContext& context, const std::shared_ptr<HttpConnection>& connection, GenerationInput input);
 
 }  // namespace dsi::server

@@ -105,15 +105,16 @@ std::string ServerMetrics::render(const EngineStats& e) const {
 
   // Engine state at scrape time.
   scalar(out, "dsinfer_num_requests_running", "gauge", "Sequences in the running batch.", e.n_running);
-  scalar(out, "dsinfer_num_requests_waiting", "gauge", "Sequences waiting for admission (preempted ones included).",
-         e.n_waiting);
+  scalar(out, "dsinfer_num_requests_waiting", "gauge",
+         "Sequences queued and not running (just submitted, waiting, or preempted).", e.n_waiting);
   scalar(out, "dsinfer_kv_cache_blocks_total", "gauge", "KV cache blocks in the pool.", double(e.kv_blocks_total));
   scalar(out, "dsinfer_kv_cache_blocks_used", "gauge", "KV cache blocks held by sequences.", double(e.kv_blocks_used));
   scalar(out, "dsinfer_kv_cache_blocks_cached", "gauge", "Free KV cache blocks that still hold a reusable prefix.",
          double(e.kv_blocks_cached));
   scalar(out, "dsinfer_kv_cache_usage_ratio", "gauge", "Fraction of KV cache blocks held by sequences.",
          e.kv_blocks_total > 0 ? double(e.kv_blocks_used) / double(e.kv_blocks_total) : 0.0);
-  scalar(out, "dsinfer_prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.",
+  scalar(out, "dsinfer_prefix_cache_queries_total", "counter",
+         "Prompt tokens looked up in the prefix cache, at each request's first admission.",
          double(e.prefix_queried_tokens));
   scalar(out, "dsinfer_prefix_cache_hits_total", "counter", "Prompt tokens found in the prefix cache.",
          double(e.prefix_hit_tokens));

@@ -48,7 +48,8 @@ void add_engine_flags(CLI::App* cmd, ServeFlags& f) {
                   "tokens per engine step (prefill chunks + decodes)")
       ->capture_default_str();
   cmd->add_option("--max-waiting-requests", o.engine.max_waiting_requests,
-                  "queued requests at most; more are answered 503")
+                  "sequences waiting beyond a full running batch; a request whose choices (prompts x n) do "
+                  "not all fit now is answered 503, one that never fits 400")
       ->capture_default_str();
   cmd->add_option("--kv-cache-memory", o.kv_cache_memory, "memory of the paged KV cache (e.g. 512MiB, 4GiB)")
       ->capture_default_str();

@@ -52,6 +52,10 @@ class EngineTest : public ::testing::Test {
 
   static RequestId submit(Engine& e, std::map<RequestId, Result>& results, std::vector<int32_t> prompt,
                           SamplingParams sp) {
+    return e.submit(request(results, std::move(prompt), sp));
+  }
+
+  static EngineRequest request(std::map<RequestId, Result>& results, std::vector<int32_t> prompt, SamplingParams sp) {
     EngineRequest r;
     r.prompt = std::move(prompt);
     r.sampling = sp;
@@ -66,7 +70,7 @@ class EngineTest : public ::testing::Test {
       res.n_cached = out.n_cached_prompt_tokens;
       res.stop_token = out.stop_token;
     };
-    return e.submit(std::move(r));
+    return r;
   }
 
   static void drain(Engine& e) {
@@ -403,6 +407,132 @@ TEST_F(EngineTest, BadRequestsAreRefusedWithAReason) {
   bad.top_p = 2;
   EXPECT_NE(message({1, 2}, bad).find("top_p"), std::string::npos);
   EXPECT_FALSE(e.has_work());
+}
+
+// A tiny KV cache keeps a request that shares a cached prefix waiting for many steps while
+// another runs; the prefix statistics and its cached_tokens count what its one successful
+// admission found, not its failed attempts (nor what they found before an eviction).
+TEST_F(EngineTest, PrefixStatsAreCountedOnceAtAdmission) {
+  std::mt19937 rng(21);
+  const auto shared = random_prompt(rng, 40);
+  const auto a_prompt = random_prompt(rng, 90);
+  auto b_prompt = std::vector<int32_t>(shared.begin(), shared.begin() + 32);
+  const auto tail = random_prompt(rng, 41);
+  b_prompt.insert(b_prompt.end(), tail.begin() + 1, tail.end());  // 72 tokens, two full shared blocks
+  std::vector<int32_t> b_alone;
+  {
+    auto r = runner(64);
+    Engine e(*r, {});
+    std::map<RequestId, Result> res;
+    auto id = submit(e, res, b_prompt, greedy(2));
+    drain(e);
+    b_alone = res[id].tokens;
+  }
+  auto r = runner(8);  // 8 blocks of 16 tokens
+  Engine e(*r, {});
+  std::map<RequestId, Result> res;
+  submit(e, res, shared, greedy(1));  // leaves its two full blocks cached
+  drain(e);
+  ASSERT_EQ(e.stats().prefix_queried_tokens, 32);
+  ASSERT_EQ(e.stats().prefix_hit_tokens, 0);
+  // a takes the 6 free blocks, later a 7th (evicting one cached block); b matches the two
+  // cached blocks but needs 3 more, so it waits until a ends.
+  auto a = submit(e, res, a_prompt, greedy(12));
+  auto b = submit(e, res, b_prompt, greedy(2));
+  int n_steps_b_waited = 0;
+  for (int guard = 0; e.has_work() && guard < 1000; ++guard) {
+    e.step();
+    if (res[b].n_events == 0 && e.stats().n_waiting == 1) ++n_steps_b_waited;
+  }
+  EXPECT_GE(n_steps_b_waited, 10);  // b's admission failed every step while a ran
+  EXPECT_EQ(res[a].finish, FinishReason::finish_length);
+  // The eviction took the tail of the shared prefix (released last block first): b found one block.
+  EXPECT_EQ(res[b].n_cached, 16);
+  EXPECT_EQ(res[b].tokens, b_alone);
+  const EngineStats st = e.stats();
+  EXPECT_EQ(st.prefix_queried_tokens, 32 + 80 + 64);  // full blocks short of the last token, per prompt
+  EXPECT_EQ(st.prefix_hit_tokens, 16);
+  EXPECT_EQ(st.prompt_tokens_total, 40 + 90 + 72 - 16);
+}
+
+TEST_F(EngineTest, AGroupIsQueuedWhollyOrNotAtAll) {
+  auto r = runner(64);
+  EngineOptions o;
+  o.max_num_seqs = 2;
+  o.max_waiting_requests = 3;  // 5 requests queued or running at most
+  Engine e(*r, o);
+  std::map<RequestId, Result> res;
+  auto sp = greedy(3);
+  sp.ignore_eos = true;
+  auto group = [&](int n, int empty_at = -1) {
+    std::vector<EngineRequest> g;
+    for (int i = 0; i < n; ++i)
+      g.push_back(request(res, i == empty_at ? std::vector<int32_t>{} : std::vector<int32_t>{0, 5, int32_t(7 + i)},
+                          sp));
+    return g;
+  };
+  auto refusal = [&](std::vector<EngineRequest> g) -> std::optional<SubmitRefusal> {
+    try {
+      e.submit(std::move(g));
+    } catch (const SubmitError& err) {
+      return err.refusal();
+    }
+    return std::nullopt;
+  };
+  // More than the queue ever holds: refused as too large, naming the limits.
+  try {
+    e.submit(group(6));
+    ADD_FAILURE() << "a group of 6 was queued";
+  } catch (const SubmitError& err) {
+    EXPECT_EQ(err.refusal(), SubmitRefusal::submit_too_large);
+    EXPECT_NE(std::string(err.what()).find("--max-waiting-requests 3"), std::string::npos) << err.what();
+  }
+  // One invalid member refuses the whole group.
+  try {
+    e.submit(group(3, 1));
+    ADD_FAILURE() << "a group with an empty prompt was queued";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("request 2 of 3: the prompt is empty"), std::string::npos) << err.what();
+  }
+  EXPECT_FALSE(e.has_work());
+  auto ids = e.submit(group(4));
+  ASSERT_EQ(ids.size(), 4u);
+  EXPECT_EQ(e.stats().n_waiting, 4);  // visible before the engine's next step
+  // 4 + 2 do not fit: nothing of the second group is queued, the first is untouched.
+  EXPECT_EQ(refusal(group(2)), SubmitRefusal::submit_overloaded);
+  EXPECT_EQ(e.stats().n_waiting, 4);
+  ids.push_back(e.submit(request(res, {0, 9}, sp)));  // the fifth still fits
+  e.step();
+  EXPECT_EQ(e.stats().n_running, 2);
+  EXPECT_EQ(e.stats().n_waiting, 3);
+  drain(e);
+  EXPECT_EQ(res.size(), 5u);  // only the admitted ones ever produced events
+  for (auto id : ids) EXPECT_EQ(res[id].finish, FinishReason::finish_length);
+  EXPECT_EQ(e.stats().n_waiting, 0);
+}
+
+// Requests the engine took from the inbox in a step are waiting (or running) in its
+// published stats already while that step runs, e.g. a long prefill: never counted as nothing.
+TEST_F(EngineTest, WaitingRequestsAreVisibleDuringTheStepThatTakesThem) {
+  auto r = runner(64);
+  EngineOptions o;
+  o.max_num_seqs = 1;
+  Engine e(*r, o);
+  std::map<RequestId, Result> res;
+  std::optional<EngineStats> seen;
+  EngineRequest first = request(res, {0, 3, 4}, greedy(4));
+  first.on_output = [&](RequestOutput&& out) {
+    if (out.n_generated == 2) seen = e.stats();  // in the step after the others arrived
+  };
+  e.submit(std::move(first));
+  e.step();  // the first is running
+  for (int i = 0; i < 3; ++i) submit(e, res, {0, 5, int32_t(6 + i)}, greedy(2));
+  EXPECT_EQ(e.stats().n_waiting, 3);
+  e.step();
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_EQ(seen->n_running, 1);
+  EXPECT_EQ(seen->n_waiting, 3);
+  drain(e);
 }
 
 TEST_F(EngineTest, RunLoopDrainsOnStop) {
