@@ -26,8 +26,14 @@ if(DSINFER_CUDA)
   # beside it); cuBLASLt stays a shared library (hundreds of MB; the GPU machines have it).
   set(CMAKE_CUDA_RUNTIME_LIBRARY Static)
   enable_language(CUDA)
-  # Set after enable_language: CMake 3.25's compiler check would otherwise ask for a CUDA20
-  # dialect flag it does not yet know for nvcc 13 during its own ABI probe.
+  # C++20 as for the host code. CMake 3.25 (Debian 12) predates nvcc 13 and does not know its
+  # C++20 flag, so it refuses CUDA sources in C++20 targets ("requires the language dialect
+  # CUDA20"); tell it the flag nvcc has taken since 12.0.
+  if(NOT CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
+    set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+    set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+    list(APPEND CMAKE_CUDA_COMPILE_FEATURES cuda_std_20)
+  endif()
   set(CMAKE_CUDA_STANDARD 20)
   set(CMAKE_CUDA_STANDARD_REQUIRED ON)
   set(CMAKE_CUDA_EXTENSIONS OFF)
