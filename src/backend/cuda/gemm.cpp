@@ -101,42 +101,50 @@ size_t GemmContext::n_plans() const { return impl_->plans.size(); }
 Plan& GemmContext::Impl::plan_for(const PlanKey& k) {
   auto it = plans.find(k);
   if (it != plans.end()) return *it->second;
-  auto plan = std::make_unique<Plan>();
-  plan->fp8 = k.w == DType::f8_e4m3;
-  // f32 weights are the strict mode (--dtype float32): pedantic f32, never TF32.
-  const cublasComputeType_t compute = k.w == DType::f32 ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
-  DSI_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, compute, CUDA_R_32F));
-  set_attr(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
-  set_attr(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
-  if (plan->fp8) {
-    // Block scaling: D = sum_k (A_q * a_scale)(B_q * b_scale), the scales applied per 128-deep
-    // slice of K inside the kernel, accumulating in f32 (no fast accumulation).
-    set_attr(plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, int32_t(CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F));
-    set_attr(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, int32_t(CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F));
-  }
-  DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, cuda_type(k.w), uint64_t(k.in), uint64_t(k.out), k.ldw));
-  DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, cuda_type(k.x), uint64_t(k.in), uint64_t(k.n), k.ldx));
-  DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->d, cuda_type(k.y), uint64_t(k.out), uint64_t(k.n), k.ldy));
-
-  cublasLtMatmulPreference_t pref = nullptr;
-  DSI_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  auto set_pref = [&](cublasLtMatmulPreferenceAttributes_t attr, auto value) {
-    DSI_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)));
-  };
-  set_pref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t(workspace_bytes));
-  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, k.align_w);
-  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, k.align_x);
-  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, k.align_y);
-  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, k.align_y);
+  // f32 weights are the strict mode (--dtype float32): pedantic f32 first, else plain
+  // CUBLAS_COMPUTE_32F, which in cuBLASLt never uses TF32 either (only ..._FAST_TF32 does).
+  std::vector<cublasComputeType_t> computes{CUBLAS_COMPUTE_32F};
+  if (k.w == DType::f32) computes.insert(computes.begin(), CUBLAS_COMPUTE_32F_PEDANTIC);
+  std::unique_ptr<Plan> plan;
   cublasLtMatmulHeuristicResult_t result{};
-  int n_results = 0;
-  const cublasStatus_t st =
-      cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->d, plan->d, pref, 1, &result, &n_results);
-  (void)cublasLtMatmulPreferenceDestroy(pref);
-  if (st != CUBLAS_STATUS_SUCCESS || n_results == 0)
+  cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+  for (cublasComputeType_t compute : computes) {
+    plan = std::make_unique<Plan>();
+    plan->fp8 = k.w == DType::f8_e4m3;
+    DSI_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, compute, CUDA_R_32F));
+    set_attr(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
+    set_attr(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
+    if (plan->fp8) {
+      // Block scaling: D = sum_k (A_q * a_scale)(B_q * b_scale), the scales applied per 128-deep
+      // slice of K inside the kernel, accumulating in f32 (no fast accumulation).
+      set_attr(plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, int32_t(CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F));
+      set_attr(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, int32_t(CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F));
+    }
+    DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, cuda_type(k.w), uint64_t(k.in), uint64_t(k.out), k.ldw));
+    DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, cuda_type(k.x), uint64_t(k.in), uint64_t(k.n), k.ldx));
+    DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->d, cuda_type(k.y), uint64_t(k.out), uint64_t(k.n), k.ldy));
+
+    cublasLtMatmulPreference_t pref = nullptr;
+    DSI_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    auto set_pref = [&](cublasLtMatmulPreferenceAttributes_t attr, auto value) {
+      DSI_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)));
+    };
+    set_pref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t(workspace_bytes));
+    set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, k.align_w);
+    set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, k.align_x);
+    set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, k.align_y);
+    set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, k.align_y);
+    int n_results = 0;
+    st = cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->d, plan->d, pref, 1, &result,
+                                        &n_results);
+    (void)cublasLtMatmulPreferenceDestroy(pref);
+    if (st == CUBLAS_STATUS_SUCCESS && n_results > 0) break;
+    if (st == CUBLAS_STATUS_SUCCESS) st = CUBLAS_STATUS_NOT_SUPPORTED;
+  }
+  if (st != CUBLAS_STATUS_SUCCESS)
     fail("gemm: cuBLASLt has no algorithm for x [{}, {}] {} (ld {}) times W [{}, {}] {} (ld {}) into {} (ld {}): {}", k.n,
          k.in, dtype_name(k.x), k.ldx, k.out, k.in, dtype_name(k.w), k.ldw, dtype_name(k.y), k.ldy,
-         st == CUBLAS_STATUS_SUCCESS ? "no result" : cublasLtGetStatusName(st));
+         cublasLtGetStatusName(st));
   plan->algo = result.algo;
   return *plans.emplace(k, std::move(plan)).first->second;
 }
