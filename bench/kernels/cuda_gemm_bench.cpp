@@ -111,8 +111,15 @@ int main(int argc, char** argv) {
     };
     fmt::print("\n{:<10} {:>5} {:>6} {:>6} {:>6} {:>10} {:>9} {:>7} {:>8}\n", "shape", "kind", "n", "out", "in", "time us",
                "TFLOP/s", "% peak", "GB/s");
-    for (const char* kind : {"bf16", "fp8"}) {
+    // fp8: the production scale layout (kFp8ScaleOrder); fp8-row: the weight's block scales
+    // repeated per row (1-D scaling on both operands), for comparison.
+    Fp8ScaleOrder per_row = kFp8ScaleOrder;
+    per_row.weight_per_row = true;
+    GemmContext ctx_row(workspace.data(), ws_bytes, per_row);
+    for (const char* kind : {"bf16", "fp8", "fp8-row"}) {
       const bool fp8 = kind[0] == 'f';
+      const bool row = kind[3] == '-';
+      const Fp8ScaleOrder& order = row ? per_row : kFp8ScaleOrder;
       const DType wt = fp8 ? DType::f8_e4m3 : DType::bf16;
       for (const Shape& sh : shapes) {
         const size_t w_bytes = size_t(sh.out * sh.in) * dtype_size(wt);
@@ -125,8 +132,8 @@ int main(int argc, char** argv) {
         }
         DeviceBuffer x(size_t(sh.n * sh.in) * dtype_size(wt)), y(size_t(sh.n * sh.out) * 2);
         fill_random(x.data(), x.size(), wt, gen);
-        const Fp8ActScaleLayout lay = fp8_act_scale_layout(sh.n, sh.in);
-        DeviceBuffer xs(size_t(lay.n_floats) * 4), wsc(size_t((sh.out / 128 + 4) * (sh.in / 128 + 4)) * 4);
+        const Fp8ActScaleLayout lay = fp8_act_scale_layout(sh.n, sh.in, order);
+        DeviceBuffer xs(size_t(lay.n_floats) * 4), wsc(size_t((sh.out + 4) * (sh.in / 128 + 4)) * 4);
         std::vector<float> ones(std::max(size_t(lay.n_floats), wsc.size() / 4), 1e-3f);
         DSI_CUDA_CHECK(cudaMemcpy(xs.data(), ones.data(), xs.size(), cudaMemcpyHostToDevice));
         DSI_CUDA_CHECK(cudaMemcpy(wsc.data(), ones.data(), wsc.size(), cudaMemcpyHostToDevice));
@@ -141,10 +148,17 @@ int main(int argc, char** argv) {
           }
           return p;
         };
-        const double ms = median_ms([&](int i) { gemm(ctx, params(i), s); }, warmup, reps, s);
+        GemmContext& c = row ? ctx_row : ctx;
+        double ms = 0;
+        try {
+          ms = median_ms([&](int i) { gemm(c, params(i), s); }, warmup, reps, s);
+        } catch (const std::exception& e) {
+          fmt::print("{:<10} {:>7} {:>6} {:>6} {:>6} {}\n", sh.what, kind, sh.n, sh.out, sh.in, e.what());
+          continue;
+        }
         const double flops = 2.0 * double(sh.n) * double(sh.out) * double(sh.in);
         const double bytes = double(w_bytes) + double(x.size()) + double(y.size());
-        fmt::print("{:<10} {:>5} {:>6} {:>6} {:>6} {:>10.1f} {:>9.1f} {:>6.1f}% {:>8.0f}\n", sh.what, kind, sh.n, sh.out,
+        fmt::print("{:<10} {:>7} {:>6} {:>6} {:>6} {:>10.1f} {:>9.1f} {:>6.1f}% {:>8.0f}\n", sh.what, kind, sh.n, sh.out,
                    sh.in, ms * 1e3, flops / (ms * 1e-3) / 1e12, 100.0 * flops / (ms * 1e-3) / (fp8 ? kPeakFp8 : kPeakBf16),
                    bytes / (ms * 1e-3) / 1e9);
       }

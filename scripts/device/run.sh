@@ -53,7 +53,7 @@ run_tests() {  # name binary args...
   passed=$(grep -c '^\[       OK \]' "$out/$name.log")
   failed=$(grep -c '^\[  FAILED  \] [A-Za-z0-9_]*\.[A-Za-z0-9_]* (' "$out/$name.log")
   rows+=("$(printf '%-22s rc %-3s passed %-4s failed %-4s %4ss' "$name" "$rc" "$passed" "$failed" $((SECONDS - t0)))")
-  grep -E '^\[  FAILED  \]|Failure|error:|  gemm |fp8 scale|    act ' "$out/$name.log" | head -80
+  grep -E '^\[  FAILED  \]|Failure|exception|error:|fp8 scale|    w |layouts right|alternative|    alt ' "$out/$name.log" | head -120
 }
 
 if [ "$mode" != bench ]; then
