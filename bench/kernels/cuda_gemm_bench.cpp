@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -27,26 +28,37 @@ using namespace dsi::cuda;
 constexpr double kPeakBf16 = 774e12, kPeakFp8 = 1388e12;
 
 // Fills device memory with random valid values of the dtype (never zeros: zeros run faster
-// than real data), a random block of up to 16 MiB repeated.
-void fill_random(void* dst, size_t bytes, DType t, std::mt19937& gen) {
-  const size_t block = std::min<size_t>(bytes, size_t(16) << 20);
-  std::vector<unsigned char> h(block);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  const size_t es = dtype_size(t);
-  for (size_t i = 0; i < block / es; ++i) {
-    const float f = d(gen);
-    if (t == DType::bf16) {
-      const uint16_t b = f32_to_bf16(f);
-      std::memcpy(&h[i * 2], &b, 2);
-    } else if (t == DType::f8_e4m3) {
-      h[i] = f32_to_fp8_e4m3(f * 50.0f);
-    } else {
-      std::memcpy(&h[i * 4], &f, 4);
+// than real data): 4 MiB of random values made once per dtype, repeated. (Drawing every value
+// on the host took minutes for the FP8 weights and lost the run.)
+struct RandomBlocks {
+  std::vector<unsigned char> by_dtype[3];  // bf16, e4m3, f32
+};
+
+void fill_random(void* dst, size_t bytes, DType t, RandomBlocks& blocks) {
+  constexpr size_t kBlock = size_t(4) << 20;
+  auto& h = blocks.by_dtype[t == DType::bf16 ? 0 : t == DType::f8_e4m3 ? 1 : 2];
+  if (h.empty()) {
+    std::mt19937 gen(1234);
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    h.resize(kBlock);
+    const size_t es = dtype_size(t);
+    for (size_t i = 0; i < kBlock / es; ++i) {
+      const float f = d(gen);
+      if (t == DType::bf16) {
+        const uint16_t b = f32_to_bf16(f);
+        std::memcpy(&h[i * 2], &b, 2);
+      } else if (t == DType::f8_e4m3) {
+        h[i] = f32_to_fp8_e4m3(f * 50.0f);
+      } else {
+        std::memcpy(&h[i * 4], &f, 4);
+      }
     }
   }
   auto* p = static_cast<unsigned char*>(dst);
-  for (size_t off = 0; off < bytes; off += block)
-    DSI_CUDA_CHECK(cudaMemcpy(p + off, h.data(), std::min(block, bytes - off), cudaMemcpyHostToDevice));
+  const size_t first = std::min(kBlock, bytes);
+  DSI_CUDA_CHECK(cudaMemcpy(p, h.data(), first, cudaMemcpyHostToDevice));
+  for (size_t off = first; off < bytes; off += first)  // device-side copies of the first block
+    DSI_CUDA_CHECK(cudaMemcpy(p + off, p, std::min(first, bytes - off), cudaMemcpyDeviceToDevice));
 }
 
 template <class F>
@@ -78,6 +90,7 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup, "untimed launches first");
   app.add_option("--reps", reps, "timed launches (median reported)");
   CLI11_PARSE(app, argc, argv);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a log even if the run is cut short
   try {
     if (cuda_device_count() == 0) {
       fmt::print(stderr, "cuda_gemm_bench: no CUDA device\n");
@@ -87,7 +100,7 @@ int main(int argc, char** argv) {
     fmt::print("device: {}\n", describe(dev));
     Stream stream;
     const cudaStream_t s = stream.get();
-    std::mt19937 gen(1234);
+    RandomBlocks blocks;
 
     // Copy ceiling: 2 GiB device to device, bytes read plus written.
     {
@@ -128,10 +141,10 @@ int main(int argc, char** argv) {
         std::vector<DeviceBuffer> ws;
         for (int i = 0; i < n_copies; ++i) {
           ws.emplace_back(w_bytes);
-          fill_random(ws.back().data(), w_bytes, wt, gen);
+          fill_random(ws.back().data(), w_bytes, wt, blocks);
         }
         DeviceBuffer x(size_t(sh.n * sh.in) * dtype_size(wt)), y(size_t(sh.n * sh.out) * 2);
-        fill_random(x.data(), x.size(), wt, gen);
+        fill_random(x.data(), x.size(), wt, blocks);
         const Fp8ActScaleLayout lay = fp8_act_scale_layout(sh.n, sh.in, order);
         DeviceBuffer xs(size_t(lay.n_floats) * 4), wsc(size_t((sh.out + 4) * (sh.in / 128 + 4)) * 4);
         std::vector<float> ones(std::max(size_t(lay.n_floats), wsc.size() / 4), 1e-3f);
@@ -169,9 +182,9 @@ int main(int argc, char** argv) {
     const int64_t n = 2048, d = 7168;
     DeviceBuffer xb(size_t(n * d) * 2), yb(size_t(n * d) * 2), ob(size_t(n * d) * 2), wb(size_t(d) * 4);
     DeviceBuffer qb(size_t(n * d)), sb(size_t(n * d / 128 + 64) * 4);
-    fill_random(xb.data(), xb.size(), DType::bf16, gen);
-    fill_random(yb.data(), yb.size(), DType::bf16, gen);
-    fill_random(wb.data(), wb.size(), DType::f32, gen);
+    fill_random(xb.data(), xb.size(), DType::bf16, blocks);
+    fill_random(yb.data(), yb.size(), DType::bf16, blocks);
+    fill_random(wb.data(), wb.size(), DType::f32, blocks);
     const Tensor xt = Tensor::matrix(xb.data(), DType::bf16, n, d), yt = Tensor::matrix(yb.data(), DType::bf16, n, d),
                  ot = Tensor::matrix(ob.data(), DType::bf16, n, d), wt = Tensor::matrix(wb.data(), DType::f32, 1, d);
     auto report = [&](const char* what, double ms, double bytes) {

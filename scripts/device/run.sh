@@ -60,6 +60,10 @@ if [ "$mode" != bench ]; then
   echo "== tests"
   run_tests cuda_no_gpu_test cuda_no_gpu_test
   run_tests cuda_ops_test cuda_ops_test "$@"
+  # cuBLASLt's own reasons when it refuses an FP8 problem (log level 3: hints).
+  CUBLASLT_LOG_LEVEL=3 timeout 60 "$root/bin/cuda_ops_test" --gtest_filter='CudaGemm.Fp8ScaleLayout*' \
+    > "$out/fp8_probe_cublaslt.log" 2>&1
+  grep -iE "unsupported|not supported|must be|hint" "$out/fp8_probe_cublaslt.log" | sort | uniq -c | sort -rn | head -8
   grep -E "^  NVIDIA|sm_" "$out/cuda_ops_test.log" | head -2
 fi
 if [ "$mode" != tests ]; then
