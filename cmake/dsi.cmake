@@ -3,20 +3,29 @@
 set(DSI_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wconversion
     -Wno-sign-conversion -Wcast-align -Wimplicit-fallthrough)
 
+# Host code of .cu files: -Wall -Wextra (nvcc's generated code trips -Wpedantic and -Wshadow);
+# device code: ptxas reports register spills. (Not local-memory use in general: the f64 sin/cos of
+# large rotary angles keeps a stack frame for its rarely taken argument-reduction path.)
+set(DSI_CUDA_WARNINGS -Xcompiler=-Wall,-Wextra -Xptxas=-warn-spills)
+
 function(dsi_common_flags target)
   target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${DSI_WARNINGS}>)
+  if(DSINFER_CUDA)
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${DSI_CUDA_WARNINGS}>)
+  endif()
   if(DSINFER_ARCH AND CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
     target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-march=${DSINFER_ARCH}>)
   endif()
   if(DSINFER_SANITIZE)
-    target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-sanitize-recover=undefined
-                           -fno-omit-frame-pointer)
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:C,CXX>:-fsanitize=address,undefined
+                           -fno-sanitize-recover=undefined -fno-omit-frame-pointer>)
     target_link_options(${target} PRIVATE -fsanitize=address,undefined)
   endif()
 endfunction()
 
-# dsi_library(NAME SRCS a.cpp b.cpp DEPS other_lib ...)
-# One folder = one static library named dsi_<NAME>; its include root is src/.
+# dsi_library(NAME SRCS a.cpp b.cu DEPS other_lib ...)
+# One folder = one static library named dsi_<NAME>; its include root is src/. .cu sources are
+# compiled by nvcc (only in builds with DSINFER_CUDA).
 function(dsi_library name)
   cmake_parse_arguments(ARG "" "" "SRCS;DEPS" ${ARGN})
   add_library(dsi_${name} STATIC ${ARG_SRCS})

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything dsinfer needs on a fresh Debian 12 machine, then builds it into build/.
+# The CUDA backend additionally needs NVIDIA's CUDA toolkit (13.0, at /usr/local/cuda: nvcc,
+# cudart, cuBLASLt), which Debian does not package; without it the build simply leaves the CUDA
+# backend out (cmake/cuda.cmake).
 #   scripts/setup.sh            packages + Python test tools + Release build
 #   SKIP_BUILD=1 scripts/setup.sh   packages and test tools only
 set -euo pipefail
@@ -7,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake ninja-build pkg-config git
+  ccache                  # compiler cache: rebuilds on a reused machine (scripts/test.sh uses it)
   libboost-dev            # Boost.Asio / Beast: the HTTP server and the bench client (header-only)
   libpcre2-dev            # Unicode regexes of the tokenizer's pre-tokenizers (JIT)
   libicu-dev              # Unicode normalisation and character properties of the tokenizer

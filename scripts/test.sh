@@ -3,6 +3,10 @@
 # Release and runs every test, then builds with AddressSanitizer + UBSan and runs the tests
 # again there (tests labelled `slow` are left out of the sanitizer pass), then builds the
 # libFuzzer targets with clang and runs each for a minute on its seeds (scripts/fuzz.sh).
+# The Release pass also compiles the CUDA backend when the CUDA toolkit is installed
+# (DSINFER_CUDA, see cmake/cuda.cmake); its tests (label `cuda`) need a GPU, so CI runs no
+# `cuda` test, and the sanitizer pass builds without CUDA. ccache, where installed, caches
+# every compiler.
 #   scripts/test.sh            all three passes
 #   SKIP_ASAN=1 scripts/test.sh   no sanitizer pass
 #   SKIP_FUZZ=1 scripts/test.sh   no fuzz pass
@@ -11,17 +15,22 @@ cd "$(dirname "$0")/.."
 SKIP_BUILD=1 scripts/setup.sh
 
 jobs=$(nproc)
+launchers=()
+if command -v ccache >/dev/null; then
+  launchers=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+fi
 echo "== Release build and tests"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "${launchers[@]}"
 cmake --build build -j"$jobs"
-ctest --test-dir build --output-on-failure --timeout 900
+ctest --test-dir build --output-on-failure --timeout 900 --label-exclude cuda
 
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   echo "== AddressSanitizer + UBSan build and tests"
-  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDSINFER_SANITIZE=ON -DDSINFER_BENCH=OFF
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDSINFER_SANITIZE=ON -DDSINFER_BENCH=OFF \
+    -DDSINFER_CUDA=OFF "${launchers[@]}"
   cmake --build build-asan -j"$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure --timeout 1800 --label-exclude slow
+    ctest --test-dir build-asan --output-on-failure --timeout 1800 --label-exclude 'slow|cuda'
 fi
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   echo "== libFuzzer targets, 60 s each"

@@ -1,0 +1,71 @@
+#pragma once
+// Device-side helpers shared by the .cu files: f32 <-> storage conversions, block reductions,
+// and the host-side dtype dispatch of a launch. Internal to src/backend/cuda.
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "backend/cuda/args.h"
+#include "backend/cuda/check.h"
+#include "core/tensor.h"
+
+namespace dsi::cuda::detail {
+
+template <class T>
+__device__ __forceinline__ float to_f32(T v);
+template <>
+__device__ __forceinline__ float to_f32<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ float to_f32<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <class T>
+__device__ __forceinline__ T from_f32(float v);
+template <>
+__device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// e4m3 code -> f32, exact (0x7f / 0xff are NaN).
+__device__ __forceinline__ float fp8_e4m3_to_f32(uint8_t code) {
+  __nv_fp8_e4m3 v;
+  v.__x = code;
+  return float(v);
+}
+
+__device__ __forceinline__ double warp_sum(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+__device__ __forceinline__ double block_sum(double v) {
+  __shared__ double partial[32];
+  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5, n_warps = int(blockDim.x) >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // partial may still be read by a previous call
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  v = lane < n_warps ? partial[lane] : 0.0;
+  return warp_sum(v);
+}
+
+// Calls f(T{}) with T the device type of a float dtype (f32 -> float, bf16 -> __nv_bfloat16).
+template <class F>
+void dispatch_float(DType t, F&& f) {
+  if (t == DType::f32)
+    f(float{});
+  else
+    f(__nv_bfloat16{});
+}
+
+// Grid size for one block per row, capped (kernels loop over rows with a grid stride).
+inline unsigned row_grid(int64_t rows) { return unsigned(rows < 65535 * 16 ? (rows > 0 ? rows : 1) : 65535 * 16); }
+
+}  // namespace dsi::cuda::detail
