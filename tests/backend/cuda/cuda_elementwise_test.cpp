@@ -1,0 +1,346 @@
+// The CUDA row-wise kernels against the CPU backend (the oracle) on fresh random inputs, f32
+// and bf16 activations, vectorised and scalar paths (aligned rows, odd widths, strided views).
+//
+// Tolerances. f32 results: the kernels do the CPU's arithmetic (f64 sums of squares, f64
+// angles, f32 products), so they may differ only where nvcc contracts a*c - b*s into one fma or
+// expf differs from glibc by an ulp or two: max |err| <= 4 u max |ref| with u = 2^-24 (and the
+// normalised error alike). Pure data movement (embedding, convert, add of exact sums, KV
+// writes) must be exact. bf16 outputs are one rounding of the f32 result: |err| <= 2^-8 |ref|
+// elementwise (bf16's unit roundoff), checked as max |err| / max |ref| <= 2^-8 plus slack for
+// the f32 part.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "backend/backend.h"
+#include "backend/cuda/elementwise.h"
+#include "backend/cuda/fp8.h"
+#include "backend/cuda/stream.h"
+#include "cuda_test_util.h"
+
+namespace dsi::cuda::test {
+namespace {
+
+constexpr double kF32Tol = 4 * kF32Eps;
+constexpr double kBf16Tol = kBf16Eps * (1 + 1e-3);
+
+double tol_for(DType out) { return out == DType::bf16 ? kBf16Tol : kF32Tol; }
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& ref, double tol, const std::string& what) {
+  Errors e = compare(got, ref);
+  EXPECT_EQ(e.n_bad, 0) << what << ": " << e.str();
+  EXPECT_LE(e.max_rel, tol) << what << ": " << e.str();
+  EXPECT_LE(e.normalized, tol) << what << ": " << e.str();
+}
+
+void expect_exact(const std::vector<float>& got, const std::vector<float>& ref, const std::string& what) {
+  ASSERT_EQ(got.size(), ref.size());
+  int64_t n_diff = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (!(got[i] == ref[i] || (std::isnan(got[i]) && std::isnan(ref[i])))) {
+      if (n_diff++ < 3) ADD_FAILURE() << what << ": element " << i << " is " << got[i] << ", expected " << ref[i];
+    }
+  EXPECT_EQ(n_diff, 0) << what;
+}
+
+const char* name(DType t) { return t == DType::bf16 ? "bf16" : "f32"; }
+
+struct Shape {
+  int64_t n, d;
+};
+// 7168 and 512: 16-byte paths; 100: not a multiple of 8 (bf16 scalar path); 1: a single column.
+const Shape kShapes[] = {{1, 7168}, {7, 512}, {64, 100}, {300, 1536}, {3, 1}};
+
+TEST(CudaElementwise, RmsNormMatchesCpu) {
+  require_gpu();
+  auto cpu = make_cpu_backend();
+  Stream s;
+  for (DType xt : {DType::f32, DType::bf16})
+    for (DType ot : {DType::f32, DType::bf16})
+      for (Shape sh : kShapes) {
+        Rng rng;
+        SCOPED_TRACE(rng.trace() + " x " + name(xt) + " out " + name(ot) + " [" + std::to_string(sh.n) + ", " +
+                     std::to_string(sh.d) + "]");
+        auto x = round_to(rng.normal(size_t(sh.n * sh.d), 3.0f), xt);
+        auto w = rng.uniform(size_t(sh.d), 0.5f, 1.5f);
+        const float eps = 1e-6f;
+        std::vector<float> ref(x.size());
+        cpu->rms_norm(Tensor::matrix(x.data(), DType::f32, sh.n, sh.d), Tensor::matrix(w.data(), DType::f32, 1, sh.d),
+                      eps, Tensor::matrix(ref.data(), DType::f32, sh.n, sh.d));
+        auto dx = upload(x, xt, sh.n, sh.d);
+        auto dw = upload(w, DType::f32, 1, sh.d);
+        DeviceTensor dout(ot, sh.n, sh.d);
+        dout.poison();
+        rms_norm({dx.t, Tensor{}, dw.t, eps, dout.t}, s.get());
+        expect_close(download(dout.t), ref, tol_for(ot), "rms_norm");
+      }
+}
+
+TEST(CudaElementwise, RmsNormFusedResidualEqualsAddThenNorm) {
+  require_gpu();
+  auto cpu = make_cpu_backend();
+  Stream s;
+  for (DType xt : {DType::f32, DType::bf16})
+    for (Shape sh : kShapes) {
+      for (bool in_place : {false, true}) {
+        Rng rng;
+        SCOPED_TRACE(rng.trace() + " x " + name(xt) + " d " + std::to_string(sh.d) + (in_place ? " in place" : ""));
+        auto x = round_to(rng.normal(size_t(sh.n * sh.d)), xt);
+        auto y = round_to(rng.normal(size_t(sh.n * sh.d)), xt);
+        auto w = rng.uniform(size_t(sh.d), 0.5f, 1.5f);
+        // Reference: the sum rounded to x's dtype (what the kernel stores), then the CPU norm.
+        std::vector<float> sum(x.size());
+        for (size_t i = 0; i < x.size(); ++i) sum[i] = x[i] + y[i];
+        sum = round_to(sum, xt);
+        std::vector<float> ref(x.size());
+        cpu->rms_norm(Tensor::matrix(sum.data(), DType::f32, sh.n, sh.d),
+                      Tensor::matrix(w.data(), DType::f32, 1, sh.d), 1e-6f,
+                      Tensor::matrix(ref.data(), DType::f32, sh.n, sh.d));
+        auto dx = upload(x, xt, sh.n, sh.d);
+        auto dy = upload(y, xt, sh.n, sh.d);
+        auto dw = upload(w, DType::f32, 1, sh.d);
+        DeviceTensor dout(xt, sh.n, sh.d);
+        dout.poison();
+        const Tensor out = in_place ? dx.t : dout.t;
+        rms_norm({dx.t, dy.t, dw.t, 1e-6f, out}, s.get());
+        if (!in_place) expect_exact(download(dx.t), sum, "x += residual");
+        expect_close(download(out), ref, tol_for(xt), "norm of x + residual");
+      }
+    }
+}
+
+TEST(CudaElementwise, RopeMatchesCpu) {
+  require_gpu();
+  auto cpu = make_cpu_backend();
+  Stream s;
+  // MLA's two uses: q rows of n_heads heads of (dn + dr) with the rope part last, and the
+  // shared k_pe of one head at the end of the kv_a row; YaRN-like attention factor != 1.
+  struct Case {
+    int64_t n, cols;
+    int n_heads;
+    int64_t head_stride, offset;
+    int n_pairs;
+  };
+  const Case cases[] = {{5, 16 * 192, 16, 192, 128, 32}, {64, 512 + 64, 1, 0, 512, 32}, {3, 40, 2, 20, 4, 8}};
+  for (DType xt : {DType::f32, DType::bf16})
+    for (const Case& c : cases) {
+      Rng rng;
+      SCOPED_TRACE(rng.trace() + " " + name(xt) + " heads " + std::to_string(c.n_heads));
+      auto x = round_to(rng.normal(size_t(c.n * c.cols)), xt);
+      std::vector<int32_t> pos(size_t(c.n));
+      std::uniform_int_distribution<int32_t> pd(0, 163839);
+      for (auto& p : pos) p = pd(rng.gen);
+      pos[0] = 0;
+      std::vector<float> inv_freq(size_t(c.n_pairs));
+      for (int i = 0; i < c.n_pairs; ++i) inv_freq[size_t(i)] = float(std::pow(10000.0, -2.0 * i / (2.0 * c.n_pairs)));
+      const float factor = 1.0f + 0.1f * std::log(40.0f);
+      std::vector<float> ref = x;
+      cpu->rope(Tensor::matrix(ref.data(), DType::f32, c.n, c.cols), c.n_heads, c.head_stride, c.offset, pos, inv_freq,
+                factor);
+      auto dx = upload(x, xt, c.n, c.cols);
+      DeviceBuffer dpos(pos.size() * 4), dfreq(inv_freq.size() * 4);
+      DSI_CUDA_CHECK(cudaMemcpy(dpos.data(), pos.data(), pos.size() * 4, cudaMemcpyHostToDevice));
+      DSI_CUDA_CHECK(cudaMemcpy(dfreq.data(), inv_freq.data(), inv_freq.size() * 4, cudaMemcpyHostToDevice));
+      rope({dx.t, c.n_heads, c.head_stride, c.offset, dpos.as<int32_t>(), dfreq.as<float>(), c.n_pairs, factor},
+           s.get());
+      // The rotation of a pair mixes two values: relative to the pair's size it is f32-exact.
+      expect_close(download(dx.t), ref, tol_for(xt) * 2, "rope");
+    }
+}
+
+TEST(CudaElementwise, SiluMulMatchesCpuIncludingStridedHalvesOfOneProduct) {
+  require_gpu();
+  auto cpu = make_cpu_backend();
+  Stream s;
+  for (DType xt : {DType::f32, DType::bf16})
+    for (Shape sh : kShapes) {
+      Rng rng;
+      SCOPED_TRACE(rng.trace() + " " + name(xt) + " d " + std::to_string(sh.d));
+      // gate | up as the two halves of one [n, 2d] GEMM output: strided views.
+      auto gu = round_to(rng.normal(size_t(sh.n * 2 * sh.d), 4.0f), xt);
+      std::vector<float> g(size_t(sh.n * sh.d)), u(g.size()), ref(g.size());
+      for (int64_t r = 0; r < sh.n; ++r)
+        for (int64_t j = 0; j < sh.d; ++j) {
+          g[size_t(r * sh.d + j)] = gu[size_t(r * 2 * sh.d + j)];
+          u[size_t(r * sh.d + j)] = gu[size_t(r * 2 * sh.d + sh.d + j)];
+        }
+      cpu->silu_mul(Tensor::matrix(g.data(), DType::f32, sh.n, sh.d), Tensor::matrix(u.data(), DType::f32, sh.n, sh.d),
+                    Tensor::matrix(ref.data(), DType::f32, sh.n, sh.d));
+      auto dgu = upload(gu, xt, sh.n, 2 * sh.d);
+      DeviceTensor dout(xt, sh.n, sh.d);
+      dout.poison();
+      silu_mul({dgu.t.slice_cols(0, sh.d), dgu.t.slice_cols(sh.d, sh.d), dout.t}, s.get());
+      expect_close(download(dout.t), ref, tol_for(xt), "silu_mul");
+      // In place over gate.
+      silu_mul({dgu.t.slice_cols(0, sh.d), dgu.t.slice_cols(sh.d, sh.d), dgu.t.slice_cols(0, sh.d)}, s.get());
+      expect_close(download(dgu.t.slice_cols(0, sh.d)), ref, tol_for(xt), "silu_mul in place");
+    }
+}
+
+TEST(CudaElementwise, AddAndConvertAreExact) {
+  require_gpu();
+  Stream s;
+  for (DType xt : {DType::f32, DType::bf16})
+    for (DType yt : {DType::f32, DType::bf16})
+      for (Shape sh : kShapes) {
+        Rng rng;
+        SCOPED_TRACE(rng.trace() + " x " + name(xt) + " y " + name(yt) + " d " + std::to_string(sh.d));
+        auto x = round_to(rng.normal(size_t(sh.n * sh.d)), xt);
+        auto y = round_to(rng.normal(size_t(sh.n * sh.d)), yt);
+        std::vector<float> ref(x.size());
+        for (size_t i = 0; i < x.size(); ++i) ref[i] = x[i] + y[i];  // one f32 sum, then x's rounding
+        ref = round_to(ref, xt);
+        auto dx = upload(x, xt, sh.n, sh.d);
+        auto dy = upload(y, yt, sh.n, sh.d);
+        add({dx.t, dy.t}, s.get());
+        expect_exact(download(dx.t), ref, "add");
+
+        DeviceTensor dc(yt, sh.n, sh.d);
+        dc.poison();
+        convert({dx.t, dc.t}, s.get());
+        expect_exact(download(dc.t), round_to(ref, yt), "convert");
+      }
+}
+
+TEST(CudaElementwise, EmbeddingGathersF32Bf16AndFp8Tables) {
+  require_gpu();
+  auto cpu = make_cpu_backend();
+  Stream s;
+  const int64_t vocab = 1000, hidden = 7168 / 2 + 64;  // 3648: partial 128-column scale blocks
+  for (DType tt : {DType::f32, DType::bf16, DType::f8_e4m3})
+    for (DType ot : {DType::f32, DType::bf16}) {
+      Rng rng;
+      SCOPED_TRACE(rng.trace() + " table " + std::string(dtype_name(tt)) + " out " + name(ot));
+      auto table = round_to(rng.normal(size_t(vocab * hidden)), tt);
+      const int64_t n_ids = 37;
+      std::vector<int32_t> ids(static_cast<size_t>(n_ids));
+      std::uniform_int_distribution<int32_t> id(0, int32_t(vocab - 1));
+      for (auto& v : ids) v = id(rng.gen);
+      ids[1] = ids[0];  // repeats are fine
+      auto dt = upload(table, tt, vocab, hidden);
+      // FP8 block scales, f32 [ceil(vocab / 128), ceil(hidden / 128)].
+      const int64_t sr = (vocab + 127) / 128, sc = (hidden + 127) / 128;
+      auto scales = rng.uniform(size_t(sr * sc), 0.001f, 0.01f);
+      auto dscale = upload(scales, DType::f32, sr, sc);
+      std::vector<float> ref(size_t(n_ids * hidden));
+      for (int64_t i = 0; i < n_ids; ++i)
+        for (int64_t j = 0; j < hidden; ++j) {
+          const int64_t r = ids[size_t(i)];
+          float v = table[size_t(r * hidden + j)];
+          if (tt == DType::f8_e4m3) v *= scales[size_t(r / 128 * sc + j / 128)];
+          ref[size_t(i * hidden + j)] = v;
+        }
+      if (tt != DType::f8_e4m3) {  // the CPU backend's embedding agrees (it takes no fp8 tables)
+        auto host = encode(table, tt, vocab, hidden, hidden);
+        std::vector<float> cref(ref.size());
+        Weight hw{Tensor::matrix(host.data(), tt, vocab, hidden)};
+        cpu->embedding(hw, ids, Tensor::matrix(cref.data(), DType::f32, n_ids, hidden));
+        expect_exact(cref, ref, "CPU embedding");
+      }
+      DeviceBuffer did(ids.size() * 4);
+      DSI_CUDA_CHECK(cudaMemcpy(did.data(), ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
+      DeviceTensor dout(ot, n_ids, hidden);
+      dout.poison();
+      Weight w{dt.t};
+      if (tt == DType::f8_e4m3) w.scale = dscale.t;
+      embedding({w, did.as<int32_t>(), n_ids, dout.t}, s.get());
+      expect_exact(download(dout.t), round_to(ref, ot), "embedding");
+    }
+}
+
+TEST(CudaElementwise, KvCacheWriteFillsExactlyTheGivenSlots) {
+  require_gpu();
+  Stream s;
+  const int64_t n_slots = 256, kv_dim = 512 + 64;
+  for (DType pt : {DType::f32, DType::bf16})
+    for (DType kt : {DType::f32, DType::bf16}) {
+      Rng rng;
+      SCOPED_TRACE(rng.trace() + " pool " + name(pt) + " kv " + name(kt));
+      const int64_t n = 19;
+      auto kv = round_to(rng.normal(size_t(n * kv_dim)), kt);
+      std::vector<int64_t> slots(static_cast<size_t>(n));
+      std::vector<int64_t> all(static_cast<size_t>(n_slots));
+      std::iota(all.begin(), all.end(), 0);
+      std::shuffle(all.begin(), all.end(), rng.gen);
+      for (int64_t i = 0; i < n; ++i) slots[size_t(i)] = all[size_t(i)];
+      auto dkv = upload(kv, kt, n, kv_dim);
+      DeviceTensor pool(pt, n_slots, kv_dim);
+      pool.poison();
+      DeviceBuffer dslots(slots.size() * 8);
+      DSI_CUDA_CHECK(cudaMemcpy(dslots.data(), slots.data(), slots.size() * 8, cudaMemcpyHostToDevice));
+      kv_cache_write({pool.t, dkv.t, dslots.as<int64_t>()}, s.get());
+      auto got = download(pool.t);
+      std::vector<float> ref(got.size(), std::nanf(""));
+      auto kv_r = round_to(kv, pt);
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < kv_dim; ++j) ref[size_t(slots[size_t(i)] * kv_dim + j)] = kv_r[size_t(i * kv_dim + j)];
+      expect_exact(got, ref, "pool after kv_cache_write (untouched rows stay NaN)");
+    }
+}
+
+TEST(CudaElementwise, QuantizeFp8MatchesHostQuantisationExactly) {
+  require_gpu();
+  Stream s;
+  for (DType xt : {DType::f32, DType::bf16})
+    for (int64_t n : {1, 7, 64}) {
+      Rng rng;
+      const int64_t k = 7168;
+      SCOPED_TRACE(rng.trace() + " " + name(xt) + " n " + std::to_string(n));
+      auto x = round_to(rng.normal(size_t(n * k), 2.0f), xt);
+      for (int64_t j = 0; j < 128; ++j) x[size_t(j)] = 0.0f;  // an all-zero group: scale 1
+      auto dx = upload(x, xt, n, k);
+      DeviceTensor dq(DType::f8_e4m3, n, k);
+      dq.poison();
+      const int64_t groups = k / 128;
+      DeviceTensor dscale(DType::f32, groups, n);  // group-major, token fastest
+      dscale.poison();
+      quantize_fp8({dx.t, dq.t, dscale.t.row<float>(0), 1, n}, s.get());
+      auto q = download(dq.t);
+      auto sc = download(dscale.t);
+      std::vector<float> ref_q(q.size()), ref_s(sc.size());
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t g = 0; g < groups; ++g) {
+          float amax = 0;
+          for (int64_t j = 0; j < 128; ++j) amax = std::max(amax, std::fabs(x[size_t(t * k + g * 128 + j)]));
+          const float sg = amax > 0 ? amax / kFp8E4m3Max : 1.0f;
+          ref_s[size_t(g * n + t)] = sg;
+          for (int64_t j = 0; j < 128; ++j) {
+            const size_t i = size_t(t * k + g * 128 + j);
+            ref_q[i] = fp8_e4m3_to_f32(f32_to_fp8_e4m3(x[i] / sg));
+          }
+        }
+      expect_exact(sc, ref_s, "scales");
+      expect_exact(q, ref_q, "codes");
+    }
+}
+
+TEST(CudaElementwise, DequantizeFp8AppliesBlockScalesOfARowSlice) {
+  require_gpu();
+  Stream s;
+  Rng rng;
+  SCOPED_TRACE(rng.trace());
+  const int64_t rows0 = 700, cols = 300;  // partial edge blocks both ways
+  auto q = round_to(rng.normal(size_t(rows0 * cols), 50.0f), DType::f8_e4m3);
+  const int64_t sr = 6, sc = 3;
+  auto scales = rng.uniform(size_t(sr * sc), 0.5f, 2.0f);
+  auto dq = upload(q, DType::f8_e4m3, rows0, cols);
+  auto ds = upload(scales, DType::f32, sr, sc);
+  Weight w{dq.t, ds.t};
+  const int64_t r0 = 200, nr = 333;  // a slice that starts inside a block (kv_b's heads do)
+  Weight slice = w.slice_rows(r0, nr);
+  for (DType ot : {DType::f32, DType::bf16}) {
+    DeviceTensor out(ot, nr, cols);
+    out.poison();
+    dequantize_fp8({slice, out.t}, s.get());
+    std::vector<float> ref(size_t(nr * cols));
+    for (int64_t r = 0; r < nr; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        ref[size_t(r * cols + c)] = q[size_t((r0 + r) * cols + c)] * scales[size_t((r0 + r) / 128 * sc + c / 128)];
+    expect_exact(download(out.t), round_to(ref, ot), std::string("dequantize_fp8 -> ") + name(ot));
+  }
+}
+
+}  // namespace
+}  // namespace dsi::cuda::test
