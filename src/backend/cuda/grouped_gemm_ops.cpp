@@ -13,6 +13,11 @@ void check_weight(const GroupedWeight& w, const char* name) {
     fail("cuda::grouped_gemm: {} is {}, expected f32, bf16 or f8_e4m3", name, dtype_name(w.dtype));
   if (w.dtype == DType::f8_e4m3 && (w.scale == nullptr || w.block_rows < 1 || w.block_cols < 1))
     fail("cuda::grouped_gemm: FP8 {} needs its block scales", name);
+  // The kernels read one scale per stored row and tile: a tile's 64 (or fewer) columns must
+  // stay inside one scale block.
+  if (w.dtype == DType::f8_e4m3 && w.block_cols % 64 != 0)
+    fail("cuda::grouped_gemm: FP8 {} has {}-column scale blocks; the kernels take multiples of 64", name,
+         w.block_cols);
 }
 
 }  // namespace

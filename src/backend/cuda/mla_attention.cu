@@ -17,6 +17,7 @@ namespace {
 
 constexpr int kRowsPerTile = 32;   // cache rows per shared-memory tile: one per lane for the softmax
 constexpr int kHeadsPerWarp = 2;
+constexpr int kRowsAtOnce = 4;     // divides kRowsPerTile
 constexpr int kMaxWarps = 8;       // so a CTA covers up to 16 heads
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -98,27 +99,40 @@ __global__ void mla_attention_kernel(MlaAttentionParams p) {
     }
     __syncthreads();
 
-    // Scores: lane jj keeps the score of tile row jj for each of its heads.
+    // Scores: lane jj keeps the score of tile row jj for each of its heads. Four rows at a
+    // time, so their dot products and warp reductions are independent work in flight.
     float s_mine[kHeadsPerWarp];
 #pragma unroll
     for (int i = 0; i < kHeadsPerWarp; ++i) s_mine[i] = -INFINITY;
-    for (int jj = 0; jj < n_rows; ++jj) {
-      const float* k = kv_tile + jj * D;
-      float acc[kHeadsPerWarp];
+    for (int jj0 = 0; jj0 < n_rows; jj0 += kRowsAtOnce) {
+      float acc[kRowsAtOnce][kHeadsPerWarp];
 #pragma unroll
-      for (int i = 0; i < kHeadsPerWarp; ++i) acc[i] = 0.0f;
+      for (int j = 0; j < kRowsAtOnce; ++j)
+#pragma unroll
+        for (int i = 0; i < kHeadsPerWarp; ++i) acc[j][i] = 0.0f;
 #pragma unroll
       for (int c = 0; c < NQ; ++c) {
         const int col = lane + 32 * c;
-        const float kv = col < D ? k[col] : 0.0f;
 #pragma unroll
-        for (int i = 0; i < kHeadsPerWarp; ++i) acc[i] = fmaf(q[i][c], kv, acc[i]);
+        for (int j = 0; j < kRowsAtOnce; ++j) {
+          // Rows past n_rows are still inside the tile's memory; their scores are dropped below.
+          const float kv = col < D ? kv_tile[(jj0 + j) * D + col] : 0.0f;
+#pragma unroll
+          for (int i = 0; i < kHeadsPerWarp; ++i) acc[j][i] = fmaf(q[i][c], kv, acc[j][i]);
+        }
       }
 #pragma unroll
-      for (int i = 0; i < kHeadsPerWarp; ++i) {
-        const float s = warp_sum_f32(acc[i]);
-        if (lane == jj) s_mine[i] = s;
-      }
+      for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+        for (int j = 0; j < kRowsAtOnce; ++j)
+#pragma unroll
+          for (int i = 0; i < kHeadsPerWarp; ++i) acc[j][i] += __shfl_xor_sync(0xffffffffu, acc[j][i], o);
+#pragma unroll
+      for (int j = 0; j < kRowsAtOnce; ++j)
+        if (lane == jj0 + j && jj0 + j < n_rows) {
+#pragma unroll
+          for (int i = 0; i < kHeadsPerWarp; ++i) s_mine[i] = acc[j][i];
+        }
     }
     float p_mine[kHeadsPerWarp];
 #pragma unroll
