@@ -9,7 +9,6 @@
 #include <unordered_map>
 
 #include "backend/cuda/check.h"
-#include "backend/cuda/gemm_detail.h"
 #include "core/error.h"
 #include "core/int_math.h"
 
@@ -77,15 +76,20 @@ void set_attr(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, co
 }  // namespace
 
 struct GemmContext::Impl {
+  Fp8ScaleOrder fp8_order{};
   cublasLtHandle_t handle = nullptr;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
   std::unordered_map<PlanKey, std::unique_ptr<Plan>, PlanKeyHash> plans;
 
-  Plan& plan_for(const PlanKey& k);
+  // The FP8 scale pointers are set before the heuristic: cuBLASLt refuses block-scaled
+  // problems without them (CUBLAS_STATUS_INVALID_VALUE).
+  Plan& plan_for(const PlanKey& k, const GemmParams& p);
 };
 
-GemmContext::GemmContext(void* workspace, size_t workspace_bytes) : impl_(std::make_unique<Impl>()) {
+GemmContext::GemmContext(void* workspace, size_t workspace_bytes, const Fp8ScaleOrder& fp8_order)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->fp8_order = fp8_order;
   impl_->workspace = workspace;
   impl_->workspace_bytes = workspace ? workspace_bytes : 0;
   DSI_CUBLAS_CHECK(cublasLtCreate(&impl_->handle));
@@ -98,45 +102,58 @@ GemmContext::~GemmContext() {
 
 size_t GemmContext::n_plans() const { return impl_->plans.size(); }
 
-Plan& GemmContext::Impl::plan_for(const PlanKey& k) {
+Plan& GemmContext::Impl::plan_for(const PlanKey& k, const GemmParams& p) {
   auto it = plans.find(k);
   if (it != plans.end()) return *it->second;
-  auto plan = std::make_unique<Plan>();
-  plan->fp8 = k.w == DType::f8_e4m3;
-  // f32 weights are the strict mode (--dtype float32): pedantic f32, never TF32.
-  const cublasComputeType_t compute = k.w == DType::f32 ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
-  DSI_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, compute, CUDA_R_32F));
-  set_attr(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
-  set_attr(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
-  if (plan->fp8) {
-    // Block scaling: D = sum_k (A_q * a_scale)(B_q * b_scale), the scales applied per 128-deep
-    // slice of K inside the kernel, accumulating in f32 (no fast accumulation).
-    set_attr(plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, int32_t(CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F));
-    set_attr(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, int32_t(CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F));
-  }
-  DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, cuda_type(k.w), uint64_t(k.in), uint64_t(k.out), k.ldw));
-  DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, cuda_type(k.x), uint64_t(k.in), uint64_t(k.n), k.ldx));
-  DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->d, cuda_type(k.y), uint64_t(k.out), uint64_t(k.n), k.ldy));
-
-  cublasLtMatmulPreference_t pref = nullptr;
-  DSI_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  auto set_pref = [&](cublasLtMatmulPreferenceAttributes_t attr, auto value) {
-    DSI_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)));
-  };
-  set_pref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t(workspace_bytes));
-  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, k.align_w);
-  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, k.align_x);
-  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, k.align_y);
-  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, k.align_y);
+  // f32 weights are the strict mode (--dtype float32): pedantic f32 first, else plain
+  // CUBLAS_COMPUTE_32F, which in cuBLASLt never uses TF32 either (only ..._FAST_TF32 does).
+  std::vector<cublasComputeType_t> computes{CUBLAS_COMPUTE_32F};
+  if (k.w == DType::f32) computes.insert(computes.begin(), CUBLAS_COMPUTE_32F_PEDANTIC);
+  std::unique_ptr<Plan> plan;
   cublasLtMatmulHeuristicResult_t result{};
-  int n_results = 0;
-  const cublasStatus_t st =
-      cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->d, plan->d, pref, 1, &result, &n_results);
-  (void)cublasLtMatmulPreferenceDestroy(pref);
-  if (st != CUBLAS_STATUS_SUCCESS || n_results == 0)
+  cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+  for (cublasComputeType_t compute : computes) {
+    plan = std::make_unique<Plan>();
+    plan->fp8 = k.w == DType::f8_e4m3;
+    DSI_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, compute, CUDA_R_32F));
+    set_attr(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
+    set_attr(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
+    if (plan->fp8) {
+      // Block scaling: D = sum_k (A_q * a_scale)(B_q * b_scale), the scales applied per 128-deep
+      // slice of K inside the kernel, accumulating in f32 (no fast accumulation).
+      const int32_t a_mode = fp8_order.weight_per_row ? CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F
+                                                      : CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
+      set_attr(plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, a_mode);
+      set_attr(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, int32_t(CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F));
+      set_attr(plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, static_cast<const void*>(p.w_scale));
+      set_attr(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, static_cast<const void*>(p.x_scale));
+      set_attr(plan->desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, int8_t(0));
+    }
+    DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, cuda_type(k.w), uint64_t(k.in), uint64_t(k.out), k.ldw));
+    DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, cuda_type(k.x), uint64_t(k.in), uint64_t(k.n), k.ldx));
+    DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->d, cuda_type(k.y), uint64_t(k.out), uint64_t(k.n), k.ldy));
+
+    cublasLtMatmulPreference_t pref = nullptr;
+    DSI_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    auto set_pref = [&](cublasLtMatmulPreferenceAttributes_t attr, auto value) {
+      DSI_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)));
+    };
+    set_pref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, uint64_t(workspace_bytes));
+    set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, k.align_w);
+    set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, k.align_x);
+    set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, k.align_y);
+    set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, k.align_y);
+    int n_results = 0;
+    st = cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->d, plan->d, pref, 1, &result,
+                                        &n_results);
+    (void)cublasLtMatmulPreferenceDestroy(pref);
+    if (st == CUBLAS_STATUS_SUCCESS && n_results > 0) break;
+    if (st == CUBLAS_STATUS_SUCCESS) st = CUBLAS_STATUS_NOT_SUPPORTED;
+  }
+  if (st != CUBLAS_STATUS_SUCCESS)
     fail("gemm: cuBLASLt has no algorithm for x [{}, {}] {} (ld {}) times W [{}, {}] {} (ld {}) into {} (ld {}): {}", k.n,
          k.in, dtype_name(k.x), k.ldx, k.out, k.in, dtype_name(k.w), k.ldw, dtype_name(k.y), k.ldy,
-         st == CUBLAS_STATUS_SUCCESS ? "no result" : cublasLtGetStatusName(st));
+         cublasLtGetStatusName(st));
   plan->algo = result.algo;
   return *plans.emplace(k, std::move(plan)).first->second;
 }
@@ -188,7 +205,7 @@ void gemm(GemmContext& ctx, const GemmParams& p, cudaStream_t stream) {
   const PlanKey key{xt,          wt,          yt, n, in, out, p.x.row_stride, p.w.row_stride, p.y.row_stride,
                     alignment_of(p.x.data), alignment_of(p.w.data), alignment_of(p.y.data)};
   auto& impl = *ctx.impl_;
-  Plan& plan = impl.plan_for(key);
+  Plan& plan = impl.plan_for(key, p);
   if (plan.fp8) {
     // Scale pointers are per call; the rest of the descriptor is the cached plan.
     set_attr(plan.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, static_cast<const void*>(p.w_scale));
@@ -203,16 +220,6 @@ bool fp8_gemm_supported(int64_t out_features, int64_t in_features) {
   return out_features % 128 == 0 && in_features % 128 == 0 && out_features > 0 && in_features > 0;
 }
 
-Fp8ActScaleLayout fp8_act_scale_layout(int64_t n_tokens, int64_t in_features) {
-  return detail::fp8_act_scale_layout(n_tokens, in_features, detail::kFp8ScaleOrder);
-}
-
-std::vector<float> fp8_weight_scales_for_gemm(const Weight& w) {
-  return detail::fp8_weight_scales(w, detail::kFp8ScaleOrder);
-}
-
-namespace detail {
-
 Fp8ActScaleLayout fp8_act_scale_layout(int64_t n_tokens, int64_t in_features, const Fp8ScaleOrder& order) {
   const int64_t n_groups = ceil_div(in_features, int64_t(128));
   if (order.act_token_fastest) {
@@ -223,30 +230,29 @@ Fp8ActScaleLayout fp8_act_scale_layout(int64_t n_tokens, int64_t in_features, co
   return {ld, 1, ld * n_tokens};
 }
 
-std::vector<float> fp8_weight_scales(const Weight& w, const Fp8ScaleOrder& order) {
+std::vector<float> fp8_weight_scales_for_gemm(const Weight& w, const Fp8ScaleOrder& order) {
   if (!w.quantized() || w.scale.dtype != DType::f32) fail("fp8 weight scales: the weight has no f32 block scales");
   if (w.block_rows != 128 || w.block_cols != 128)
     fail("fp8 weight scales: blocks are {}x{}, the FP8 GEMM takes 128x128", w.block_rows, w.block_cols);
-  if (w.row_offset % 128 != 0) fail("fp8 weight scales: a row slice at {} does not start on a block", w.row_offset);
-  const int64_t n_out = ceil_div(w.rows(), int64_t(128)), n_in = ceil_div(w.cols(), int64_t(128));
-  const int64_t first = w.row_offset / 128;
-  if (w.scale.rows < first + n_out || w.scale.cols < n_in)
-    fail("fp8 weight scales: scale is [{}, {}], the weight needs [{}, {}]", w.scale.rows, w.scale.cols, first + n_out, n_in);
-  std::vector<float> s;
-  if (order.weight_in_fastest) {
-    const int64_t ld = round_up(n_in, int64_t(order.weight_pad));
-    s.assign(size_t(ld * n_out), 0.0f);
-    for (int64_t ob = 0; ob < n_out; ++ob)
-      for (int64_t kb = 0; kb < n_in; ++kb) s[size_t(ob * ld + kb)] = w.scale.row<const float>(first + ob)[kb];
-  } else {
-    const int64_t ld = round_up(n_out, int64_t(order.weight_pad));
-    s.assign(size_t(ld * n_in), 0.0f);
-    for (int64_t ob = 0; ob < n_out; ++ob)
-      for (int64_t kb = 0; kb < n_in; ++kb) s[size_t(kb * ld + ob)] = w.scale.row<const float>(first + ob)[kb];
-  }
+  if (!order.weight_per_row && w.row_offset % 128 != 0)
+    fail("fp8 weight scales: a row slice at {} does not start on a block", w.row_offset);
+  const int64_t n_in = ceil_div(w.cols(), int64_t(128));
+  const int64_t last_block = (w.row_offset + w.rows() - 1) / 128;
+  if (w.rows() > 0 && (w.scale.rows <= last_block || w.scale.cols < n_in))
+    fail("fp8 weight scales: scale is [{}, {}], the weight needs [{}, {}]", w.scale.rows, w.scale.cols, last_block + 1,
+         n_in);
+  // Rows of the scale grid: 128-row blocks, or every row (its block's scale).
+  const int64_t n_rows = order.weight_per_row ? w.rows() : ceil_div(w.rows(), int64_t(128));
+  auto scale_of = [&](int64_t r, int64_t kb) {
+    const int64_t block = order.weight_per_row ? (w.row_offset + r) / 128 : w.row_offset / 128 + r;
+    return w.scale.row<const float>(block)[kb];
+  };
+  const int64_t ld = round_up(order.weight_in_fastest ? n_in : n_rows, int64_t(order.weight_pad));
+  std::vector<float> s(size_t(ld * (order.weight_in_fastest ? n_rows : n_in)), 0.0f);
+  for (int64_t r = 0; r < n_rows; ++r)
+    for (int64_t kb = 0; kb < n_in; ++kb)
+      s[size_t(order.weight_in_fastest ? r * ld + kb : kb * ld + r)] = scale_of(r, kb);
   return s;
 }
-
-}  // namespace detail
 
 }  // namespace dsi::cuda

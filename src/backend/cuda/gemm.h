@@ -32,11 +32,26 @@ struct GemmParams {
   Tensor y;                        // [n, out] f32 or bf16 (f32 inputs: f32); must not overlap x or w
 };
 
+// How cuBLASLt's FP8 block scaling reads the scale tensors: the scale mode of the weight and
+// the layout of both scale buffers. kFp8ScaleOrder is the one cuBLASLt 13.1 on sm_90 takes and
+// computes right with (tests/backend/cuda checks it against every alternative here).
+struct Fp8ScaleOrder {
+  // Weight scales: false: one per 128x128 block (BLK128x128_32F), block (ob, kb);
+  // true: one per row and 128 columns (VEC128_32F), the block scale repeated over its rows.
+  bool weight_per_row;
+  bool weight_in_fastest;  // (ob or row, kb) at kb + row * ld, the checkpoint's order (else row + kb * ld)
+  int weight_pad;          // ld = the fastest dimension rounded up to a multiple of this
+  bool act_token_fastest;  // activation scale (token t, group g) at t + g * ld (else g + t * ld)
+  int act_pad;
+};
+inline constexpr Fp8ScaleOrder kFp8ScaleOrder{false, true, 4, true, 4};
+
 class GemmContext {
  public:
   // workspace: device memory for cuBLASLt's split-K and similar (32 MiB suits Hopper); it must
   // outlive the context and not be used by anything else on another stream meanwhile.
-  GemmContext(void* workspace, size_t workspace_bytes);
+  // fp8_order: how this context's FP8 scales are laid out (tests try the alternatives).
+  GemmContext(void* workspace, size_t workspace_bytes, const Fp8ScaleOrder& fp8_order = kFp8ScaleOrder);
   ~GemmContext();
   GemmContext(const GemmContext&) = delete;
   GemmContext& operator=(const GemmContext&) = delete;
@@ -62,10 +77,11 @@ struct Fp8ActScaleLayout {
   int64_t group_stride;
   int64_t n_floats;      // size of the scale buffer
 };
-Fp8ActScaleLayout fp8_act_scale_layout(int64_t n_tokens, int64_t in_features);
+Fp8ActScaleLayout fp8_act_scale_layout(int64_t n_tokens, int64_t in_features,
+                                       const Fp8ScaleOrder& order = kFp8ScaleOrder);
 
 // The weight's block scales (host, f32 [ceil(rows0 / 128), ceil(in / 128)] with the Weight's
 // row_offset, as in the checkpoint) re-laid as the FP8 GEMM reads them; upload the result.
-std::vector<float> fp8_weight_scales_for_gemm(const Weight& host_weight);
+std::vector<float> fp8_weight_scales_for_gemm(const Weight& host_weight, const Fp8ScaleOrder& order = kFp8ScaleOrder);
 
 }  // namespace dsi::cuda

@@ -1,0 +1,198 @@
+// cuda_gemm_bench: the cuBLASLt GEMMs (bf16 and block-scaled FP8) and a few memory-bound kernels
+// on DeepSeek-V3 shapes, against ceilings measured in the same run (a device-to-device copy) and
+// the datasheet-derived peaks of the issue (774 TFLOP/s bf16, 1388 FP8 dense on an H200).
+// Times: CUDA events, median of --reps after --warmup launches, weights rotated over enough
+// copies to exceed the L2 so small-n products read them from HBM as in decode.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "backend/cuda/check.h"
+#include "backend/cuda/device.h"
+#include "backend/cuda/elementwise.h"
+#include "backend/cuda/fp8.h"
+#include "backend/cuda/gemm.h"
+#include "backend/cuda/memory.h"
+#include "backend/cuda/stream.h"
+
+namespace {
+
+using namespace dsi;
+using namespace dsi::cuda;
+
+constexpr double kPeakBf16 = 774e12, kPeakFp8 = 1388e12;
+
+// Fills device memory with random valid values of the dtype (never zeros: zeros run faster
+// than real data), a random block of up to 16 MiB repeated.
+void fill_random(void* dst, size_t bytes, DType t, std::mt19937& gen) {
+  const size_t block = std::min<size_t>(bytes, size_t(16) << 20);
+  std::vector<unsigned char> h(block);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  const size_t es = dtype_size(t);
+  for (size_t i = 0; i < block / es; ++i) {
+    const float f = d(gen);
+    if (t == DType::bf16) {
+      const uint16_t b = f32_to_bf16(f);
+      std::memcpy(&h[i * 2], &b, 2);
+    } else if (t == DType::f8_e4m3) {
+      h[i] = f32_to_fp8_e4m3(f * 50.0f);
+    } else {
+      std::memcpy(&h[i * 4], &f, 4);
+    }
+  }
+  auto* p = static_cast<unsigned char*>(dst);
+  for (size_t off = 0; off < bytes; off += block)
+    DSI_CUDA_CHECK(cudaMemcpy(p + off, h.data(), std::min(block, bytes - off), cudaMemcpyHostToDevice));
+}
+
+template <class F>
+double median_ms(F&& launch, int warmup, int reps, cudaStream_t s) {
+  for (int i = 0; i < warmup; ++i) launch(i);
+  std::vector<float> t;
+  Event a, b;
+  for (int i = 0; i < reps; ++i) {
+    a.record(s);
+    launch(i);
+    b.record(s);
+    b.synchronize();
+    t.push_back(b.elapsed_ms_since(a));
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+struct Shape {
+  int64_t n, out, in;
+  const char* what;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"cuBLASLt GEMM and kernel timings on the GPU"};
+  int warmup = 3, reps = 20;
+  app.add_option("--warmup", warmup, "untimed launches first");
+  app.add_option("--reps", reps, "timed launches (median reported)");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (cuda_device_count() == 0) {
+      fmt::print(stderr, "cuda_gemm_bench: no CUDA device\n");
+      return 1;
+    }
+    const DeviceInfo dev = query_device(0);
+    fmt::print("device: {}\n", describe(dev));
+    Stream stream;
+    const cudaStream_t s = stream.get();
+    std::mt19937 gen(1234);
+
+    // Copy ceiling: 2 GiB device to device, bytes read plus written.
+    {
+      const size_t bytes = size_t(2) << 30;
+      DeviceBuffer a(bytes), b(bytes);
+      DSI_CUDA_CHECK(cudaMemset(a.data(), 1, bytes));
+      const double ms = median_ms([&](int) { DSI_CUDA_CHECK(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice, s)); }, 2, 10, s);
+      fmt::print("copy ceiling: {:.0f} GB/s (read + write of 2 GiB)\n", 2.0 * double(bytes) / (ms * 1e-3) / 1e9);
+    }
+
+    const size_t ws_bytes = 32 << 20;
+    DeviceBuffer workspace(ws_bytes);
+    GemmContext ctx(workspace.data(), ws_bytes);
+
+    const Shape shapes[] = {
+        {1, 24576, 1536, "q_b_proj"},   {64, 24576, 1536, "q_b_proj"},   {2048, 24576, 1536, "q_b_proj"},
+        {1, 7168, 16384, "o_proj"},     {64, 7168, 16384, "o_proj"},     {2048, 7168, 16384, "o_proj"},
+        {1, 18432, 7168, "dense up"},   {64, 18432, 7168, "dense up"},   {2048, 18432, 7168, "dense up"},
+        {1, 7168, 18432, "dense down"}, {64, 7168, 18432, "dense down"}, {2048, 7168, 18432, "dense down"},
+        {8192, 8192, 8192, "square"},
+    };
+    fmt::print("\n{:<10} {:>5} {:>6} {:>6} {:>6} {:>10} {:>9} {:>7} {:>8}\n", "shape", "kind", "n", "out", "in", "time us",
+               "TFLOP/s", "% peak", "GB/s");
+    // fp8: the production scale layout (kFp8ScaleOrder); fp8-row: the weight's block scales
+    // repeated per row (1-D scaling on both operands), for comparison.
+    Fp8ScaleOrder per_row = kFp8ScaleOrder;
+    per_row.weight_per_row = true;
+    GemmContext ctx_row(workspace.data(), ws_bytes, per_row);
+    for (const char* kind : {"bf16", "fp8", "fp8-row"}) {
+      const bool fp8 = kind[0] == 'f';
+      const bool row = kind[3] == '-';
+      const Fp8ScaleOrder& order = row ? per_row : kFp8ScaleOrder;
+      const DType wt = fp8 ? DType::f8_e4m3 : DType::bf16;
+      for (const Shape& sh : shapes) {
+        const size_t w_bytes = size_t(sh.out * sh.in) * dtype_size(wt);
+        // Enough weight copies that their total exceeds 4 x L2 (each launch reads a cold one).
+        const int n_copies = int(std::min<int64_t>(8, std::max<int64_t>(1, 4 * dev.l2_bytes / int64_t(w_bytes) + 1)));
+        std::vector<DeviceBuffer> ws;
+        for (int i = 0; i < n_copies; ++i) {
+          ws.emplace_back(w_bytes);
+          fill_random(ws.back().data(), w_bytes, wt, gen);
+        }
+        DeviceBuffer x(size_t(sh.n * sh.in) * dtype_size(wt)), y(size_t(sh.n * sh.out) * 2);
+        fill_random(x.data(), x.size(), wt, gen);
+        const Fp8ActScaleLayout lay = fp8_act_scale_layout(sh.n, sh.in, order);
+        DeviceBuffer xs(size_t(lay.n_floats) * 4), wsc(size_t((sh.out + 4) * (sh.in / 128 + 4)) * 4);
+        std::vector<float> ones(std::max(size_t(lay.n_floats), wsc.size() / 4), 1e-3f);
+        DSI_CUDA_CHECK(cudaMemcpy(xs.data(), ones.data(), xs.size(), cudaMemcpyHostToDevice));
+        DSI_CUDA_CHECK(cudaMemcpy(wsc.data(), ones.data(), wsc.size(), cudaMemcpyHostToDevice));
+        auto params = [&](int i) {
+          GemmParams p;
+          p.x = Tensor::matrix(x.data(), wt, sh.n, sh.in);
+          p.w = Tensor::matrix(ws[size_t(i % n_copies)].data(), wt, sh.out, sh.in);
+          p.y = Tensor::matrix(y.data(), DType::bf16, sh.n, sh.out);
+          if (fp8) {
+            p.x_scale = xs.as<float>();
+            p.w_scale = wsc.as<float>();
+          }
+          return p;
+        };
+        GemmContext& c = row ? ctx_row : ctx;
+        double ms = 0;
+        try {
+          ms = median_ms([&](int i) { gemm(c, params(i), s); }, warmup, reps, s);
+        } catch (const std::exception& e) {
+          fmt::print("{:<10} {:>7} {:>6} {:>6} {:>6} {}\n", sh.what, kind, sh.n, sh.out, sh.in, e.what());
+          continue;
+        }
+        const double flops = 2.0 * double(sh.n) * double(sh.out) * double(sh.in);
+        const double bytes = double(w_bytes) + double(x.size()) + double(y.size());
+        fmt::print("{:<10} {:>7} {:>6} {:>6} {:>6} {:>10.1f} {:>9.1f} {:>6.1f}% {:>8.0f}\n", sh.what, kind, sh.n, sh.out,
+                   sh.in, ms * 1e3, flops / (ms * 1e-3) / 1e12, 100.0 * flops / (ms * 1e-3) / (fp8 ? kPeakFp8 : kPeakBf16),
+                   bytes / (ms * 1e-3) / 1e9);
+      }
+    }
+
+    // Memory-bound kernels at prefill size: one read and one write per element (GB/s).
+    fmt::print("\n{:<28} {:>10} {:>8}\n", "kernel [2048, 7168]", "time us", "GB/s");
+    const int64_t n = 2048, d = 7168;
+    DeviceBuffer xb(size_t(n * d) * 2), yb(size_t(n * d) * 2), ob(size_t(n * d) * 2), wb(size_t(d) * 4);
+    DeviceBuffer qb(size_t(n * d)), sb(size_t(n * d / 128 + 64) * 4);
+    fill_random(xb.data(), xb.size(), DType::bf16, gen);
+    fill_random(yb.data(), yb.size(), DType::bf16, gen);
+    fill_random(wb.data(), wb.size(), DType::f32, gen);
+    const Tensor xt = Tensor::matrix(xb.data(), DType::bf16, n, d), yt = Tensor::matrix(yb.data(), DType::bf16, n, d),
+                 ot = Tensor::matrix(ob.data(), DType::bf16, n, d), wt = Tensor::matrix(wb.data(), DType::f32, 1, d);
+    auto report = [&](const char* what, double ms, double bytes) {
+      fmt::print("{:<28} {:>10.1f} {:>8.0f}\n", what, ms * 1e3, bytes / (ms * 1e-3) / 1e9);
+    };
+    const double e2 = double(n * d) * 2;
+    report("rms_norm bf16", median_ms([&](int) { rms_norm({xt, Tensor{}, wt, 1e-6f, ot}, s); }, warmup, reps, s), 2 * e2);
+    report("rms_norm + residual bf16", median_ms([&](int) { rms_norm({xt, yt, wt, 1e-6f, ot}, s); }, warmup, reps, s),
+           4 * e2);
+    report("silu_mul bf16", median_ms([&](int) { silu_mul({xt, yt, ot}, s); }, warmup, reps, s), 3 * e2);
+    const Fp8ActScaleLayout lay = fp8_act_scale_layout(n, d);
+    report("quantize_fp8 bf16 -> e4m3",
+           median_ms([&](int) {
+             quantize_fp8({xt, Tensor::matrix(qb.data(), DType::f8_e4m3, n, d), sb.as<float>(), lay.token_stride,
+                           lay.group_stride}, s);
+           }, warmup, reps, s),
+           e2 + double(n * d));
+    stream.synchronize();
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "cuda_gemm_bench: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
