@@ -1,0 +1,43 @@
+// Checked host wrapper of the grouped GEMM (grouped_gemm.cu).
+#include "backend/cuda/check.h"
+#include "backend/cuda/launch.h"
+#include "core/error.h"
+
+namespace dsi::cuda {
+
+namespace {
+
+void check_weight(const GroupedWeight& w, const char* name) {
+  if (w.data == nullptr) fail("cuda::grouped_gemm: {} has no data", name);
+  if (w.dtype != DType::f32 && w.dtype != DType::bf16 && w.dtype != DType::f8_e4m3)
+    fail("cuda::grouped_gemm: {} is {}, expected f32, bf16 or f8_e4m3", name, dtype_name(w.dtype));
+  if (w.dtype == DType::f8_e4m3 && (w.scale == nullptr || w.block_rows < 1 || w.block_cols < 1))
+    fail("cuda::grouped_gemm: FP8 {} needs its block scales", name);
+  // The kernels read one scale per stored row and tile: a tile's 64 (or fewer) columns must
+  // stay inside one scale block.
+  if (w.dtype == DType::f8_e4m3 && w.block_cols % 64 != 0)
+    fail("cuda::grouped_gemm: FP8 {} has {}-column scale blocks; the kernels take multiples of 64", name,
+         w.block_cols);
+}
+
+}  // namespace
+
+void grouped_gemm(const GroupedGemmParams& p, cudaStream_t stream) {
+  if (p.act_dtype != DType::f32 && p.act_dtype != DType::bf16)
+    fail("cuda::grouped_gemm: activations are {}, expected f32 or bf16", dtype_name(p.act_dtype));
+  if (p.n_groups < 1 || p.n_cols < 1 || p.depth < 1 || p.n_rows < 0)
+    fail("cuda::grouped_gemm: bad sizes: {} groups, N = {}, K = {}, {} rows", p.n_groups, p.n_cols, p.depth,
+         p.n_rows);
+  check_weight(p.w, "w");
+  if (p.w_up.data) check_weight(p.w_up, "w_up");
+  if (p.n_rows == 0) return;
+  if (!p.a || !p.y) fail("cuda::grouped_gemm: a or y has no data");
+  const int64_t row_tiles = (p.n_rows + 63) / 64;
+  const int64_t grid_x = p.row_offsets ? row_tiles + p.n_groups : row_tiles * p.n_groups;
+  if (grid_x > int64_t(1) << 31 || (p.n_cols + 63) / 64 > 65535)
+    fail("cuda::grouped_gemm: {} rows x {} columns in {} groups exceed one launch", p.n_rows, p.n_cols, p.n_groups);
+  DSI_CUDA_CHECK(launch_grouped_gemm(p, stream));
+  DSI_CUDA_CHECK_LAUNCH(stream, "grouped_gemm");
+}
+
+}  // namespace dsi::cuda
