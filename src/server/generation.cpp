@@ -49,7 +49,7 @@ class Generation : public std::enable_shared_from_this<Generation> {
   void stream_delta(size_t k, const ChoiceDelta& d);
   void accumulate(Choice& c, ChoiceDelta&& d);
   void complete();
-  void fail(const std::string& message);
+  void fail(int status, const std::string& message);
   Json choice_logprobs(Choice& c, const std::vector<LogprobEntry>& entries);
   std::string tool_call_id() const { return random_id("chatcmpl-tool-"); }
 
@@ -91,6 +91,10 @@ void Generation::submit_all() {
   connection_->on_disconnect([weak] {
     if (auto self = weak.lock()) self->abort_all();
   });
+  // A server cancel (second signal, --shutdown-timeout) still ends the response properly.
+  connection_->on_cancel([weak] {
+    if (auto self = weak.lock()) self->fail(503, "the server is shutting down: the request was cancelled");
+  });
   auto executor = connection_->executor();
   for (size_t k = 0; k < choices_.size(); ++k) {
     Choice& c = *choices_[k];
@@ -111,6 +115,7 @@ void Generation::submit_all() {
       for (auto& other : choices_)
         if (other->submitted) context_.engine.abort(other->id);
       connection_->on_disconnect(nullptr);
+      connection_->on_cancel(nullptr);
       std::string what = e.what();
       bool overloaded = what.find("overloaded") != std::string::npos || what.find("shutting down") != std::string::npos;
       throw ApiError(overloaded ? 503 : 400, what);
@@ -132,7 +137,7 @@ void Generation::on_output(size_t k, RequestOutput&& out) {
   if (d.finished) {
     ++n_finished_;
     record(c, now);
-    if (c.state.finish_reason() == "error") return fail(c.state.error().empty() ? "generation failed" : c.state.error());
+    if (c.state.finish_reason() == "error") return fail(500, c.state.error().empty() ? "generation failed" : c.state.error());
   }
   if (options().stream) stream_delta(k, d);
   else accumulate(c, std::move(d));
@@ -312,16 +317,16 @@ void Generation::complete() {
   connection_->send_json(200, body);
 }
 
-void Generation::fail(const std::string& message) {
+void Generation::fail(int status, const std::string& message) {
   if (ended_) return;
   abort_all();  // ends the others; ended_ is now set
   spdlog::warn("request {} failed: {}", meta_.id, message);
   if (options().stream) {
-    connection_->send_event(error_json(500, message).dump(-1, ' ', false, Json::error_handler_t::replace));
+    connection_->send_event(error_json(status, message).dump(-1, ' ', false, Json::error_handler_t::replace));
     connection_->send_event("[DONE]");
     connection_->end_event_stream();
   } else {
-    connection_->send_json(500, error_json(500, message));
+    connection_->send_json(status, error_json(status, message));
   }
 }
 
