@@ -1,9 +1,11 @@
 #pragma once
 // One client connection: HTTP/1.1 with keep-alive on Boost.Beast over Asio. It reads a request
-// (size limits, timeouts for idle, slow and stalled clients), hands it to the server's handler
-// and writes the handler's response: a whole body or an SSE event stream (chunked). While a
-// response is in progress it keeps a read pending so a client that goes away is noticed at
-// once, not at the next write; the handler hears of it through on_disconnect.
+// (size limits, timeouts for idle, slow and stalled clients; framing errors, http_framing.h,
+// answered 400 and the connection closed), hands it to the server's handler and writes the
+// handler's response: a whole body or an SSE event stream (chunked); for HEAD, the headers
+// only. While a response is in progress it keeps a read pending so a client that goes away is
+// noticed at once, not at the next write; the handler hears of it through on_disconnect. The
+// server's shutdown state (http_server.h) decides what happens between requests.
 //
 // Threads: every method, and every callback it makes, runs on the connection's strand
 // (executor()); post to it from elsewhere. A handler must answer each request exactly once:
