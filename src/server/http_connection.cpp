@@ -13,13 +13,6 @@ namespace dsi::server {
 
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  return true;
-}
-
 bool is_disconnect(const beast::error_code& ec) {
   return ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
          ec == net::error::broken_pipe || ec == net::error::connection_aborted;
@@ -111,7 +104,7 @@ void HttpConnection::on_header(beast::error_code ec) {
   if (!framing) framing = header_framing_error(parser_->get().base());
   if (framing) return fail_request(400, "malformed HTTP request: " + *framing);
   const auto& req = parser_->get();
-  if (iequals(to_std(req[http::field::expect]), "100-continue") && !parser_->is_done()) {
+  if (beast::iequals(req[http::field::expect], "100-continue") && !parser_->is_done()) {
     // curl waits a second for this before sending a large body.
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     beast::error_code wec;

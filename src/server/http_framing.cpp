@@ -12,21 +12,9 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  return true;
-}
-
 std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
 
 }  // namespace
-
-size_t header_end(std::string_view raw) {
-  size_t at = raw.find("\r\n\r\n");
-  return at == std::string_view::npos ? std::string_view::npos : at + 4;
-}
 
 std::optional<std::string> raw_header_framing_error(std::string_view raw_header) {
   // obs-fold = CRLF 1*(SP / HTAB) inside the header (RFC 9112 section 5.2): a server must
@@ -56,7 +44,8 @@ std::optional<std::string> header_framing_error(const http::request_header<>& he
       return "a request must not have both Content-Length and Transfer-Encoding (RFC 9112 section 6.3)";
     // The only coding this server decodes is chunked, once and last: anything else leaves the
     // body's end unknown (RFC 9112 section 6.3), so it cannot be answered and read past.
-    if (n_transfer_encoding > 1 || !iequals(trim(transfer_encoding), "chunked"))
+    std::string_view coding = trim(transfer_encoding);
+    if (n_transfer_encoding > 1 || !beast::iequals(beast::string_view(coding.data(), coding.size()), "chunked"))
       return fmt::format("unsupported Transfer-Encoding '{}': only 'chunked' is accepted", transfer_encoding);
   }
   if (n_content_length > 1)

@@ -18,10 +18,6 @@
 
 namespace dsi::server {
 
-// The bytes of a request header begin at raw[0]; returns where they end (one past the blank
-// line's CRLF), or npos while the blank line has not arrived.
-size_t header_end(std::string_view raw);
-
 // Checks the raw header bytes (request line to the blank line): obs-fold. The message says
 // what is wrong, for the 400.
 std::optional<std::string> raw_header_framing_error(std::string_view raw_header);
