@@ -41,8 +41,6 @@ void HttpConnection::start() {
 void HttpConnection::wait_for_request() {
   phase_ = Phase::phase_idle;
   if (closed_) return;
-  // Stopped: only a request already here (pipelined behind the last response) is still answered.
-  if (server_.state() == ServerState::state_stopped && buffer_.size() == 0) return close();
   if (buffer_.size() > 0) return read_header();  // a pipelined request is already here
   // Waiting for readability costs no buffer: idle keep-alive connections stay cheap.
   arm_timer(server_.limits().keep_alive_timeout_s);
@@ -292,9 +290,10 @@ void HttpConnection::finish_response() {
 
 void HttpConnection::after_response() {
   if (closed_) return;
-  // While draining, a connection whose response said keep-alive (it began before the
-  // signal) answers its next request, pipelined or not: with a 503 for new work.
-  if (!keep_alive_) return lingering_close();
+  // Shutting down, a response that said keep-alive (it began before the signal) is followed
+  // by the request already pipelined behind it, if any, answered (a 503 for new work); else
+  // the connection closes. Connections idle since before the signal stay (see on_server_stopped).
+  if (!keep_alive_ || (shutting_down() && buffer_.size() == 0)) return lingering_close();
   wait_for_request();
 }
 
@@ -323,9 +322,7 @@ void HttpConnection::discard_input() {
 }
 
 void HttpConnection::cancel_request() {
-  if (closed_) return;
-  if (phase_ == Phase::phase_idle) return close();
-  if (phase_ != Phase::phase_handling || response_done_) return;
+  if (closed_ || phase_ != Phase::phase_handling || response_done_) return;
   if (!on_cancel_) return close();  // no way to end it cleanly
   auto fn = std::move(on_cancel_);
   on_cancel_ = nullptr;
@@ -335,13 +332,12 @@ void HttpConnection::cancel_request() {
 void HttpConnection::on_server_stopped() {
   if (closed_) return;
   switch (phase_) {
-    case Phase::phase_idle:
-      return close();
     case Phase::phase_handling:
       return cancel_request();  // after_response then closes
-    case Phase::phase_reading:  // once whole, the request is answered 503 (within the stop grace)
+    case Phase::phase_idle:     // idle since before the signal: a last request is answered 503
+    case Phase::phase_reading:  // once whole, the request is answered 503
     case Phase::phase_closing:
-      return;
+      return;  // HttpServer closes what is left after stop_grace_s
   }
 }
 

@@ -67,10 +67,10 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   bool shutting_down() const;
 
   // --- for the server (strand only) ---
-  // Cancelling: an idle connection closes, a request in progress is ended through on_cancel.
+  // Cancelling: a request in progress is ended through on_cancel (closed when it has none).
   void cancel_request();
-  // Stopped: idle connections close now, busy ones once their response is out (a request
-  // being read is answered first, with a 503).
+  // Stopped: a request in progress is ended through on_cancel; an idle connection or one
+  // sending a request stays to be answered (503) until HttpServer closes it.
   void on_server_stopped();
   // Closes now; a response in progress is cut and on_disconnect fires.
   void close();

@@ -18,10 +18,14 @@ namespace dsi::server {
 //   serving -> draining (first signal): no new connections; open ones stay and are answered,
 //              new work with a 503; a response begun now says Connection: close; requests in
 //              progress go on.
+//              A connection whose response ends now closes, unless a request is already
+//              pipelined behind it (it is answered).
 //   draining -> cancelling (second signal, --shutdown-timeout): requests in progress are ended
 //              at once through HttpConnection::on_cancel (an error event or a 503).
-//   -> stopped (the engine has finished): idle connections close, busy ones after their
-//              response, and every one within stop_grace_s at the latest.
+//   -> stopped (the engine has finished): a request still in progress is cancelled; a
+//              connection idle since before the signal may still send one last request
+//              (answered 503); every connection is closed after stop_grace_s at the latest,
+//              and the process exits as soon as none is left.
 enum class ServerState { state_serving, state_draining, state_cancelling, state_stopped };
 
 class HttpServer {
@@ -45,7 +49,7 @@ class HttpServer {
   void stop();
   void close_all();
   ServerState state() const { return state_.load(); }
-  static constexpr double stop_grace_s = 5;  // stopped: writes left to slow readers get this long
+  static constexpr double stop_grace_s = 2;  // stopped: what connections get before they are closed
 
   // For connections.
   const HttpLimits& limits() const { return limits_; }

@@ -123,6 +123,25 @@ class Shutdown(unittest.TestCase):
         finally:
             s.kill()
 
+    def test_idle_connection_gets_503_when_nothing_is_running(self):
+        # Nothing to drain: the server stops at once, but a connection that was open and idle
+        # still gets its next request answered (503) before the server exits.
+        s = Server("--model", MODEL_DIR)
+        try:
+            idle = connect(s)
+            idle.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+            read_until(idle, b"", b'"version"')
+            start = time.time()
+            s.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            idle.sendall(request_bytes({"prompt": [1, 2], "max_tokens": 2}))
+            [(status, head, body)] = responses(read_to_close(idle))
+            self.check_503(status, head, body)
+            self.assertEqual(s.proc.wait(30), 0)
+            self.assertLess(time.time() - start, 10)
+        finally:
+            s.kill()
+
     def test_request_pipelined_behind_a_stream_is_answered(self):
         s = Server("--model", MODEL_DIR)
         try:
