@@ -1,13 +1,15 @@
 #pragma once
 // What every API handler shares: the engine, the tokenizer, the metrics and the serving
-// options. Built once by `dsinfer serve`; the engine and metrics are thread-safe, the rest
-// is immutable while serving.
+// options. Built once by `dsinfer serve`; the engine, metrics and pool are thread-safe, the
+// rest is immutable while serving. Whether the server is shutting down is the connection's to
+// say (HttpConnection::shutting_down).
 #include <atomic>
 #include <string>
 #include <vector>
 
 #include "engine/engine.h"
 #include "server/metrics.h"
+#include "server/work_pool.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsi::server {
@@ -25,7 +27,7 @@ struct ApiContext {
   const Tokenizer& tokenizer;
   ServerMetrics& metrics;
   ApiOptions options;
-  std::atomic<bool> draining{false};  // shutting down: generation requests get 503
+  WorkPool& preprocess;  // parsing, chat templates and tokenization, off the I/O threads
   const std::string& model_name() const { return options.served_model_names.front(); }
 };
 

@@ -1,5 +1,6 @@
 // POST /v1/completions and /v1/chat/completions: from the validated request to token-id
-// prompts (tokenizer, chat template), the context-length checks, then the generation.
+// prompts (tokenizer, chat template) and the context-length checks; the router then starts
+// the generation.
 #include <algorithm>
 
 #include "server/api_error.h"
@@ -19,10 +20,6 @@ void check_model_name(const ApiContext& context, const std::string& model) {
 }
 
 namespace {
-
-void check_not_draining(const ApiContext& context) {
-  if (context.draining) throw ApiError(503, "the server is shutting down and accepts no new requests");
-}
 
 void check_vocabulary(const ApiContext& context, const std::vector<int32_t>& ids, const char* param) {
   const int64_t vocab = context.engine.config().vocab_size;
@@ -66,11 +63,9 @@ void fit_context(const ApiContext& context, GenerationInput& in, const char* par
 
 }  // namespace
 
-void handle_completions(ApiContext& context, const std::shared_ptr<HttpConnection>& connection,
-                        const HttpRequest& request) {
-  CompletionRequest r = parse_completion_request(parse_request_body(request.body()));
+GenerationInput prepare_completions(const ApiContext& context, const std::string& body) {
+  CompletionRequest r = parse_completion_request(parse_request_body(body));
   check_model_name(context, r.model);
-  check_not_draining(context);
   GenerationInput in;
   in.kind = ApiKind::api_completion;
   const bool add_special = r.options.add_special_tokens.value_or(true);
@@ -82,7 +77,7 @@ void handle_completions(ApiContext& context, const std::shared_ptr<HttpConnectio
   }
   in.options = std::move(r.options);
   fit_context(context, in, "prompt");
-  start_generation(context, connection, std::move(in));
+  return in;
 }
 
 namespace {
@@ -100,12 +95,9 @@ std::string cut_after_final_message(const std::string& text, const nlohmann::ord
 
 }  // namespace
 
-void handle_chat_completions(ApiContext& context, const std::shared_ptr<HttpConnection>& connection,
-                             const HttpRequest& request) {
-  const std::string& raw = request.body();
+GenerationInput prepare_chat_completions(const ApiContext& context, const std::string& raw) {
   ChatRequest r = parse_chat_request(parse_request_body(raw), raw);
   check_model_name(context, r.model);
-  check_not_draining(context);
   if (!context.tokenizer.has_chat_template())
     throw ApiError(400, "the tokenizer has no chat template: give one with `dsinfer serve --chat-template FILE`, or "
                         "use /v1/completions", "messages");
@@ -122,7 +114,7 @@ void handle_chat_completions(ApiContext& context, const std::shared_ptr<HttpConn
   in.parse_tool_calls = context.options.tool_parser_v3 && !r.tools.is_null() && !r.tool_choice_none;
   in.options = std::move(r.options);
   fit_context(context, in, "messages");
-  start_generation(context, connection, std::move(in));
+  return in;
 }
 
 }  // namespace dsi::server

@@ -1,6 +1,8 @@
 #include "server/api_router.h"
 
+#include <chrono>
 #include <string_view>
+#include <variant>
 
 #include "core/log.h"
 #include "server/api_error.h"
@@ -70,6 +72,79 @@ void check_api_key(const ApiContext& context, const HttpRequest& request) {
                                      : "invalid API key");
 }
 
+// The error response of the exception being handled (call inside a catch).
+struct Answer {
+  int status;
+  Json body;
+};
+
+Answer current_error_answer(std::string_view target) {
+  try {
+    throw;
+  } catch (const ApiError& e) {
+    return {e.status(), error_json(e)};
+  } catch (const Error& e) {
+    return {400, error_json(400, e.what())};
+  } catch (const std::exception& e) {
+    spdlog::error("internal error on {}: {}", target, e.what());
+    return {500, error_json(500, std::string("internal error: ") + e.what())};
+  } catch (...) {
+    spdlog::error("internal error on {}: an unknown exception", target);
+    return {500, error_json(500, "internal error")};
+  }
+}
+
+void check_not_shutting_down(const HttpConnection& connection) {
+  if (connection.shutting_down()) throw ApiError(503, "the server is shutting down and accepts no new requests");
+}
+
+// The costly part of a request (its JSON, chat template, tokenization) runs on the
+// preprocessing pool; the connection's strand then starts the generation or sends the answer.
+// While the job runs the connection keeps its read pending (a vanished client is noticed)
+// and a server cancel answers 503 at once; the job's result is then dropped.
+using Prepared = std::variant<GenerationInput, Json>;
+using PrepareFn = Prepared (*)(const ApiContext&, const std::string&);
+
+void offload(ApiContext& context, const std::shared_ptr<HttpConnection>& connection, HttpRequest& request,
+             PrepareFn prepare) {
+  const auto arrival = std::chrono::steady_clock::now();
+  std::string target(request.target().data(), request.target().size());
+  // A tracked executor counts as work: ioc.run() does not return while a job is out.
+  net::any_io_executor strand = net::prefer(connection->executor(), net::execution::outstanding_work.tracked);
+  auto job = [&context, connection, strand, target, body = std::move(request.body()), prepare, arrival]() mutable {
+    std::variant<Prepared, Answer> result = Answer{500, nullptr};
+    try {
+      result = prepare(context, body);
+    } catch (...) {
+      result = current_error_answer(target);
+    }
+    body = std::string();
+    net::post(strand, [&context, connection, target, arrival, result = std::move(result)]() mutable {
+      if (connection->peer_gone() || connection->response_started()) return;  // gone, or cancelled meanwhile
+      connection->on_cancel(nullptr);
+      if (auto* answer = std::get_if<Answer>(&result)) return connection->send_json(answer->status, answer->body);
+      Prepared& prepared = std::get<Prepared>(result);
+      if (auto* json = std::get_if<Json>(&prepared)) return connection->send_json(200, *json);
+      GenerationInput& input = std::get<GenerationInput>(prepared);
+      input.arrival = arrival;
+      try {
+        start_generation(context, connection, std::move(input));
+      } catch (...) {
+        Answer answer = current_error_answer(target);
+        connection->send_json(answer.status, answer.body);
+      }
+    });
+  };
+  connection->on_cancel([c = connection.get()] {
+    c->send_json(503, error_json(503, "the server is shutting down: the request was cancelled"));
+  });
+  if (!context.preprocess.try_post(std::move(job))) {
+    connection->on_cancel(nullptr);
+    throw ApiError(503, fmt::format("overloaded: {} requests are already waiting to be tokenized",
+                                    context.preprocess.max_queued()));
+  }
+}
+
 Json model_card(const ApiContext& context, const std::string& name) {
   return Json{{"id", name},
               {"object", "model"},
@@ -81,7 +156,7 @@ Json model_card(const ApiContext& context, const std::string& name) {
               {"permission", Json::array()}};
 }
 
-void dispatch(ApiContext& context, const std::shared_ptr<HttpConnection>& connection, const HttpRequest& request) {
+void dispatch(ApiContext& context, const std::shared_ptr<HttpConnection>& connection, HttpRequest& request) {
   std::string_view target(request.target().data(), request.target().size());
   std::string_view path = target.substr(0, target.find('?'));
   RouteInfo info = find_route(path);
@@ -91,14 +166,20 @@ void dispatch(ApiContext& context, const std::shared_ptr<HttpConnection>& connec
                                                                request.method_string().size())),
                                     clip_text(path)));
   connection->set_route(info.name);
-  if (request.method() != info.method)
-    throw ApiError(405, fmt::format("{} takes {}, not {}", info.name, http::to_string(info.method).to_string(),
+  // HEAD is GET without the body (RFC 9110 section 9.3.2): the connection leaves the body out.
+  const bool method_ok = request.method() == info.method ||
+                         (info.method == http::verb::get && request.method() == http::verb::head);
+  if (!method_ok) {
+    connection->add_header("Allow", info.method == http::verb::get ? "GET, HEAD" : "POST");
+    throw ApiError(405, fmt::format("{} takes {}, not {}", info.name,
+                                    info.method == http::verb::get ? "GET or HEAD" : "POST",
                                     clip_text(request.method_string().to_string())));
+  }
   if (path.substr(0, 4) == "/v1/") check_api_key(context, request);
 
   switch (info.route) {
     case Route::route_health:
-      if (context.draining) throw ApiError(503, "the server is shutting down");
+      if (connection->shutting_down()) throw ApiError(503, "the server is shutting down");
       return connection->send(200, "", "text/plain; charset=utf-8");
     case Route::route_metrics:
       return connection->send(200, context.metrics.render(context.engine.stats()),
@@ -115,10 +196,24 @@ void dispatch(ApiContext& context, const std::shared_ptr<HttpConnection>& connec
       check_model_name(context, id);
       return connection->send_json(200, model_card(context, id));
     }
-    case Route::route_completions: return handle_completions(context, connection, request);
-    case Route::route_chat: return handle_chat_completions(context, connection, request);
-    case Route::route_tokenize: return handle_tokenize(context, connection, request);
-    case Route::route_detokenize: return handle_detokenize(context, connection, request);
+    case Route::route_completions:
+      check_not_shutting_down(*connection);
+      return offload(context, connection, request, [](const ApiContext& c, const std::string& body) -> Prepared {
+        return prepare_completions(c, body);
+      });
+    case Route::route_chat:
+      check_not_shutting_down(*connection);
+      return offload(context, connection, request, [](const ApiContext& c, const std::string& body) -> Prepared {
+        return prepare_chat_completions(c, body);
+      });
+    case Route::route_tokenize:
+      return offload(context, connection, request, [](const ApiContext& c, const std::string& body) -> Prepared {
+        return tokenize_response(c, body);
+      });
+    case Route::route_detokenize:
+      return offload(context, connection, request, [](const ApiContext& c, const std::string& body) -> Prepared {
+        return detokenize_response(c, body);
+      });
     case Route::route_unknown: break;
   }
 }
@@ -128,14 +223,9 @@ void dispatch(ApiContext& context, const std::shared_ptr<HttpConnection>& connec
 void handle_api_request(ApiContext& context, const std::shared_ptr<HttpConnection>& connection, HttpRequest&& request) {
   try {
     dispatch(context, connection, request);
-  } catch (const ApiError& e) {
-    connection->send_json(e.status(), error_json(e));
-  } catch (const Error& e) {
-    connection->send_json(400, error_json(400, e.what()));
-  } catch (const std::exception& e) {
-    spdlog::error("internal error on {}: {}", std::string_view(request.target().data(), request.target().size()),
-                  e.what());
-    connection->send_json(500, error_json(500, std::string("internal error: ") + e.what()));
+  } catch (...) {
+    Answer answer = current_error_answer(std::string_view(request.target().data(), request.target().size()));
+    connection->send_json(answer.status, answer.body);
   }
 }
 

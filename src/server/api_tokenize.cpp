@@ -30,9 +30,8 @@ std::string model_of(const Json& body) {
 
 }  // namespace
 
-void handle_tokenize(ApiContext& context, const std::shared_ptr<HttpConnection>& connection,
-                     const HttpRequest& request) {
-  Json body = parse_request_body(request.body());
+Json tokenize_response(const ApiContext& context, const std::string& raw) {
+  Json body = parse_request_body(raw);
   check_fields(body, {"model", "prompt", "messages", "add_special_tokens", "add_generation_prompt",
                       "return_token_strs", "tools", "chat_template_kwargs"});
   check_model_name(context, model_of(body));
@@ -44,7 +43,7 @@ void handle_tokenize(ApiContext& context, const std::shared_ptr<HttpConnection>&
     ids = context.tokenizer.encode(body["prompt"].get<std::string>(), flag(body, "add_special_tokens", true));
   } else {
     if (!context.tokenizer.has_chat_template()) fail_param("messages", "the tokenizer has no chat template");
-    auto ordered = parse_json_bounded<nlohmann::ordered_json>(request.body());
+    auto ordered = parse_json_bounded<nlohmann::ordered_json>(raw);
     if (!ordered["messages"].is_array()) fail_param("messages", "'messages' must be an array");
     nlohmann::ordered_json tools = ordered.contains("tools") ? ordered["tools"] : nlohmann::ordered_json(nullptr);
     nlohmann::ordered_json kwargs =
@@ -62,12 +61,11 @@ void handle_tokenize(ApiContext& context, const std::shared_ptr<HttpConnection>&
     for (int32_t id : ids) strs.push_back(context.tokenizer.id_to_token(id).value_or(""));
     out["token_strs"] = std::move(strs);
   }
-  connection->send_json(200, out);
+  return out;
 }
 
-void handle_detokenize(ApiContext& context, const std::shared_ptr<HttpConnection>& connection,
-                       const HttpRequest& request) {
-  Json body = parse_request_body(request.body());
+Json detokenize_response(const ApiContext& context, const std::string& raw) {
+  Json body = parse_request_body(raw);
   check_fields(body, {"model", "tokens"});
   check_model_name(context, model_of(body));
   auto it = body.find("tokens");
@@ -83,7 +81,7 @@ void handle_detokenize(ApiContext& context, const std::shared_ptr<HttpConnection
                  context.tokenizer.vocab_size());
     ids.push_back(id);
   }
-  connection->send_json(200, Json{{"prompt", context.tokenizer.decode(ids, false)}});
+  return Json{{"prompt", context.tokenizer.decode(ids, false)}};
 }
 
 }  // namespace dsi::server

@@ -48,7 +48,7 @@ class Generation : public std::enable_shared_from_this<Generation> {
   void stream_delta(size_t k, const ChoiceDelta& d);
   void accumulate(Choice& c, ChoiceDelta&& d);
   void complete();
-  void fail(const std::string& message);
+  void fail(int status, const std::string& message);
   Json choice_logprobs(Choice& c, const std::vector<LogprobEntry>& entries);
   std::string tool_call_id() const { return random_id("chatcmpl-tool-"); }
 
@@ -90,6 +90,10 @@ void Generation::submit_all() {
   connection_->on_disconnect([weak] {
     if (auto self = weak.lock()) self->abort_all();
   });
+  // A server cancel (second signal, --shutdown-timeout) still ends the response properly.
+  connection_->on_cancel([weak] {
+    if (auto self = weak.lock()) self->fail(503, "the server is shutting down: the request was cancelled");
+  });
   auto executor = connection_->executor();
   std::vector<EngineRequest> requests(choices_.size());
   for (size_t k = 0; k < choices_.size(); ++k) {
@@ -110,6 +114,7 @@ void Generation::submit_all() {
   } catch (const Error& e) {
     ended_ = true;
     connection_->on_disconnect(nullptr);
+    connection_->on_cancel(nullptr);
     const auto* refusal = dynamic_cast<const SubmitError*>(&e);
     const bool retry_later = refusal && refusal->refusal() != SubmitRefusal::submit_too_large;
     throw ApiError(retry_later ? 503 : 400, e.what());
@@ -131,7 +136,7 @@ void Generation::on_output(size_t k, RequestOutput&& out) {
   if (d.finished) {
     ++n_finished_;
     record(c, now);
-    if (c.state.finish_reason() == "error") return fail(c.state.error().empty() ? "generation failed" : c.state.error());
+    if (c.state.finish_reason() == "error") return fail(500, c.state.error().empty() ? "generation failed" : c.state.error());
   }
   if (options().stream) stream_delta(k, d);
   else accumulate(c, std::move(d));
@@ -311,16 +316,16 @@ void Generation::complete() {
   connection_->send_json(200, body);
 }
 
-void Generation::fail(const std::string& message) {
+void Generation::fail(int status, const std::string& message) {
   if (ended_) return;
   abort_all();  // ends the others; ended_ is now set
   spdlog::warn("request {} failed: {}", meta_.id, message);
   if (options().stream) {
-    connection_->send_event(error_json(500, message).dump(-1, ' ', false, Json::error_handler_t::replace));
+    connection_->send_event(error_json(status, message).dump(-1, ' ', false, Json::error_handler_t::replace));
     connection_->send_event("[DONE]");
     connection_->end_event_stream();
   } else {
-    connection_->send_json(500, error_json(500, message));
+    connection_->send_json(status, error_json(status, message));
   }
 }
 

@@ -7,18 +7,12 @@
 #include "core/log.h"
 #include "server/api_error.h"
 #include "server/http_request_parser.h"
+#include "server/http_framing.h"
 #include "server/http_server.h"
 
 namespace dsi::server {
 
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  return true;
-}
 
 bool is_disconnect(const beast::error_code& ec) {
   return ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
@@ -37,6 +31,8 @@ HttpConnection::~HttpConnection() {
   server_.metrics().connection_closed();
 }
 
+bool HttpConnection::shutting_down() const { return server_.state() != ServerState::state_serving; }
+
 void HttpConnection::start() {
   net::dispatch(executor(), [self = shared_from_this()] { self->wait_for_request(); });
 }
@@ -46,7 +42,6 @@ void HttpConnection::start() {
 void HttpConnection::wait_for_request() {
   phase_ = Phase::phase_idle;
   if (closed_) return;
-  if (server_.draining()) return close();
   if (buffer_.size() > 0) return read_header();  // a pipelined request is already here
   // Waiting for readability costs no buffer: idle keep-alive connections stay cheap.
   arm_timer(server_.limits().keep_alive_timeout_s);
@@ -62,16 +57,52 @@ void HttpConnection::read_header() {
   timed_out_ = false;
   parser_.emplace();
   configure_request_parser(*parser_, server_.limits());
+  raw_header_.clear();
   arm_timer(server_.limits().read_timeout_s);
-  http::async_read_header(socket_, buffer_, *parser_,
-                          [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+  parse_header();
+}
+
+// Beast's async_read_header, done here so that the header's raw bytes can be checked
+// (http_framing.h: Beast joins folded lines before anyone sees them).
+void HttpConnection::parse_header() {
+  // RFC 9112 section 2.2: empty lines before a request line are ignored (some clients send a
+  // CRLF after a POST body).
+  if (!parser_->got_some()) {
+    std::string_view data(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    size_t n_empty = 0;
+    while (data.substr(n_empty, 2) == "\r\n") n_empty += 2;
+    buffer_.consume(n_empty);
+  }
+  beast::error_code ec;
+  if (buffer_.size() > 0) {
+    size_t n = parser_->put(buffer_.data(), ec);
+    raw_header_.append(static_cast<const char*>(buffer_.data().data()), n);
+    buffer_.consume(n);
+    if (!ec && !parser_->is_header_done()) ec = http::error::need_more;
+  } else {
+    ec = http::error::need_more;
+  }
+  if (!ec) return on_header({});
+  if (ec != http::error::need_more) return on_body(ec);
+  if (buffer_.size() >= server_.limits().max_header_bytes) return on_body(http::error::header_limit);
+  socket_.async_read_some(buffer_.prepare(16 * 1024), [self = shared_from_this()](beast::error_code e, size_t n) {
+    if (self->closed_) return;
+    self->buffer_.commit(n);
+    if (e == net::error::eof && self->parser_->got_some()) e = http::error::partial_message;
+    if (e) return self->on_body(e);
+    self->parse_header();
+  });
 }
 
 void HttpConnection::on_header(beast::error_code ec) {
   if (closed_) return;
   if (ec) return on_body(ec);  // the same error handling
+  // Every framing error closes the connection: what follows cannot be trusted to be a request.
+  std::optional<std::string> framing = raw_header_framing_error(raw_header_);
+  if (!framing) framing = header_framing_error(parser_->get().base());
+  if (framing) return fail_request(400, "malformed HTTP request: " + *framing);
   const auto& req = parser_->get();
-  if (iequals(to_std(req[http::field::expect]), "100-continue") && !parser_->is_done()) {
+  if (beast::iequals(req[http::field::expect], "100-continue") && !parser_->is_done()) {
     // curl waits a second for this before sending a large body.
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     beast::error_code wec;
@@ -111,7 +142,10 @@ void HttpConnection::dispatch() {
   phase_ = Phase::phase_handling;
   response_started_ = response_done_ = false;
   route_ = "other";
+  extra_headers_.clear();
+  on_cancel_ = nullptr;
   HttpRequest request = parser_->release();
+  head_ = request.method() == http::verb::head;
   parser_.reset();
   keep_alive_ = request.keep_alive();
   chunked_ = request.version() >= 11;
@@ -154,13 +188,15 @@ void HttpConnection::watch_peer() {
 // ---- responding ----
 
 void HttpConnection::header_common(std::string& out, int status, std::string_view content_type) {
-  if (server_.draining()) keep_alive_ = false;
+  // A response begun while shutting down is the connection's last (see HttpServer's states).
+  if (server_.state() != ServerState::state_serving) keep_alive_ = false;
   auto reason = http::obsolete_reason(http::int_to_status(unsigned(status)));
   fmt::format_to(std::back_inserter(out), "HTTP/1.1 {} {}\r\nServer: dsinfer\r\nContent-Type: {}\r\n", status,
                  std::string_view(reason.data(), reason.size()), content_type);
   out += keep_alive_ ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
   // RFC 7235 3.1: a 401 names the scheme it wants (ours: the API key as a bearer token).
   if (status == 401) out += "WWW-Authenticate: Bearer\r\n";
+  out += extra_headers_;
   server_.metrics().count_response(route_, status);
 }
 
@@ -171,8 +207,12 @@ void HttpConnection::send(int status, std::string body, std::string_view content
   out.reserve(body.size() + 200);
   header_common(out, status, content_type);
   fmt::format_to(std::back_inserter(out), "Content-Length: {}\r\n\r\n", body.size());
-  out += body;
+  if (!head_) out += body;  // HEAD: the headers GET would send, Content-Length included
   queue_write(std::move(out));
+}
+
+void HttpConnection::add_header(std::string_view name, std::string_view value) {
+  fmt::format_to(std::back_inserter(extra_headers_), "{}: {}\r\n", name, value);
 }
 
 void HttpConnection::send_json(int status, const Json& body) {
@@ -242,6 +282,7 @@ bool HttpConnection::response_flushed() const {
 
 void HttpConnection::finish_response() {
   on_disconnect_ = nullptr;  // complete: a later disconnect is no longer the handler's business
+  on_cancel_ = nullptr;
   if (watching_) {
     socket_.cancel();  // the watch's completion continues with after_response
     return;
@@ -251,7 +292,10 @@ void HttpConnection::finish_response() {
 
 void HttpConnection::after_response() {
   if (closed_) return;
-  if (!keep_alive_ || server_.draining()) return lingering_close();
+  // Shutting down, a response that said keep-alive (it began before the signal) is followed
+  // by the request already pipelined behind it, if any, answered (a 503 for new work); else
+  // the connection closes. Connections idle since before the signal stay (see on_server_stopped).
+  if (!keep_alive_ || (shutting_down() && buffer_.size() == 0)) return lingering_close();
   wait_for_request();
 }
 
@@ -279,8 +323,24 @@ void HttpConnection::discard_input() {
   });
 }
 
-void HttpConnection::close_if_idle() {
-  if (phase_ == Phase::phase_idle) close();
+void HttpConnection::cancel_request() {
+  if (closed_ || phase_ != Phase::phase_handling || response_done_) return;
+  if (!on_cancel_) return close();  // no way to end it cleanly
+  auto fn = std::move(on_cancel_);
+  on_cancel_ = nullptr;
+  fn();
+}
+
+void HttpConnection::on_server_stopped() {
+  if (closed_) return;
+  switch (phase_) {
+    case Phase::phase_handling:
+      return cancel_request();  // after_response then closes
+    case Phase::phase_idle:     // idle since before the signal: a last request is answered 503
+    case Phase::phase_reading:  // once whole, the request is answered 503
+    case Phase::phase_closing:
+      return;  // HttpServer closes what is left after stop_grace_s
+  }
 }
 
 void HttpConnection::close() {

@@ -1,9 +1,11 @@
 #pragma once
 // One client connection: HTTP/1.1 with keep-alive on Boost.Beast over Asio. It reads a request
-// (size limits, timeouts for idle, slow and stalled clients), hands it to the server's handler
-// and writes the handler's response: a whole body or an SSE event stream (chunked). While a
-// response is in progress it keeps a read pending so a client that goes away is noticed at
-// once, not at the next write; the handler hears of it through on_disconnect.
+// (size limits, timeouts for idle, slow and stalled clients; framing errors, http_framing.h,
+// answered 400 and the connection closed), hands it to the server's handler and writes the
+// handler's response: a whole body or an SSE event stream (chunked); for HEAD, the headers
+// only. While a response is in progress it keeps a read pending so a client that goes away is
+// noticed at once, not at the next write; the handler hears of it through on_disconnect. The
+// server's shutdown state (http_server.h) decides what happens between requests.
 //
 // Threads: every method, and every callback it makes, runs on the connection's strand
 // (executor()); post to it from elsewhere. A handler must answer each request exactly once:
@@ -49,15 +51,27 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void set_route(std::string route) { route_ = std::move(route); }
   void send(int status, std::string body, std::string_view content_type = "application/json");
   void send_json(int status, const Json& body);
+  // A header line for this request's response (before it starts), e.g. Allow on a 405.
+  void add_header(std::string_view name, std::string_view value);
   void begin_event_stream();                 // 200, text/event-stream, chunked
   void send_event(std::string_view data);    // one "data: <data>\n\n" event
   void end_event_stream();                   // the last chunk; the connection then reads the next request
   // Called once if the client goes away (or stops reading) before the response is complete.
   void on_disconnect(std::function<void()> fn) { on_disconnect_ = std::move(fn); }
   bool peer_gone() const { return closed_; }
+  // Called once if the server cancels the request (a second signal, --shutdown-timeout): the
+  // handler must end its response at once (a 503, or an error event and the stream's end).
+  void on_cancel(std::function<void()> fn) { on_cancel_ = std::move(fn); }
+  bool response_started() const { return response_started_; }
+  // The server is draining or stopping: new work is answered 503.
+  bool shutting_down() const;
 
   // --- for the server (strand only) ---
-  void close_if_idle();  // draining: idle keep-alive connections go now, busy ones after their response
+  // Cancelling: a request in progress is ended through on_cancel (closed when it has none).
+  void cancel_request();
+  // Stopped: a request in progress is ended through on_cancel; an idle connection or one
+  // sending a request stays to be answered (503) until HttpServer closes it.
+  void on_server_stopped();
   // Closes now; a response in progress is cut and on_disconnect fires.
   void close();
 
@@ -66,6 +80,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
 
   void wait_for_request();
   void read_header();
+  void parse_header();
   void on_header(beast::error_code ec);
   void read_body();
   void on_body(beast::error_code ec);
@@ -100,10 +115,14 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   bool response_done_ = false;  // the handler has given the whole response
   bool write_in_flight_ = false;
   bool chunked_ = true;  // HTTP/1.1: streams use chunked encoding
+  bool head_ = false;    // a HEAD request: headers only
+  std::string raw_header_;     // the request header's bytes as received, for http_framing
+  std::string extra_headers_;  // add_header's lines
   std::string pending_;  // bytes waiting for the write in flight
   std::string writing_;  // bytes of the write in flight
   std::string route_;
   std::function<void()> on_disconnect_;
+  std::function<void()> on_cancel_;
 };
 
 }  // namespace dsi::server

@@ -13,7 +13,8 @@ HttpServer::HttpServer(net::io_context& ioc, const HttpLimits& limits, ServerMet
       metrics_(metrics),
       handler_(std::move(handler)),
       acceptor_(net::make_strand(ioc)),
-      accept_retry_(acceptor_.get_executor()) {}
+      accept_retry_(acceptor_.get_executor()),
+      stop_timer_(acceptor_.get_executor()) {}
 
 void HttpServer::listen(const std::string& host, uint16_t port) {
   beast::error_code ec;
@@ -71,6 +72,9 @@ void HttpServer::accept() {
 void HttpServer::forget(HttpConnection* connection) {
   std::lock_guard lock(connections_mutex_);
   connections_.erase(connection);
+  // The last connection gone after the stop: the grace timer no longer keeps the io_context running.
+  if (connections_.empty() && state() == ServerState::state_stopped)
+    net::post(stop_timer_.get_executor(), [this] { stop_timer_.cancel(); });
 }
 
 template <class Fn>
@@ -84,23 +88,54 @@ void HttpServer::for_each_connection(Fn fn) {
   for (auto& c : alive) net::post(c->executor(), [c, fn] { fn(*c); });
 }
 
-void HttpServer::begin_drain() {
-  draining_ = true;
+bool HttpServer::advance(ServerState to) {
+  ServerState now = state_.load();
+  while (now < to)
+    if (state_.compare_exchange_weak(now, to)) return true;
+  return false;
+}
+
+void HttpServer::close_acceptor() {
   net::post(acceptor_.get_executor(), [this] {
     beast::error_code ec;
     acceptor_.close(ec);
     accept_retry_.cancel();
   });
-  for_each_connection([](HttpConnection& c) { c.close_if_idle(); });
+}
+
+void HttpServer::begin_drain() {
+  if (advance(ServerState::state_draining)) close_acceptor();
+}
+
+void HttpServer::cancel_requests() {
+  advance(ServerState::state_draining);
+  if (!advance(ServerState::state_cancelling)) return;
+  close_acceptor();
+  for_each_connection([](HttpConnection& c) { c.cancel_request(); });
+}
+
+void HttpServer::stop() {
+  if (!advance(ServerState::state_stopped)) return;
+  close_acceptor();
+  net::post(stop_timer_.get_executor(), [this] {
+    bool none_left;
+    {
+      std::lock_guard lock(connections_mutex_);
+      none_left = connections_.empty();
+    }
+    if (none_left) return;
+    stop_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(stop_grace_s)));
+    stop_timer_.async_wait([this](beast::error_code ec) {
+      if (!ec) for_each_connection([](HttpConnection& c) { c.close(); });
+    });
+  });
+  for_each_connection([](HttpConnection& c) { c.on_server_stopped(); });
 }
 
 void HttpServer::close_all() {
-  draining_ = true;
-  net::post(acceptor_.get_executor(), [this] {
-    beast::error_code ec;
-    acceptor_.close(ec);
-    accept_retry_.cancel();
-  });
+  advance(ServerState::state_stopped);
+  close_acceptor();
   for_each_connection([](HttpConnection& c) { c.close(); });
 }
 

@@ -14,6 +14,20 @@
 
 namespace dsi::server {
 
+// Shutdown, one state for every connection, moving forward only:
+//   serving -> draining (first signal): no new connections; open ones stay and are answered,
+//              new work with a 503; a response begun now says Connection: close; requests in
+//              progress go on.
+//              A connection whose response ends now closes, unless a request is already
+//              pipelined behind it (it is answered).
+//   draining -> cancelling (second signal, --shutdown-timeout): requests in progress are ended
+//              at once through HttpConnection::on_cancel (an error event or a 503).
+//   -> stopped (the engine has finished): a request still in progress is cancelled; a
+//              connection idle since before the signal may still send one last request
+//              (answered 503); every connection is closed after stop_grace_s at the latest,
+//              and the process exits as soon as none is left.
+enum class ServerState { state_serving, state_draining, state_cancelling, state_stopped };
+
 class HttpServer {
  public:
   // Runs on the connection's strand; must answer through the connection (see HttpConnection).
@@ -28,11 +42,14 @@ class HttpServer {
   void listen(const std::string& host, uint16_t port);
   uint16_t port() const { return port_; }
 
-  // Thread-safe. Draining: stop accepting, close idle connections, close each busy one after
-  // its response. close_all: close every connection now (in-flight responses are cut).
+  // The state changes (above). Thread-safe; a call that would go backwards does nothing.
+  // close_all: every connection closes now (in-flight responses are cut), for an engine failure.
   void begin_drain();
+  void cancel_requests();
+  void stop();
   void close_all();
-  bool draining() const { return draining_.load(); }
+  ServerState state() const { return state_.load(); }
+  static constexpr double stop_grace_s = 2;  // stopped: what connections get before they are closed
 
   // For connections.
   const HttpLimits& limits() const { return limits_; }
@@ -43,6 +60,8 @@ class HttpServer {
   void forget(HttpConnection* connection);
 
  private:
+  bool advance(ServerState to);
+  void close_acceptor();
   void accept();
   template <class Fn>
   void for_each_connection(Fn fn);
@@ -54,7 +73,8 @@ class HttpServer {
   tcp::acceptor acceptor_;
   net::steady_timer accept_retry_;
   uint16_t port_ = 0;
-  std::atomic<bool> draining_{false};
+  net::steady_timer stop_timer_;
+  std::atomic<ServerState> state_{ServerState::state_serving};
   std::mutex connections_mutex_;
   std::unordered_map<HttpConnection*, std::weak_ptr<HttpConnection>> connections_;
 };

@@ -2,8 +2,8 @@
 
 #include <sys/resource.h>
 
-#include <csignal>
 #include <ctime>
+#include <algorithm>
 #include <filesystem>
 #include <thread>
 
@@ -13,6 +13,7 @@
 #include "core/threads.h"
 #include "server/api_router.h"
 #include "server/http_server.h"
+#include "server/shutdown.h"
 
 namespace dsi::server {
 
@@ -52,6 +53,8 @@ Tokenizer load_tokenizer(const ServeOptions& o) {
 void check_options(const ServeOptions& o) {
   if (o.port < 0 || o.port > 65535) fail("--port {} is not a TCP port (0..65535)", o.port);
   if (o.http_threads < 1 || o.http_threads > 64) fail("--http-threads {} must be in [1, 64]", o.http_threads);
+  if (o.preprocess_threads < 1 || o.preprocess_threads > 64)
+    fail("--preprocess-threads {} must be in [1, 64]", o.preprocess_threads);
   if (!o.reasoning_parser.empty() && o.reasoning_parser != "deepseek-r1")
     fail("--reasoning-parser {} is not supported (deepseek-r1)", o.reasoning_parser);
   if (!o.tool_call_parser.empty() && o.tool_call_parser != "deepseek-v3")
@@ -76,58 +79,6 @@ RunnerOptions runner_options(const ServeOptions& o) {
   return r;
 }
 
-// SIGINT / SIGTERM: the first drains (no new requests, in-flight ones finish), the second
-// cancels what is still running. Its handlers and cancel() run on one strand: with several I/O
-// threads, a cancel racing the re-arming of the wait would otherwise leave a wait pending and
-// the io_context never out of work.
-class SignalShutdown {
- public:
-  SignalShutdown(net::io_context& ioc, Engine& engine, HttpServer& server, ApiContext& context)
-      : signals_(net::make_strand(ioc), SIGINT, SIGTERM), engine_(engine), server_(server), context_(context) {
-    wait();
-  }
-  // Stops listening for signals, so that the io_context can run out of work. Any thread.
-  void cancel() {
-    net::post(signals_.get_executor(), [this] {
-      cancelled_ = true;
-      beast::error_code ignored;
-      signals_.cancel(ignored);
-    });
-  }
-
- private:
-  void wait() {
-    if (cancelled_) return;
-    signals_.async_wait([this](const beast::error_code& ec, int signal) {
-      if (ec) return;
-      on_signal(signal);
-      wait();
-    });
-  }
-
-  void on_signal(int signal) {
-    if (++n_signals_ == 1) {
-      EngineStats stats = engine_.stats();
-      spdlog::info("{}: draining (no new requests; {} running, {} waiting finish first; signal again to cancel them)",
-                   signal == SIGINT ? "SIGINT" : "SIGTERM", stats.n_running, stats.n_waiting);
-      context_.draining = true;
-      server_.begin_drain();
-      engine_.stop(true);
-    } else {
-      spdlog::warn("second signal: cancelling in-flight requests");
-      server_.close_all();  // aborts every request still streaming or waiting
-      engine_.stop(false);
-    }
-  }
-
-  net::signal_set signals_;
-  Engine& engine_;
-  HttpServer& server_;
-  ApiContext& context_;
-  int n_signals_ = 0;
-  bool cancelled_ = false;
-};
-
 }  // namespace
 
 int run_serve(const ServeOptions& o) {
@@ -146,12 +97,14 @@ int run_serve(const ServeOptions& o) {
 
   net::io_context ioc(o.http_threads);
   ServerMetrics metrics;
-  ApiContext context{engine, tokenizer, metrics, api};
+  // Declared after the io_context: destroyed (its queue run, its threads joined) before it.
+  WorkPool preprocess(o.preprocess_threads, size_t(std::max(1, o.engine.max_waiting_requests)));
+  ApiContext context{engine, tokenizer, metrics, api, preprocess};
   HttpServer server(ioc, o.limits, metrics, [&context](const std::shared_ptr<HttpConnection>& c, HttpRequest&& r) {
     handle_api_request(context, c, std::move(r));
   });
   server.listen(o.host, uint16_t(o.port));
-  SignalShutdown shutdown(ioc, engine, server, context);
+  ShutdownController shutdown(ioc, engine, server, o.shutdown_timeout_s);
 
   bool engine_failed = false;
   std::thread engine_thread([&] {
@@ -164,12 +117,7 @@ int run_serve(const ServeOptions& o) {
     }
     // No more events will come: close what is left and let ioc.run() return once the last
     // responses are written.
-    net::post(ioc, [&] {
-      context.draining = true;
-      if (engine_failed) server.close_all();
-      else server.begin_drain();
-      shutdown.cancel();
-    });
+    shutdown.engine_finished(engine_failed);
   });
 
   spdlog::info("dsinfer serve: listening on http://{}:{} (model '{}', context {} tokens, {} KV blocks of {} tokens)",

@@ -1,7 +1,8 @@
 #pragma once
 // `dsinfer serve`: loads the model and tokenizer, starts the engine on its own thread and the
 // HTTP server on Asio, and runs until SIGTERM/SIGINT. The first signal drains (no new
-// requests; in-flight ones complete; exit 0), a second cancels what is still running.
+// requests; in-flight ones complete), a second or --shutdown-timeout cancels what is still
+// running (shutdown.h); either way the exit code is 0 (1 when the engine failed).
 #include <string>
 #include <vector>
 
@@ -27,6 +28,8 @@ struct ServeOptions {
   int threads = 0;       // CPU threads of the model (0: one per core)
   int http_threads = 1;  // I/O threads of the HTTP server
   HttpLimits limits;
+  double shutdown_timeout_s = 30;  // draining longer than this cancels what is left
+  int preprocess_threads = 2;      // threads that parse, template and tokenize requests
   std::string reasoning_parser;  // "" or deepseek-r1
   std::string tool_call_parser;  // "" or deepseek-v3
 };

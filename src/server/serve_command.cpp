@@ -77,6 +77,13 @@ void add_http_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--write-timeout", o.limits.write_timeout_s,
                   "seconds a client may leave a response unread before it is cut and its request cancelled")
       ->capture_default_str();
+  cmd->add_option("--shutdown-timeout", o.shutdown_timeout_s,
+                  "seconds the drain after SIGTERM may take; then requests still in progress are cancelled (streams "
+                  "end with an error event and [DONE], others get 503) and the server exits (0: cancel at once)")
+      ->capture_default_str();
+  cmd->add_option("--preprocess-threads", o.preprocess_threads,
+                  "threads that parse, render chat templates for and tokenize requests, off the I/O threads")
+      ->capture_default_str();
   cmd->add_option("--reasoning-parser", o.reasoning_parser,
                   "deepseek-r1: return the text before </think> as reasoning_content")
       ->check(CLI::IsMember({"deepseek-r1"}));
@@ -97,6 +104,7 @@ void run(ServeFlags& f) {
                  f.gpu_memory_utilization);
   for (double t : {o.limits.keep_alive_timeout_s, o.limits.read_timeout_s, o.limits.write_timeout_s})
     if (!(t > 0)) fail("timeouts must be positive seconds, got {}", t);
+  if (!(o.shutdown_timeout_s >= 0)) fail("--shutdown-timeout must be 0 or more seconds, got {}", o.shutdown_timeout_s);
   int code = server::run_serve(o);
   if (code != 0) std::exit(code);
 }

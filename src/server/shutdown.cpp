@@ -1,0 +1,65 @@
+#include "server/shutdown.h"
+
+#include <csignal>
+
+#include "core/log.h"
+
+namespace dsi::server {
+
+// The signal set and the timer share one strand: with several I/O threads, a cancel racing
+// the re-arming of a wait would otherwise leave a wait pending and the io_context never out
+// of work.
+ShutdownController::ShutdownController(net::io_context& ioc, Engine& engine, HttpServer& server,
+                                       double drain_timeout_s)
+    : signals_(net::make_strand(ioc), SIGINT, SIGTERM),
+      drain_timer_(signals_.get_executor()),
+      engine_(engine),
+      server_(server),
+      drain_timeout_s_(drain_timeout_s) {
+  wait();
+}
+
+void ShutdownController::wait() {
+  if (finished_) return;
+  signals_.async_wait([this](const beast::error_code& ec, int signal) {
+    if (ec) return;
+    on_signal(signal);
+    wait();
+  });
+}
+
+void ShutdownController::on_signal(int signal) {
+  if (++n_signals_ > 1) return cancel("second signal");
+  EngineStats stats = engine_.stats();
+  spdlog::info("{}: draining (no new requests; {} running, {} waiting finish first, for {} s at most; signal again "
+               "to cancel them)",
+               signal == SIGINT ? "SIGINT" : "SIGTERM", stats.n_running, stats.n_waiting, drain_timeout_s_);
+  server_.begin_drain();
+  engine_.stop(true);
+  if (drain_timeout_s_ <= 0) return cancel("--shutdown-timeout 0");
+  drain_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(drain_timeout_s_)));
+  drain_timer_.async_wait([this](const beast::error_code& ec) {
+    if (!ec && !finished_) cancel("--shutdown-timeout reached");
+  });
+}
+
+void ShutdownController::cancel(const char* why) {
+  if (server_.state() >= ServerState::state_cancelling) return;
+  spdlog::warn("{}: cancelling in-flight requests", why);
+  server_.cancel_requests();  // each ends its response with an error event or a 503
+  engine_.stop(false);
+}
+
+void ShutdownController::engine_finished(bool engine_failed) {
+  net::post(signals_.get_executor(), [this, engine_failed] {
+    finished_ = true;
+    beast::error_code ignored;
+    signals_.cancel(ignored);
+    drain_timer_.cancel();
+    if (engine_failed) server_.close_all();
+    else server_.stop();
+  });
+}
+
+}  // namespace dsi::server

@@ -1,0 +1,41 @@
+#pragma once
+// What moves `dsinfer serve` through HttpServer's shutdown states (http_server.h): SIGINT /
+// SIGTERM and the drain's time limit. The first signal drains (no new work; what is in
+// progress finishes); a second signal, or --shutdown-timeout seconds of draining, cancels what
+// is still in progress, each request ending with an error event or a 503. When the engine has
+// finished, the server stops.
+//
+// Threads: the handlers run on one strand of the io_context; engine_finished from any thread.
+#include "core/beast.h"
+#include "engine/engine.h"
+#include "server/http_server.h"
+
+namespace dsi::server {
+
+class ShutdownController {
+ public:
+  // drain_timeout_s: how long a drain may take before it cancels (0: cancel at once).
+  ShutdownController(net::io_context& ioc, Engine& engine, HttpServer& server, double drain_timeout_s);
+  ShutdownController(const ShutdownController&) = delete;
+  ShutdownController& operator=(const ShutdownController&) = delete;
+
+  // The engine's run() has returned: stop the server (close_all when the engine failed) and
+  // stop waiting for signals and the drain's time limit, so that the io_context can run out
+  // of work.
+  void engine_finished(bool engine_failed);
+
+ private:
+  void wait();
+  void on_signal(int signal);
+  void cancel(const char* why);
+
+  net::signal_set signals_;
+  net::steady_timer drain_timer_;
+  Engine& engine_;
+  HttpServer& server_;
+  double drain_timeout_s_;
+  int n_signals_ = 0;
+  bool finished_ = false;
+};
+
+}  // namespace dsi::server
