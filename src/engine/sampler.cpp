@@ -1,9 +1,11 @@
 #include "engine/sampler.h"
 
 #include <algorithm>
+#include <bit>
+#include <cassert>
+#include <cfloat>
 #include <cmath>
 #include <limits>
-#include <numeric>
 #include <unordered_set>
 
 #include "core/error.h"
@@ -15,42 +17,28 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr int kMaxLogprobs = 20;
+constexpr double kGreedyTemperature = 1e-5;  // below it, sampling is greedy (as in vLLM)
 
-// The first maximum on ties (NaN ignored): the vectorised maximum, then its first place.
-int32_t argmax(std::span<const float> v) {
-  const float m = max_logit(v);
-  const auto it = std::find(v.begin(), v.end(), m);
-  return it == v.end() ? 0 : int32_t(it - v.begin());
+// A token's place in the best-first order (larger value first, lower id first on equal values)
+// as one integer, so that sorting candidates compares integers instead of chasing ids into the
+// logits: the value's order-preserving bit pattern, complemented, above the token id.
+uint64_t order_key(float value, int32_t token) {
+  const float v = value == 0.0f ? 0.0f : value;  // -0 and +0 are one value
+  uint32_t bits = std::bit_cast<uint32_t>(v);
+  bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);  // unsigned order = float order
+  return (uint64_t(~bits) << 32) | uint32_t(token);
 }
 
-// Each token's probability relative to the best, exp(logit - max), computed once, in float:
-// this pass over the whole vocabulary is most of the cost of sampling. Tokens whose
-// probability is 0 (masked, or below float's range) are never drawn. The span is this
-// thread's buffer: valid until its next call.
-std::span<const float> relative_probs(std::span<const float> scaled) {
-  thread_local std::vector<float> buffer;  // one per sampling thread, reused every step
-  buffer.resize(scaled.size());
-  softmax_exp(scaled, max_logit(scaled), buffer);  // the best has 1
-  return buffer;
-}
+int32_t key_token(uint64_t key) { return int32_t(uint32_t(key)); }
 
-// Raw log-softmax of the chosen token and the n best, before any processing.
-void fill_logprobs(std::span<const float> logits, int n_top, GeneratedToken& out) {
-  double sum = 0;
-  for (float q : relative_probs(logits)) sum += q;
-  const float log_z = max_logit(logits) + float(std::log(sum));
-  out.logprob = logits[size_t(out.token)] - log_z;
-  if (n_top <= 0) return;
-  std::vector<int32_t> ids(logits.size());
-  std::iota(ids.begin(), ids.end(), 0);
-  auto better = [&](int32_t a, int32_t b) { return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b); };
-  const size_t n = std::min(size_t(n_top), ids.size());
-  std::partial_sort(ids.begin(), ids.begin() + std::ptrdiff_t(n), ids.end(), better);
-  for (size_t i = 0; i < n; ++i) out.top.push_back({ids[i], logits[size_t(ids[i])] - log_z});
-}
+// Penalties keep finite values finite (a large repetition penalty must not turn a token into
+// +inf or a masked one); -inf stays -inf.
+float saturate(float v) { return std::clamp(v, -FLT_MAX, FLT_MAX); }
 
-void apply_penalties(std::span<float> logits, const SamplingParams& p, const SamplerState& state,
+// Step 2's penalties (see sampler.h); returns whether any value changed.
+bool apply_penalties(std::span<float> logits, const SamplingParams& p, const SamplerState& state,
                      std::span<const int32_t> prompt) {
+  bool changed = false;
   if (p.repetition_penalty != 1.0) {
     // Every token seen in the prompt or the output is made less likely (CTRL's penalty).
     const float r = float(p.repetition_penalty);
@@ -58,76 +46,182 @@ void apply_penalties(std::span<float> logits, const SamplingParams& p, const Sam
     for (auto& [t, n] : state.output_counts()) seen.insert(t);
     for (int32_t t : seen) {
       float& v = logits[size_t(t)];
-      v = v > 0 ? v / r : v * r;
+      if (v != kNegInf) v = saturate(v > 0 ? v / r : v * r);
     }
+    changed = !seen.empty();
   }
   if (p.frequency_penalty != 0 || p.presence_penalty != 0)
-    for (auto& [t, n] : state.output_counts())
-      logits[size_t(t)] -= float(p.frequency_penalty * n + p.presence_penalty);
-}
-
-// The tokens kept by top-k, top-p and min-p. Only top-p needs an order, and then only of the
-// few best tokens in a peaked distribution: the head is sorted in growing pieces until it
-// holds the top_p mass.
-std::vector<int32_t> filter(std::span<const float> scaled, std::span<const float> prob, const SamplingParams& p) {
-  std::vector<int32_t> ids;
-  ids.reserve(scaled.size());
-  for (size_t i = 0; i < scaled.size(); ++i)
-    if (prob[i] > 0) ids.push_back(int32_t(i));
-  auto better = [&](int32_t a, int32_t b) {
-    return scaled[size_t(a)] > scaled[size_t(b)] || (scaled[size_t(a)] == scaled[size_t(b)] && a < b);
-  };
-  if (p.top_k > 0 && size_t(p.top_k) < ids.size()) {
-    std::nth_element(ids.begin(), ids.begin() + p.top_k, ids.end(), better);
-    ids.resize(size_t(p.top_k));
-  }
-  if (p.min_p > 0) std::erase_if(ids, [&](int32_t t) { return prob[size_t(t)] < p.min_p; });
-  if (p.top_p < 1.0) {
-    double total = 0;
-    for (int32_t t : ids) total += prob[size_t(t)];
-    const double need = p.top_p * total;
-    size_t sorted = 0, keep = ids.size();
-    double cum = 0;
-    for (size_t piece = 64; keep == ids.size() && sorted < ids.size(); piece *= 4) {
-      const size_t end = std::min(ids.size(), sorted + piece);
-      std::nth_element(ids.begin() + std::ptrdiff_t(sorted), ids.begin() + std::ptrdiff_t(end) - 1, ids.end(), better);
-      std::sort(ids.begin() + std::ptrdiff_t(sorted), ids.begin() + std::ptrdiff_t(end), better);
-      for (; sorted < end; ++sorted)
-        if ((cum += prob[size_t(ids[sorted])]) >= need) {
-          keep = sorted + 1;
-          break;
-        }
+    for (auto& [t, n] : state.output_counts()) {
+      float& v = logits[size_t(t)];
+      if (v != kNegInf) v = saturate(v - float(p.frequency_penalty * n + p.presence_penalty));
+      changed = true;
     }
-    ids.resize(keep);
-  }
-  return ids;
+  return changed;
 }
 
-// Draws a token with probability prob[t] / (sum over the candidates): the first candidate, in
-// order, whose cumulative probability passes u times their total. Candidates: `ids`, or every
-// token when `all` (the same draw as ids = every token with probability > 0, without the list).
-int32_t draw(std::span<const float> prob, std::span<const int32_t> ids, bool all, double u) {
-  double total = 0;
-  if (all) {
-    for (float q : prob) total += q;
-  } else {
-    for (int32_t t : ids) total += prob[size_t(t)];
+// Steps 1 and 2 in place; returns the largest value left (finite).
+float process(std::span<float> logits, const SamplingParams& p, const SamplerState& state, const SampleContext& ctx) {
+  float max_value = check_logits(logits);
+  bool changed = apply_penalties(logits, p, state, ctx.prompt);
+  if (ctx.n_generated < p.min_tokens) {
+    for (int64_t e : ctx.eos_token_ids)
+      if (e >= 0 && e < int64_t(logits.size())) logits[size_t(e)] = kNegInf;
+    for (int32_t t : p.stop_token_ids) logits[size_t(t)] = kNegInf;
+    changed = true;
   }
-  if (!(total > 0)) fail("sampling: no token has a positive probability (are the logits finite?)");
+  if (changed) max_value = max_logit(logits);
+  if (max_value == kNegInf)
+    fail("sampling: every token is masked (EOS and stop_token_ids are masked until min_tokens = {} tokens are generated)",
+         p.min_tokens);
+  return max_value;
+}
+
+bool is_greedy(const SamplingParams& p) { return p.temperature < kGreedyTemperature; }
+bool is_unfiltered(const SamplingParams& p) { return p.top_k <= 0 && p.top_p >= 1.0 && p.min_p <= 0; }
+
+int32_t first_index_of(std::span<const float> v, float value) {
+  return int32_t(std::find(v.begin(), v.end(), value) - v.begin());
+}
+
+// Step 4 in place: logits become s, and the result is q. The exp pass over the whole vocabulary
+// is most of the cost of sampling. The span is this thread's buffer: valid until its next call.
+std::span<const float> scale_and_exp(std::span<float> logits, float max_value, double temperature) {
+  const float inv_t = float(1.0 / temperature);
+  for (float& v : logits) v = (v - max_value) * inv_t;
+  thread_local std::vector<float> q;  // one per sampling thread, reused every step
+  q.resize(logits.size());
+  softmax_exp(logits, 0.0f, q);
+  return q;
+}
+
+// Top-p's cut of `keys` (a superset of K, in any order, holding every candidate better than
+// the ones it misses): sorts the best-first prefix whose mass reaches `need` and returns its
+// length. Only the head is ordered, in pieces growing fourfold (a peaked distribution reaches
+// top_p within the first piece); every round moves `begin` forward by a whole piece, so the
+// rounds are bounded whatever the sums do.
+size_t top_p_prefix(std::vector<uint64_t>& keys, std::span<const float> q, double need) {
+  double cum = 0;
+  for (size_t begin = 0, piece = 64; begin < keys.size(); begin += piece, piece *= 4) {
+    const size_t end = std::min(keys.size(), begin + piece);
+    const auto first = keys.begin() + std::ptrdiff_t(begin), last = keys.begin() + std::ptrdiff_t(end);
+    if (end < keys.size()) std::nth_element(first, last, keys.end());
+    std::sort(first, last);
+    for (size_t i = begin; i < end; ++i)
+      if ((cum += q[size_t(key_token(keys[i]))]) >= need) return i + 1;
+    if (end == keys.size()) break;  // (and keeps `piece` from growing past any size)
+  }
+  return keys.size();  // rounding left every prefix just short of `need`: all of them
+}
+
+// Candidates are bucketed by their order keys' top bits (the sign, exponent and first mantissa
+// bits of s): the buckets follow the best-first order, so a cut's last bucket, found from a
+// histogram, bounds what needs collecting and sorting. Exact: it only spares the rest.
+constexpr int kBucketBits = 14;
+constexpr size_t kBuckets = size_t(1) << kBucketBits;
+size_t bucket_of(uint64_t key) { return size_t(key >> (64 - kBucketBits)); }
+bool in_c(float q, double min_p) { return q > 0 && double(q) >= min_p; }
+
+// The last bucket that can hold part of K: with top-k (cut_k), the one holding the top_k-th
+// best of C; with top-p alone, the one where C's mass, best first, passes top_p of its total
+// (plus a margin far above the sums' rounding, so that the exact cut lies inside). `total`
+// gets C's mass.
+size_t last_bucket(std::span<const float> s, std::span<const float> q, const SamplingParams& p, bool cut_k,
+                   double& total) {
+  if (!cut_k && !(p.top_p < 1.0)) return kBuckets - 1;
+  thread_local std::vector<double> weight;  // per bucket: candidates (top-k) or their mass (top-p)
+  weight.assign(kBuckets, 0.0);
+  total = 0;
+  for (size_t i = 0; i < s.size(); ++i)
+    if (in_c(q[i], p.min_p)) {
+      weight[bucket_of(order_key(s[i], 0))] += cut_k ? 1.0 : double(q[i]);
+      total += q[i];
+    }
+  const double target = cut_k ? double(p.top_k) : p.top_p * total + 1e-9 * total;
+  double cum = 0;
+  size_t last = 0;
+  for (; last + 1 < kBuckets; ++last)
+    if ((cum += weight[last]) >= target) break;
+  return last;
+}
+
+// Step 5: K as order keys, in no particular order. This thread's buffer, like scale_and_exp's.
+std::span<const uint64_t> kept_keys(std::span<const float> s, std::span<const float> q, const SamplingParams& p) {
+  thread_local std::vector<uint64_t> keys;
+  keys.clear();
+  const bool cut_k = p.top_k > 0 && size_t(p.top_k) < s.size();
+  double total = 0;
+  const size_t last = last_bucket(s, q, p, cut_k, total);
+  for (size_t i = 0; i < s.size(); ++i)
+    if (in_c(q[i], p.min_p))
+      if (const uint64_t key = order_key(s[i], int32_t(i)); bucket_of(key) <= last) keys.push_back(key);
+  assert(!keys.empty());  // the best token has q = 1
+  if (p.top_k > 0 && size_t(p.top_k) < keys.size()) {
+    std::nth_element(keys.begin(), keys.begin() + p.top_k, keys.end());
+    keys.resize(size_t(p.top_k));
+  }
+  if (p.top_p < 1.0) {
+    // The mass top-p takes its share of: C_k's when top-k cut (it holds all of C_k), else C's.
+    if (cut_k) {
+      total = 0;
+      for (uint64_t k : keys) total += q[size_t(key_token(k))];
+    }
+    keys.resize(top_p_prefix(keys, q, p.top_p * total));
+  }
+  return keys;
+}
+
+// Step 6: the first of `keys`, in their order, whose cumulative q passes u times their total.
+int32_t draw(std::span<const float> q, std::span<const uint64_t> keys, double u) {
+  double total = 0;
+  for (uint64_t k : keys) total += q[size_t(key_token(k))];
   const double target = u * total;
   double cum = 0;
-  if (all) {
-    int32_t last = 0;
-    for (size_t t = 0; t < prob.size(); ++t)
-      if (prob[t] > 0) {
-        last = int32_t(t);
-        if ((cum += prob[t]) > target) return last;
-      }
-    return last;
+  for (uint64_t k : keys)
+    if ((cum += q[size_t(key_token(k))]) > target) return key_token(k);
+  return key_token(keys.back());
+}
+
+// Step 6 when nothing is filtered: K is every token with q > 0, walked in token order without
+// building the list.
+int32_t draw_unfiltered(std::span<const float> q, double u) {
+  double total = 0;
+  for (float v : q) total += v;
+  const double target = u * total;
+  double cum = 0;
+  int32_t last = 0;
+  for (size_t t = 0; t < q.size(); ++t)
+    if (q[t] > 0) {
+      last = int32_t(t);
+      if ((cum += q[t]) > target) break;
+    }
+  return last;
+}
+
+// Raw log-softmax of the chosen token and the n_top best (ties: lower id first), before any
+// processing. `raw` passed check_logits, so log_z is finite.
+void fill_logprobs(std::span<const float> raw, int n_top, GeneratedToken& out) {
+  const float max_value = max_logit(raw);
+  thread_local std::vector<float> q;
+  q.resize(raw.size());
+  softmax_exp(raw, max_value, q);
+  double sum = 0;
+  for (float v : q) sum += v;
+  const double log_z = double(max_value) + std::log(sum);
+  out.logprob = float(double(raw[size_t(out.token)]) - log_z);
+  if (n_top <= 0) return;
+  // One pass keeping the best n_top in order: most tokens fail the first comparison.
+  const size_t n = std::min(size_t(n_top), raw.size());
+  std::vector<int32_t> best;
+  best.reserve(n + 1);
+  for (size_t i = 0; i < raw.size(); ++i) {
+    const float v = raw[i];
+    if (best.size() == n && !(v > raw[size_t(best.back())])) continue;
+    size_t at = best.size();
+    while (at > 0 && raw[size_t(best[at - 1])] < v) --at;  // after equal values: lower ids first
+    best.insert(best.begin() + std::ptrdiff_t(at), int32_t(i));
+    if (best.size() > n) best.pop_back();
   }
-  for (int32_t t : ids)
-    if ((cum += prob[size_t(t)]) > target) return t;
-  return ids.back();
+  for (int32_t t : best) out.top.push_back({t, float(double(raw[size_t(t)]) - log_z)});
 }
 
 }  // namespace
@@ -156,31 +250,43 @@ void validate_sampling(const SamplingParams& p, int64_t vocab_size) {
     if (t < 0 || t >= vocab_size) fail("stop_token_ids: {} is outside the vocabulary of {}", t, vocab_size);
 }
 
+float check_logits(std::span<const float> logits) {
+  const LogitScan scan = scan_logits(logits);
+  if (const size_t bad = scan.first_nan_or_inf; bad < logits.size())
+    fail("the model produced non-finite logits: {} at token {} (of {})", std::isnan(logits[bad]) ? "NaN" : "+inf", bad,
+         logits.size());
+  if (scan.max_value == kNegInf) fail("the model produced non-finite logits: every logit is -inf (of {})", logits.size());
+  return scan.max_value;
+}
+
 GeneratedToken sample_token(std::span<float> logits, const SamplingParams& p, SamplerState& state,
                             const SampleContext& ctx) {
   GeneratedToken out{};
-  std::vector<float> raw;
+  thread_local std::vector<float> raw;
   if (p.logprobs >= 0) raw.assign(logits.begin(), logits.end());
-
-  apply_penalties(logits, p, state, ctx.prompt);
-  if (ctx.n_generated < p.min_tokens) {
-    for (int64_t e : ctx.eos_token_ids)
-      if (e >= 0 && e < int64_t(logits.size())) logits[size_t(e)] = kNegInf;
-    for (int32_t t : p.stop_token_ids) logits[size_t(t)] = kNegInf;
-  }
-  if (p.temperature < 1e-5) {
-    out.token = argmax(logits);
+  const float max_value = process(logits, p, state, ctx);
+  if (is_greedy(p)) {
+    out.token = first_index_of(logits, max_value);
   } else {
-    const float inv_t = float(1.0 / p.temperature);
-    for (float& v : logits) v *= inv_t;
-    std::span<const float> prob = relative_probs(logits);
-    const bool all = p.top_k <= 0 && p.top_p >= 1.0 && p.min_p <= 0;
-    const std::vector<int32_t> ids = all ? std::vector<int32_t>{} : filter(logits, prob, p);
-    out.token = draw(prob, ids, all, state.uniform());
+    std::span<const float> q = scale_and_exp(logits, max_value, p.temperature);
+    out.token = is_unfiltered(p) ? draw_unfiltered(q, state.uniform()) : draw(q, kept_keys(logits, q, p), state.uniform());
   }
   if (p.logprobs >= 0) fill_logprobs(raw, p.logprobs, out);
   state.record(out.token);
   return out;
+}
+
+std::vector<int32_t> sampling_candidates(std::span<float> logits, const SamplingParams& p, const SamplerState& state,
+                                         const SampleContext& ctx) {
+  const float max_value = process(logits, p, state, ctx);
+  if (is_greedy(p)) return {first_index_of(logits, max_value)};
+  std::span<const float> q = scale_and_exp(logits, max_value, p.temperature);
+  std::span<const uint64_t> kept = kept_keys(logits, q, p);  // unfiltered: every token with q > 0
+  std::vector<uint64_t> sorted(kept.begin(), kept.end());
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<int32_t> tokens;
+  for (uint64_t k : sorted) tokens.push_back(key_token(k));
+  return tokens;
 }
 
 }  // namespace dsi

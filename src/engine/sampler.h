@@ -1,7 +1,34 @@
 #pragma once
-// Token choice from one row of logits: penalties, temperature, top-k, top-p, min-p, seeded
+// Token choice from one row of logits: penalties, temperature, top-k, min-p, top-p, seeded
 // randomness, and the raw log-probabilities the API reports (computed before any processing,
-// as vLLM does by default).
+// as vLLM does by default). docs/design/engine.md ("Sampling") has the same rules.
+//
+// The steps, in order, for one row `l` of logits ([vocab]):
+//  1. Contract (check_logits): every l[i] is finite or -inf (-inf: masked), and at least one is
+//     finite. NaN or +inf anywhere fails the request (an Error naming the token); so does an
+//     all -inf row. Every backend's sampler enforces this same contract.
+//  2. Penalties on seen tokens (repetition on prompt and output, frequency and presence on the
+//     output; finite values saturate at +-FLT_MAX, -inf stays -inf), then EOS and stop tokens
+//     set to -inf while fewer than min_tokens tokens have been generated. If nothing finite is
+//     left, the request fails ("every token is masked").
+//  3. Greedy (temperature < 1e-5): the first index of the largest value. Done.
+//  4. Temperature, in float: s[i] = (l[i] - max l) * float(1 / temperature), so s <= 0 and the
+//     best tokens have s = 0 (shifting first means no finite logit can overflow).
+//     q[i] = softmax_exp(s)[i]: the probability relative to the best (1 for the best, 0 for
+//     masked tokens and those below float's normal range).
+//  5. The kept set K, with "best first" meaning larger s first, lower token id first on equal s
+//     (a strict total order, so every cut below is a prefix of it and ties at a cut go to the
+//     lower token id):
+//       C  = tokens with q > 0 and q >= min_p (min-p is relative to the best token, whose q is
+//            1, so it is never cut; min_p 1 keeps exactly the tokens tied with the best)
+//       Ck = the first top_k of C, best first (all of C when top_k <= 0 or top_k >= |C|)
+//       K  = the shortest best-first prefix of Ck whose mass sum(q) reaches top_p * sum(q over
+//            Ck) (sums in double); all of Ck when top_p = 1. It holds at least one token.
+//     min-p and top-k both keep a best-first prefix, so their order does not matter; top-p's
+//     mass is that of what they kept (as in vLLM, which applies min-p and top-k before top-p).
+//  6. A draw: token t in K with probability q[t] / sum(q over K), from the state's stream.
+// Every step is a bounded pass or a sort of a bounded list: no loop waits for a sum to reach a
+// threshold, so every parameter combination terminates.
 #include <cstdint>
 #include <random>
 #include <span>
@@ -28,14 +55,26 @@ class SamplerState {
 // Checks parameter ranges; throws Error naming the parameter.
 void validate_sampling(const SamplingParams& p, int64_t vocab_size);
 
+// Step 1's contract on a row of logits as the model produced it; returns its largest value.
+// Throws Error: "the model produced non-finite logits: NaN at token 17 (of 129280)", "+inf at
+// token ...", or "every logit is -inf". One vectorised pass. Any thread.
+float check_logits(std::span<const float> logits);
+
 struct SampleContext {
   std::span<const int32_t> prompt;
-  int n_generated;                       // tokens generated before this one
+  int n_generated;                         // tokens generated before this one
   std::span<const int64_t> eos_token_ids;  // masked (with stop_token_ids) before min_tokens
 };
 
-// Chooses the next token. `logits` ([vocab]) is used as scratch and modified.
+// Chooses the next token (steps 1-6) and records it in `state`. `logits` ([vocab]) is used as
+// scratch and modified. Throws Error (steps 1 and 2); the engine ends only that request, with
+// the message. Any thread, one call per state at a time.
 GeneratedToken sample_token(std::span<float> logits, const SamplingParams& p, SamplerState& state,
                             const SampleContext& ctx);
+
+// The set sample_token would draw from (steps 1-5; greedy: the one token it takes), best
+// first, without drawing or recording. For tests and for checking other backends' samplers.
+std::vector<int32_t> sampling_candidates(std::span<float> logits, const SamplingParams& p, const SamplerState& state,
+                                         const SampleContext& ctx);
 
 }  // namespace dsi

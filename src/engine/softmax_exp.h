@@ -1,5 +1,6 @@
 #pragma once
 // The one pass over the whole vocabulary that sampling and logprobs need: exp(logit - max).
+#include <cstddef>
 #include <span>
 
 namespace dsi {
@@ -13,5 +14,13 @@ void softmax_exp(std::span<const float> x, float max_x, std::span<float> out);
 
 // The largest element (NaN ignored; -inf for an empty or all-NaN span). Vectorised too.
 float max_logit(std::span<const float> x);
+
+// One pass for the sampler's contract on logits: the first index of a NaN or +inf (x.size()
+// when there is none) and, when there is none, the largest element (as max_logit). Vectorised.
+struct LogitScan {
+  float max_value;
+  size_t first_nan_or_inf;
+};
+LogitScan scan_logits(std::span<const float> x);
 
 }  // namespace dsi

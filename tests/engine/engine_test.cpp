@@ -4,11 +4,17 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
 #include <map>
+#include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "../common/test_paths.h"
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/threads.h"
 #include "engine/model_loader.h"
@@ -32,6 +38,7 @@ class EngineTest : public ::testing::Test {
     model_ = new LoadedModel(load_model({test::data_path("tiny-v3-fp8"), "auto", 0}));
   }
   static void TearDownTestSuite() { delete model_; }
+  void TearDown() override { runners_.clear(); }
 
   // A runner with `n_blocks` blocks of `block_size` tokens.
   static std::unique_ptr<ModelRunner> runner(int64_t n_blocks, int block_size = 16, bool prefix = true) {
@@ -81,6 +88,7 @@ class EngineTest : public ::testing::Test {
   }
 
   static LoadedModel* model_;
+  std::vector<std::unique_ptr<ModelRunner>> runners_;  // runners a test builds itself
 };
 LoadedModel* EngineTest::model_ = nullptr;
 
@@ -196,11 +204,21 @@ TEST_F(EngineTest, StopTokensAndMinTokens) {
   EXPECT_EQ(res[stopped].finish, FinishReason::finish_stop);
   EXPECT_EQ(res[stopped].stop_token, t[2]);
   EXPECT_EQ(res[stopped].tokens, std::vector<int32_t>(t.begin(), t.begin() + 3));
-  sp.min_tokens = 5;
-  auto later = submit(e, res, prompt, sp);
+  // min_tokens masks the stop token while fewer than min_tokens tokens were generated: with
+  // min_tokens 2 the stop may come as the 3rd token (as without it), with 3 it may not.
+  sp.min_tokens = 2;
+  auto allowed = submit(e, res, prompt, sp);
+  sp.min_tokens = 3;
+  auto masked = submit(e, res, prompt, sp);
   drain(e);
-  EXPECT_GE(res[later].tokens.size(), 5u);
-  for (size_t i = 0; i + 1 < 5 && i < res[later].tokens.size(); ++i) EXPECT_NE(res[later].tokens[i], t[2]);
+  EXPECT_EQ(res[allowed].tokens, res[stopped].tokens);
+  const auto& later = res[masked].tokens;
+  ASSERT_GT(later.size(), 3u);
+  EXPECT_EQ(std::vector<int32_t>(later.begin(), later.begin() + 2), std::vector<int32_t>(t.begin(), t.begin() + 2));
+  EXPECT_NE(later[2], t[2]);
+  if (res[masked].finish == FinishReason::finish_stop) {
+    EXPECT_EQ(res[masked].stop_token, later.back());
+  }
 }
 
 TEST_F(EngineTest, SeededSamplingIsReproducible) {
@@ -240,6 +258,128 @@ TEST_F(EngineTest, LogprobsDescribeTheChoice) {
     EXPECT_GE(d.top[0].logprob, d.top[1].logprob);
     EXPECT_GE(d.top[1].logprob, d.top[2].logprob);
   }
+}
+
+// The engine's logprobs are the log-softmax of the logits a plain forward pass over the same
+// tokens gives (what `dsinfer logits` writes), computed here in double. Prompt and output fit
+// in 8 tokens, so the engine's steps and the single forward pass both take the GEMM's dot path
+// and give the same logits bit for bit (docs/design/engine.md, "Exactness across batching").
+// What is left is the sampler's float arithmetic: exp within 2 ulp summed in double, and the
+// result rounded to float, so |error| <= 4 * FLT_EPSILON * max(1, |logprob|) holds with room.
+TEST_F(EngineTest, LogprobsAreTheLogSoftmaxOfTheForwardLogits) {
+  auto r = runner(64);
+  Engine e(*r, {});
+  std::map<RequestId, Result> res;
+  auto sp = greedy(6);
+  sp.logprobs = 5;
+  sp.ignore_eos = true;
+  const std::vector<int32_t> prompt = {0, 7};
+  const RequestId id = submit(e, res, prompt, sp);
+  drain(e);
+  const auto& details = res[id].details;
+  ASSERT_EQ(details.size(), 6u);
+
+  // One forward pass over the prompt and the output but its last token, every row's logits.
+  std::vector<int32_t> tokens = prompt;
+  for (size_t i = 0; i + 1 < details.size(); ++i) tokens.push_back(details[i].token);
+  auto plain = runner(4);
+  const int bs = plain->block_size();
+  std::vector<int32_t> table;
+  for (size_t i = 0; i < (tokens.size() + size_t(bs) - 1) / size_t(bs); ++i) table.push_back(*plain->blocks().allocate());
+  ForwardBatch batch;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    batch.token_ids.push_back(tokens[i]);
+    batch.positions.push_back(int32_t(i));
+    batch.kv_slots.push_back(int64_t(table[i / size_t(bs)]) * bs + int64_t(i % size_t(bs)));
+    batch.logit_rows.push_back(int32_t(i));
+  }
+  batch.sequences.push_back({0, int32_t(tokens.size()), 0, table});
+  const size_t vocab = size_t(plain->config().vocab_size);
+  std::vector<float> logits(tokens.size() * vocab);
+  plain->forward(batch, logits);
+
+  for (size_t k = 0; k < details.size(); ++k) {
+    SCOPED_TRACE(fmt::format("output token {}", k));
+    const float* row = logits.data() + (prompt.size() - 1 + k) * vocab;
+    double m = -INFINITY, sum = 0;
+    for (size_t v = 0; v < vocab; ++v) m = std::max(m, double(row[v]));
+    for (size_t v = 0; v < vocab; ++v) sum += std::exp(double(row[v]) - m);
+    auto log_softmax = [&](int32_t t) { return double(row[size_t(t)]) - m - std::log(sum); };
+    auto tolerance = [](double lp) { return 4 * FLT_EPSILON * std::max(1.0, std::abs(lp)); };
+    const int32_t best = int32_t(std::max_element(row, row + vocab) - row);
+    EXPECT_EQ(details[k].token, best);  // greedy
+    EXPECT_NEAR(details[k].logprob, log_softmax(details[k].token), tolerance(log_softmax(details[k].token)));
+    ASSERT_EQ(details[k].top.size(), 5u);
+    std::vector<int32_t> order(vocab);
+    for (size_t v = 0; v < vocab; ++v) order[v] = int32_t(v);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return row[size_t(a)] > row[size_t(b)]; });
+    for (size_t j = 0; j < 5; ++j) {
+      EXPECT_EQ(details[k].top[j].token, order[j]) << "rank " << j;
+      const double want = log_softmax(order[j]);
+      EXPECT_NEAR(details[k].top[j].logprob, want, tolerance(want)) << "rank " << j;
+    }
+  }
+}
+
+// A request whose logits come out NaN fails alone, with the sampler's message, while the
+// request it shares every step with completes with exactly the tokens it produces alone.
+// The NaN is real: the embedding row of one token is NaN in random weights of the fixture's
+// shape, so only a sequence containing that token computes NaN hidden states and logits.
+TEST_F(EngineTest, NonFiniteLogitsFailOnlyTheirRequest) {
+  const ModelConfig& config = model_->config;
+  ASSERT_FALSE(config.tie_word_embeddings);  // the poisoned row must not reach lm_head
+  auto make_runner = [&](std::optional<int32_t> nan_token) {
+    ModelWeights w = make_dummy_weights(config, 5);
+    if (nan_token) {
+      Tensor& embed = w.embed.w;
+      ASSERT_EQ(embed.dtype, DType::bf16);  // make_dummy_weights' embeddings are never FP8
+      uint16_t* row = embed.row<uint16_t>(*nan_token);
+      std::fill(row, row + embed.cols, f32_to_bf16(NAN));
+    }
+    RunnerOptions o;
+    o.block_size = 16;
+    o.max_kv_blocks = 64;
+    runners_.push_back(std::make_unique<ModelRunner>(config, std::move(w), make_cpu_backend(), o));
+  };
+  const std::vector<int32_t> healthy_prompt = {0, 11, 12, 13, 14};
+  std::map<RequestId, Result> res;
+  make_runner(std::nullopt);
+  Engine alone(*runners_.back(), {});
+  const RequestId solo = submit(alone, res, healthy_prompt, greedy(8));
+  drain(alone);
+  // A token neither in the healthy prompt nor in its output.
+  int32_t poison = 2;
+  std::set<int32_t> used(healthy_prompt.begin(), healthy_prompt.end());
+  used.insert(res[solo].tokens.begin(), res[solo].tokens.end());
+  while (used.count(poison)) ++poison;
+
+  make_runner(poison);
+  Engine e(*runners_.back(), {});
+  std::mutex m;
+  std::map<RequestId, RequestOutput> last;
+  std::map<RequestId, std::vector<int32_t>> tokens;
+  auto request = [&](std::vector<int32_t> prompt) {
+    EngineRequest r;
+    r.prompt = std::move(prompt);
+    r.sampling = greedy(8);
+    r.on_output = [&](RequestOutput&& out) {
+      std::lock_guard lock(m);
+      for (auto& t : out.tokens) tokens[out.id].push_back(t.token);
+      last[out.id] = std::move(out);
+    };
+    return e.submit(std::move(r));
+  };
+  std::thread loop([&] { e.run(); });  // the real engine loop, as the server runs it
+  const RequestId bad = request({0, 11, poison});
+  const RequestId good = request(healthy_prompt);
+  e.stop(true);  // drain: both finish, then the loop returns
+  loop.join();
+  EXPECT_EQ(last[bad].finish, FinishReason::finish_error);
+  EXPECT_TRUE(tokens[bad].empty());
+  EXPECT_NE(last[bad].error.find("the model produced non-finite logits: NaN at token"), std::string::npos)
+      << last[bad].error;
+  EXPECT_EQ(last[good].finish, FinishReason::finish_length);
+  EXPECT_EQ(tokens[good], res[solo].tokens);
 }
 
 TEST_F(EngineTest, BadRequestsAreRefusedWithAReason) {
