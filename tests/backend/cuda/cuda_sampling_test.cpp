@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
-#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -24,99 +23,12 @@
 #include "backend/cuda/stream.h"
 #include "core/error.h"
 #include "cuda_test_util.h"
-#include "engine/sampler.h"
-#include "engine/sampling_rows.h"
+#include "../sampling_cases.h"
 
 namespace dsi::cuda {
 namespace {
 
-constexpr float kInf = std::numeric_limits<float>::infinity();
-
-struct Row {
-  std::vector<float> logits;
-  SamplingParams p;
-  std::vector<int32_t> prompt, output;
-  std::vector<int64_t> eos;
-};
-
-template <class T>
-T pick(std::mt19937_64& rng, std::initializer_list<T> options) {
-  return *(options.begin() + std::ptrdiff_t(std::uniform_int_distribution<size_t>(0, options.size() - 1)(rng)));
-}
-
-Row random_row(std::mt19937_64& rng, int vocab) {
-  Row c;
-  std::uniform_int_distribution<int> token(0, vocab - 1);
-  std::uniform_real_distribution<double> unit(0, 1);
-  c.logits.resize(size_t(vocab));
-  const int kind = std::uniform_int_distribution<int>(0, 7)(rng);
-  std::normal_distribution<float> normal(0, pick(rng, {0.01f, 1.0f, 3.0f, 40.0f}));
-  for (float& v : c.logits) {
-    switch (kind) {
-      case 0: v = normal(rng); break;                                                 // continuous
-      case 1: v = float(std::uniform_int_distribution<int>(-2, 2)(rng)); break;       // many ties
-      case 2: v = unit(rng) < 0.5 ? -kInf : normal(rng); break;                       // masked tokens
-      case 3: v = -kInf; break;                                                       // one finite below
-      case 4: v = pick(rng, {-FLT_MAX, FLT_MAX, 0.0f, -0.0f, 1e30f, -1e30f}); break;  // float's limits
-      case 5: v = std::round(normal(rng) * 4) / 4; break;                             // ties among many values
-      default: v = unit(rng) < 0.3 ? float(std::uniform_int_distribution<int>(0, 3)(rng)) : normal(rng);
-    }
-  }
-  if (kind == 3) c.logits[size_t(token(rng))] = normal(rng);
-  if (unit(rng) < 0.02) c.logits.assign(c.logits.size(), -kInf);  // errors: nothing finite
-  if (unit(rng) < 0.03) c.logits[size_t(token(rng))] = NAN;
-  if (unit(rng) < 0.02) c.logits[size_t(token(rng))] = kInf;
-  if (unit(rng) < 0.01) c.logits.assign(c.logits.size(), NAN);
-
-  SamplingParams& p = c.p;
-  p.temperature = pick(rng, {0.0, 1e-6, 1e-4, 0.7, 1.0, 1.0, 5.0, 100.0});
-  p.top_k = pick(rng, {-1, 0, 0, 1, 50, std::uniform_int_distribution<int>(1, vocab)(rng), vocab + 5});
-  p.top_p = pick(rng, {1e-9, 0.5, 0.9, unit(rng) * 0.999 + 0.001, 1.0, 1.0});
-  p.min_p = pick(rng, {0.0, 0.0, 0.05, 0.5, 0.99, 1.0, unit(rng)});
-  if (unit(rng) < 0.1) p.top_k = 1, p.top_p = 0.3;
-  p.repetition_penalty = pick(rng, {1.0, 1.0, 0.5, 1.3, 10.0, 1e-3});
-  p.frequency_penalty = pick(rng, {0.0, 0.0, 0.6, -2.0, 2.0});
-  p.presence_penalty = pick(rng, {0.0, 0.0, 0.5, -2.0, 2.0});
-  p.max_tokens = 64;
-  p.min_tokens = pick(rng, {0, 0, 2, 64});
-  if (unit(rng) < 0.5) p.stop_token_ids = {token(rng)};
-  p.seed = rng();
-  p.logprobs = pick(rng, {-1, 0, 3, 20});
-  const int n_context = pick(rng, {0, 4, 40});
-  for (int i = std::uniform_int_distribution<int>(0, n_context)(rng); i > 0; --i) c.prompt.push_back(token(rng));
-  for (int i = std::uniform_int_distribution<int>(0, n_context)(rng); i > 0; --i) c.output.push_back(token(rng));
-  c.eos = {token(rng)};
-  return c;
-}
-
-struct CpuOutcome {
-  std::string error;  // empty: no error
-  std::vector<int32_t> kept;
-  GeneratedToken token{};
-  double next_uniform = 0;  // the state's stream after the step
-};
-
-SamplerState state_of(const Row& c) {
-  SamplerState st(c.p);
-  for (int32_t t : c.output) st.record(t);
-  return st;
-}
-
-CpuOutcome run_cpu(const Row& c) {
-  CpuOutcome o;
-  const SampleContext ctx{c.prompt, int(c.output.size()), c.eos};
-  SamplerState st = state_of(c);
-  try {
-    std::vector<float> scratch = c.logits;
-    o.kept = sampling_candidates(scratch, c.p, st, ctx);
-    scratch = c.logits;
-    o.token = sample_token(scratch, c.p, st, ctx);
-    o.next_uniform = st.uniform();
-  } catch (const Error& e) {
-    o.error = e.what();
-  }
-  return o;
-}
+using namespace sampling_test;
 
 struct GpuBatch {
   std::vector<sampling::SamplingResult> results;
@@ -124,78 +36,24 @@ struct GpuBatch {
 };
 
 // Prepares, uploads, samples and reads back one batch (all rows of one vocabulary).
-GpuBatch run_gpu(const std::vector<Row>& rows, int vocab, cudaStream_t stream = nullptr) {
-  GpuBatch b;
-  std::vector<sampling::SamplingRow> params(rows.size());
-  std::vector<sampling::SamplingPenalty> penalties;
-  std::vector<float> logits;
-  for (size_t r = 0; r < rows.size(); ++r) {
-    b.states.push_back(state_of(rows[r]));
-    const SampleContext ctx{rows[r].prompt, int(rows[r].output.size()), rows[r].eos};
-    prepare_sampling_row(rows[r].p, b.states.back(), ctx, vocab, penalties, params[r]);
-    logits.insert(logits.end(), rows[r].logits.begin(), rows[r].logits.end());
-  }
-  DeviceBuffer d_logits(logits.size() * 4), d_rows(params.size() * sizeof(params[0])),
-      d_pen(std::max<size_t>(penalties.size(), 1) * sizeof(sampling::SamplingPenalty)),
+GpuBatch run_gpu(const std::vector<Row>& rows, int vocab) {
+  Prepared b = prepare(rows, vocab);
+  DeviceBuffer d_logits(b.logits.size() * 4), d_rows(b.rows.size() * sizeof(b.rows[0])),
+      d_pen(std::max<size_t>(b.penalties.size(), 1) * sizeof(sampling::SamplingPenalty)),
       d_res(rows.size() * sizeof(sampling::SamplingResult));
-  DSI_CUDA_CHECK(cudaMemcpy(d_logits.data(), logits.data(), logits.size() * 4, cudaMemcpyHostToDevice));
-  DSI_CUDA_CHECK(cudaMemcpy(d_rows.data(), params.data(), d_rows.size(), cudaMemcpyHostToDevice));
-  if (!penalties.empty())
-    DSI_CUDA_CHECK(cudaMemcpy(d_pen.data(), penalties.data(), penalties.size() * sizeof(penalties[0]),
+  DSI_CUDA_CHECK(cudaMemcpy(d_logits.data(), b.logits.data(), b.logits.size() * 4, cudaMemcpyHostToDevice));
+  DSI_CUDA_CHECK(cudaMemcpy(d_rows.data(), b.rows.data(), d_rows.size(), cudaMemcpyHostToDevice));
+  if (!b.penalties.empty())
+    DSI_CUDA_CHECK(cudaMemcpy(d_pen.data(), b.penalties.data(), b.penalties.size() * sizeof(b.penalties[0]),
                               cudaMemcpyHostToDevice));
-  DSI_CUDA_CHECK(cudaMemset(d_res.data(), 0xff, d_res.size()));  // poison: every field must be written
+  DSI_CUDA_CHECK(cudaMemset(d_res.data(), 0xff, d_res.size()));  // poison: every field read must be written
   sample({d_logits.as<float>(), int64_t(rows.size()), vocab, vocab, d_rows.as<sampling::SamplingRow>(),
-          d_pen.as<sampling::SamplingPenalty>(), int64_t(penalties.size()), d_res.as<sampling::SamplingResult>()},
-         stream);
+          d_pen.as<sampling::SamplingPenalty>(), int64_t(b.penalties.size()), d_res.as<sampling::SamplingResult>()},
+         nullptr);
   DSI_CUDA_CHECK(cudaDeviceSynchronize());
-  b.results.resize(rows.size());
-  DSI_CUDA_CHECK(cudaMemcpy(b.results.data(), d_res.data(), d_res.size(), cudaMemcpyDeviceToHost));
-  return b;
-}
-
-std::string describe(const Row& c) {
-  std::string s = "vocab " + std::to_string(c.logits.size()) + " temperature " + std::to_string(c.p.temperature) +
-                  " top_k " + std::to_string(c.p.top_k) + " top_p " + std::to_string(c.p.top_p) + " min_p " +
-                  std::to_string(c.p.min_p) + " rep " + std::to_string(c.p.repetition_penalty) + " freq " +
-                  std::to_string(c.p.frequency_penalty) + " pres " + std::to_string(c.p.presence_penalty) +
-                  " min_tokens " + std::to_string(c.p.min_tokens) + " n_output " + std::to_string(c.output.size()) +
-                  " logprobs " + std::to_string(c.p.logprobs) + "\nlogits:";
-  for (size_t i = 0; i < c.logits.size() && i < 24; ++i) s += " " + std::to_string(c.logits[i]);
-  return s;
-}
-
-double logprob_tolerance(float cpu) { return std::ldexp(std::fabs(double(cpu)), -23) + 2e-11; }
-
-// Compares one row; returns whether it was a cut (|K| < vocab) for the coverage counts.
-void compare_row(const Row& c, const sampling::SamplingResult& res, SamplerState& gpu_state, int vocab,
-                 int& n_errors, int& n_cut, int& n_drawn) {
-  const CpuOutcome cpu = run_cpu(c);
-  std::string gpu_error;
-  GeneratedToken got{};
-  try {
-    got = finish_sampling_row(res, c.p, gpu_state, vocab);
-  } catch (const Error& e) {
-    gpu_error = e.what();
-  }
-  ASSERT_EQ(gpu_error, cpu.error);
-  if (!cpu.error.empty()) {
-    ++n_errors;
-    return;
-  }
-  ASSERT_EQ(res.n_kept, int(cpu.kept.size()));
-  ASSERT_EQ(res.last_kept, cpu.kept.back());
-  ASSERT_EQ(got.token, cpu.token.token);
-  n_cut += cpu.kept.size() < size_t(vocab);
-  n_drawn += cpu.kept.size() > 1;
-  EXPECT_EQ(gpu_state.uniform(), cpu.next_uniform) << "the state's stream advanced differently";
-  if (c.p.logprobs >= 0) {
-    EXPECT_NEAR(got.logprob, cpu.token.logprob, logprob_tolerance(cpu.token.logprob));
-    ASSERT_EQ(got.top.size(), cpu.token.top.size());
-    for (size_t i = 0; i < got.top.size(); ++i) {
-      EXPECT_EQ(got.top[i].token, cpu.token.top[i].token) << "top " << i;
-      EXPECT_NEAR(got.top[i].logprob, cpu.token.top[i].logprob, logprob_tolerance(cpu.token.top[i].logprob));
-    }
-  }
+  GpuBatch g{std::vector<sampling::SamplingResult>(rows.size()), std::move(b.states)};
+  DSI_CUDA_CHECK(cudaMemcpy(g.results.data(), d_res.data(), d_res.size(), cudaMemcpyDeviceToHost));
+  return g;
 }
 
 TEST(CudaSampling, EqualsTheCpuSamplerOnRandomBatches) {
@@ -304,16 +162,10 @@ TEST(CudaSampling, GraphReplayEqualsTheDirectLaunch) {
   for (int r = 0; r < 16; ++r) rows.push_back(random_row(rng, vocab));
   const GpuBatch direct = run_gpu(rows, vocab);
 
-  std::vector<sampling::SamplingRow> params(rows.size());
-  std::vector<sampling::SamplingPenalty> penalties;
-  std::vector<float> logits;
-  std::vector<SamplerState> states;
-  for (size_t r = 0; r < rows.size(); ++r) {
-    states.push_back(state_of(rows[r]));
-    prepare_sampling_row(rows[r].p, states.back(), {rows[r].prompt, int(rows[r].output.size()), rows[r].eos}, vocab,
-                         penalties, params[r]);
-    logits.insert(logits.end(), rows[r].logits.begin(), rows[r].logits.end());
-  }
+  const Prepared b = prepare(rows, vocab);
+  const auto& params = b.rows;
+  const auto& penalties = b.penalties;
+  const auto& logits = b.logits;
   Stream stream;
   DeviceBuffer d_logits(logits.size() * 4), d_rows(params.size() * sizeof(params[0])),
       d_pen(std::max<size_t>(penalties.size(), 1) * sizeof(penalties[0])),
