@@ -1,13 +1,12 @@
 #include "engine/sampler.h"
 
 #include <algorithm>
-#include <bit>
 #include <cassert>
-#include <cfloat>
 #include <cmath>
 #include <limits>
 #include <unordered_set>
 
+#include "backend/sampling.h"
 #include "core/error.h"
 #include "engine/softmax_exp.h"
 
@@ -15,25 +14,12 @@ namespace dsi {
 
 namespace {
 
+using sampling::key_token;
+using sampling::order_key;
+using sampling::weight_of;
+
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-constexpr int kMaxLogprobs = 20;
 constexpr double kGreedyTemperature = 1e-5;  // below it, sampling is greedy (as in vLLM)
-
-// A token's place in the best-first order (larger value first, lower id first on equal values)
-// as one integer, so that sorting candidates compares integers instead of chasing ids into the
-// logits: the value's order-preserving bit pattern, complemented, above the token id.
-uint64_t order_key(float value, int32_t token) {
-  const float v = value == 0.0f ? 0.0f : value;  // -0 and +0 are one value
-  uint32_t bits = std::bit_cast<uint32_t>(v);
-  bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);  // unsigned order = float order
-  return (uint64_t(~bits) << 32) | uint32_t(token);
-}
-
-int32_t key_token(uint64_t key) { return int32_t(uint32_t(key)); }
-
-// Penalties keep finite values finite (a large repetition penalty must not turn a token into
-// +inf or a masked one); -inf stays -inf.
-float saturate(float v) { return std::clamp(v, -FLT_MAX, FLT_MAX); }
 
 // Step 2's penalties (see sampler.h); returns whether any value changed.
 bool apply_penalties(std::span<float> logits, const SamplingParams& p, const SamplerState& state,
@@ -44,16 +30,12 @@ bool apply_penalties(std::span<float> logits, const SamplingParams& p, const Sam
     const float r = float(p.repetition_penalty);
     std::unordered_set<int32_t> seen(prompt.begin(), prompt.end());
     for (auto& [t, n] : state.output_counts()) seen.insert(t);
-    for (int32_t t : seen) {
-      float& v = logits[size_t(t)];
-      if (v != kNegInf) v = saturate(v > 0 ? v / r : v * r);
-    }
+    for (int32_t t : seen) logits[size_t(t)] = sampling::repetition_penalized(logits[size_t(t)], r);
     changed = !seen.empty();
   }
   if (p.frequency_penalty != 0 || p.presence_penalty != 0)
     for (auto& [t, n] : state.output_counts()) {
-      float& v = logits[size_t(t)];
-      if (v != kNegInf) v = saturate(v - float(p.frequency_penalty * n + p.presence_penalty));
+      logits[size_t(t)] = sampling::offset_penalized(logits[size_t(t)], penalty_offset(p, n));
       changed = true;
     }
   return changed;
@@ -70,25 +52,24 @@ float process(std::span<float> logits, const SamplingParams& p, const SamplerSta
     changed = true;
   }
   if (changed) max_value = max_logit(logits);
-  if (max_value == kNegInf)
-    fail("sampling: every token is masked (EOS and stop_token_ids are masked until min_tokens = {} tokens are generated)",
-         p.min_tokens);
+  if (max_value == kNegInf) fail_all_masked(p);
   return max_value;
 }
 
-bool is_greedy(const SamplingParams& p) { return p.temperature < kGreedyTemperature; }
 bool is_unfiltered(const SamplingParams& p) { return p.top_k <= 0 && p.top_p >= 1.0 && p.min_p <= 0; }
 
 int32_t first_index_of(std::span<const float> v, float value) {
   return int32_t(std::find(v.begin(), v.end(), value) - v.begin());
 }
 
-// Step 4: q, in one pass over the vocabulary (most of the cost of sampling). The span is this
-// thread's buffer: valid until its next call.
-std::span<const float> relative_probs(std::span<const float> logits, float max_value, double temperature) {
+// Step 4 in place: logits become s, and the result is q. The exp pass over the whole vocabulary
+// is most of the cost of sampling. The span is this thread's buffer: valid until its next call.
+std::span<const float> scale_and_exp(std::span<float> logits, float max_value, double temperature) {
+  const float inv_t = float(1.0 / temperature);
+  for (float& v : logits) v = (v - max_value) * inv_t;
   thread_local std::vector<float> q;  // one per sampling thread, reused every step
   q.resize(logits.size());
-  softmax_exp(logits, max_value, q, float(1.0 / temperature));
+  softmax_exp(logits, 0.0f, q);
   return q;
 }
 
@@ -97,61 +78,61 @@ std::span<const float> relative_probs(std::span<const float> logits, float max_v
 // length. Only the head is ordered, in pieces growing fourfold (a peaked distribution reaches
 // top_p within the first piece); every round moves `begin` forward by a whole piece, so the
 // rounds are bounded whatever the sums do.
-size_t top_p_prefix(std::vector<uint64_t>& keys, std::span<const float> q, double need) {
-  double cum = 0;
+size_t top_p_prefix(std::vector<uint64_t>& keys, std::span<const float> q, uint64_t need) {
+  uint64_t cum = 0;
   for (size_t begin = 0, piece = 64; begin < keys.size(); begin += piece, piece *= 4) {
     const size_t end = std::min(keys.size(), begin + piece);
     const auto first = keys.begin() + std::ptrdiff_t(begin), last = keys.begin() + std::ptrdiff_t(end);
     if (end < keys.size()) std::nth_element(first, last, keys.end());
     std::sort(first, last);
     for (size_t i = begin; i < end; ++i)
-      if ((cum += q[size_t(key_token(keys[i]))]) >= need) return i + 1;
+      if ((cum += weight_of(q[size_t(key_token(keys[i]))])) >= need) return i + 1;
     if (end == keys.size()) break;  // (and keeps `piece` from growing past any size)
   }
-  return keys.size();  // rounding left every prefix just short of `need`: all of them
+  return keys.size();  // (not reached: the whole list's mass is at least `need`)
 }
 
 // Candidates are bucketed by their order keys' top bits (the sign, exponent and first mantissa
-// bits of l): the buckets follow the best-first order, so a cut's last bucket, found from a
+// bits of s): the buckets follow the best-first order, so a cut's last bucket, found from a
 // histogram, bounds what needs collecting and sorting. Exact: it only spares the rest.
 constexpr int kBucketBits = 14;
 constexpr size_t kBuckets = size_t(1) << kBucketBits;
 size_t bucket_of(uint64_t key) { return size_t(key >> (64 - kBucketBits)); }
-bool in_c(float q, double min_p) { return q > 0 && double(q) >= min_p; }
+bool in_c(float q, double min_p) { return sampling::in_candidates(q, min_p); }
 
 // The last bucket that can hold part of K: with top-k (cut_k), the one holding the top_k-th
-// best of C; with top-p alone, the one where C's mass, best first, passes top_p of its total
-// (plus a margin far above the sums' rounding, so that the exact cut lies inside). `total`
-// gets C's mass.
-size_t last_bucket(std::span<const float> l, std::span<const float> q, const SamplingParams& p, bool cut_k,
-                   double& total) {
+// best of C; with top-p alone, the one where C's mass, best first, reaches top-p's need (the
+// masses are exact integers). `total` gets C's mass.
+size_t last_bucket(std::span<const float> s, std::span<const float> q, const SamplingParams& p, bool cut_k,
+                   uint64_t& total) {
   if (!cut_k && !(p.top_p < 1.0)) return kBuckets - 1;
-  thread_local std::vector<double> weight;  // per bucket: candidates (top-k) or their mass (top-p)
-  weight.assign(kBuckets, 0.0);
+  thread_local std::vector<uint64_t> weight;  // per bucket: candidates (top-k) or their mass (top-p)
+  weight.assign(kBuckets, 0);
   total = 0;
-  for (size_t i = 0; i < l.size(); ++i)
+  for (size_t i = 0; i < s.size(); ++i)
     if (in_c(q[i], p.min_p)) {
-      weight[bucket_of(order_key(l[i], 0))] += cut_k ? 1.0 : double(q[i]);
-      total += q[i];
+      const uint64_t w = weight_of(q[i]);
+      weight[bucket_of(order_key(s[i], 0))] += cut_k ? 1 : w;
+      total += w;
     }
-  const double target = cut_k ? double(p.top_k) : p.top_p * total + 1e-9 * total;
-  double cum = 0;
+  const uint64_t target = cut_k ? uint64_t(p.top_k) : sampling::top_p_need(top_p_53(p), total);
+  uint64_t cum = 0;
   size_t last = 0;
   for (; last + 1 < kBuckets; ++last)
     if ((cum += weight[last]) >= target) break;
   return last;
 }
 
-// Step 5: K as order keys, in no particular order. This thread's buffer, like relative_probs'.
-std::span<const uint64_t> kept_keys(std::span<const float> l, std::span<const float> q, const SamplingParams& p) {
+// Step 5: K as order keys, in no particular order. This thread's buffer, like scale_and_exp's.
+std::span<const uint64_t> kept_keys(std::span<const float> s, std::span<const float> q, const SamplingParams& p) {
   thread_local std::vector<uint64_t> keys;
   keys.clear();
-  const bool cut_k = p.top_k > 0 && size_t(p.top_k) < l.size();
-  double total = 0;
-  const size_t last = last_bucket(l, q, p, cut_k, total);
-  for (size_t i = 0; i < l.size(); ++i)
+  const bool cut_k = p.top_k > 0 && size_t(p.top_k) < s.size();
+  uint64_t total = 0;
+  const size_t last = last_bucket(s, q, p, cut_k, total);
+  for (size_t i = 0; i < s.size(); ++i)
     if (in_c(q[i], p.min_p))
-      if (const uint64_t key = order_key(l[i], int32_t(i)); bucket_of(key) <= last) keys.push_back(key);
+      if (const uint64_t key = order_key(s[i], int32_t(i)); bucket_of(key) <= last) keys.push_back(key);
   assert(!keys.empty());  // the best token has q = 1
   if (p.top_k > 0 && size_t(p.top_k) < keys.size()) {
     std::nth_element(keys.begin(), keys.begin() + p.top_k, keys.end());
@@ -161,38 +142,40 @@ std::span<const uint64_t> kept_keys(std::span<const float> l, std::span<const fl
     // The mass top-p takes its share of: C_k's when top-k cut (it holds all of C_k), else C's.
     if (cut_k) {
       total = 0;
-      for (uint64_t k : keys) total += q[size_t(key_token(k))];
+      for (uint64_t k : keys) total += weight_of(q[size_t(key_token(k))]);
     }
-    keys.resize(top_p_prefix(keys, q, p.top_p * total));
+    keys.resize(top_p_prefix(keys, q, sampling::top_p_need(top_p_53(p), total)));
   }
   return keys;
 }
 
-// Step 6: the first of `keys`, in their order, whose cumulative q passes u times their total.
+// Step 6: K's tokens in token order, the first whose cumulative mass passes the target.
 int32_t draw(std::span<const float> q, std::span<const uint64_t> keys, double u) {
-  double total = 0;
-  for (uint64_t k : keys) total += q[size_t(key_token(k))];
-  const double target = u * total;
-  double cum = 0;
-  for (uint64_t k : keys)
-    if ((cum += q[size_t(key_token(k))]) > target) return key_token(k);
-  return key_token(keys.back());
+  thread_local std::vector<int32_t> tokens;
+  tokens.clear();
+  uint64_t total = 0;
+  for (uint64_t k : keys) {
+    tokens.push_back(key_token(k));
+    total += weight_of(q[size_t(key_token(k))]);
+  }
+  std::sort(tokens.begin(), tokens.end());
+  const uint64_t target = sampling::draw_target(sampling::unit_to_53(u), total);
+  uint64_t cum = 0;
+  for (int32_t t : tokens)
+    if ((cum += weight_of(q[size_t(t)])) > target) return t;
+  return tokens.back();  // (not reached: target < total)
 }
 
 // Step 6 when nothing is filtered: K is every token with q > 0, walked in token order without
 // building the list.
 int32_t draw_unfiltered(std::span<const float> q, double u) {
-  double total = 0;
-  for (float v : q) total += v;
-  const double target = u * total;
-  double cum = 0;
-  int32_t last = 0;
+  uint64_t total = 0;
+  for (float v : q) total += weight_of(v);
+  const uint64_t target = sampling::draw_target(sampling::unit_to_53(u), total);
+  uint64_t cum = 0;
   for (size_t t = 0; t < q.size(); ++t)
-    if (q[t] > 0) {
-      last = int32_t(t);
-      if ((cum += q[t]) > target) break;
-    }
-  return last;
+    if ((cum += weight_of(q[t])) > target) return int32_t(t);
+  return int32_t(q.size()) - 1;  // (not reached: target < total)
 }
 
 // Raw log-softmax of the chosen token and the n_top best (ties: lower id first), before any
@@ -230,6 +213,8 @@ SamplerState::SamplerState(const SamplingParams& params)
 double SamplerState::uniform() { return double(rng_() >> 11) * 0x1.0p-53; }
 
 void validate_sampling(const SamplingParams& p, int64_t vocab_size) {
+  if (vocab_size > sampling::kMaxVocab)
+    fail("sampling: a vocabulary of {} is over the sampler's {} (its integer masses)", vocab_size, sampling::kMaxVocab);
   if (!(p.temperature >= 0) || p.temperature > 100) fail("temperature must be in [0, 100], got {}", p.temperature);
   if (!(p.top_p > 0 && p.top_p <= 1)) fail("top_p must be in (0, 1], got {}", p.top_p);
   if (p.top_k < -1) fail("top_k must be -1 (off), 0 (off) or positive, got {}", p.top_k);
@@ -243,7 +228,8 @@ void validate_sampling(const SamplingParams& p, int64_t vocab_size) {
   if (p.max_tokens < 1) fail("max_tokens must be at least 1, got {}", p.max_tokens);
   if (p.min_tokens < 0 || p.min_tokens > p.max_tokens)
     fail("min_tokens must be in [0, max_tokens = {}], got {}", p.max_tokens, p.min_tokens);
-  if (p.logprobs < -1 || p.logprobs > kMaxLogprobs) fail("logprobs must be in [0, {}], got {}", kMaxLogprobs, p.logprobs);
+  if (p.logprobs < -1 || p.logprobs > sampling::kMaxLogprobs)
+    fail("logprobs must be in [0, {}], got {}", sampling::kMaxLogprobs, p.logprobs);
   for (int32_t t : p.stop_token_ids)
     if (t < 0 || t >= vocab_size) fail("stop_token_ids: {} is outside the vocabulary of {}", t, vocab_size);
 }
@@ -251,11 +237,28 @@ void validate_sampling(const SamplingParams& p, int64_t vocab_size) {
 float check_logits(std::span<const float> logits) {
   const LogitScan scan = scan_logits(logits);
   if (const size_t bad = scan.first_nan_or_inf; bad < logits.size())
-    fail("the model produced non-finite logits: {} at token {} (of {})", std::isnan(logits[bad]) ? "NaN" : "+inf", bad,
-         logits.size());
-  if (scan.max_value == kNegInf) fail("the model produced non-finite logits: every logit is -inf (of {})", logits.size());
+    fail_non_finite_logits(std::isnan(logits[bad]) ? "NaN" : "+inf", int64_t(bad), int64_t(logits.size()));
+  if (scan.max_value == kNegInf) fail_non_finite_logits(nullptr, 0, int64_t(logits.size()));
   return scan.max_value;
 }
+
+void fail_non_finite_logits(const char* what, int64_t token, int64_t vocab) {
+  if (what == nullptr) fail("the model produced non-finite logits: every logit is -inf (of {})", vocab);
+  fail("the model produced non-finite logits: {} at token {} (of {})", what, token, vocab);
+}
+
+void fail_all_masked(const SamplingParams& p) {
+  fail("sampling: every token is masked (EOS and stop_token_ids are masked until min_tokens = {} tokens are generated)",
+       p.min_tokens);
+}
+
+bool is_greedy(const SamplingParams& p) { return p.temperature < kGreedyTemperature; }
+
+float penalty_offset(const SamplingParams& p, int count) {
+  return float(std::fma(p.frequency_penalty, double(count), p.presence_penalty));
+}
+
+uint64_t top_p_53(const SamplingParams& p) { return sampling::unit_to_53(p.top_p); }
 
 GeneratedToken sample_token(std::span<float> logits, const SamplingParams& p, SamplerState& state,
                             const SampleContext& ctx) {
@@ -266,7 +269,7 @@ GeneratedToken sample_token(std::span<float> logits, const SamplingParams& p, Sa
   if (is_greedy(p)) {
     out.token = first_index_of(logits, max_value);
   } else {
-    std::span<const float> q = relative_probs(logits, max_value, p.temperature);
+    std::span<const float> q = scale_and_exp(logits, max_value, p.temperature);
     out.token = is_unfiltered(p) ? draw_unfiltered(q, state.uniform()) : draw(q, kept_keys(logits, q, p), state.uniform());
   }
   if (p.logprobs >= 0) fill_logprobs(raw, p.logprobs, out);
@@ -278,7 +281,7 @@ std::vector<int32_t> sampling_candidates(std::span<float> logits, const Sampling
                                          const SampleContext& ctx) {
   const float max_value = process(logits, p, state, ctx);
   if (is_greedy(p)) return {first_index_of(logits, max_value)};
-  std::span<const float> q = relative_probs(logits, max_value, p.temperature);
+  std::span<const float> q = scale_and_exp(logits, max_value, p.temperature);
   std::span<const uint64_t> kept = kept_keys(logits, q, p);  // unfiltered: every token with q > 0
   std::vector<uint64_t> sorted(kept.begin(), kept.end());
   std::sort(sorted.begin(), sorted.end());

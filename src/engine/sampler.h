@@ -12,20 +12,26 @@
 //     set to -inf while fewer than min_tokens tokens have been generated. If nothing finite is
 //     left, the request fails ("every token is masked").
 //  3. Greedy (temperature < 1e-5): the first index of the largest value. Done.
-//  4. Temperature: q[i] = exp((l[i] - max l) * float(1 / temperature)), the product in float
-//     (shifting first means no finite logit can overflow), exp as softmax_exp: the probability
-//     relative to the best (1 for the best, 0 for masked tokens and those below float's range).
-//  5. The kept set K, with "best first" meaning larger l first, lower token id first on equal l
+//  4. Temperature, in float: s[i] = (l[i] - max l) * float(1 / temperature), so s <= 0 and the
+//     best tokens have s = 0 (shifting first means no finite logit can overflow).
+//     q[i] = softmax_exp(s)[i]: the probability relative to the best (1 for the best, 0 for
+//     masked tokens and those below float's normal range).
+//  5. The kept set K, with "best first" meaning larger s first, lower token id first on equal s
 //     (a strict total order, so every cut below is a prefix of it and ties at a cut go to the
 //     lower token id):
 //       C  = tokens with q > 0 and q >= min_p (min-p is relative to the best token, whose q is
 //            1, so it is never cut; min_p 1 keeps exactly the tokens tied with the best)
 //       Ck = the first top_k of C, best first (all of C when top_k <= 0 or top_k >= |C|)
-//       K  = the shortest best-first prefix of Ck whose mass sum(q) reaches top_p * sum(q over
-//            Ck) (sums in double); all of Ck when top_p = 1. It holds at least one token.
+//       K  = the shortest best-first prefix of Ck whose mass reaches ceil(top_p * mass(Ck)) (at
+//            least 1); all of Ck when top_p = 1. It holds at least one token.
+//     Masses are exact integers: token t weighs w[t] = floor(q[t] * 2^43), and a set's mass is
+//     the sum of its weights (backend/sampling.h: exact in any order, so a GPU's parallel sums
+//     equal these serial ones and every backend keeps and draws the same tokens for a seed).
 //     min-p and top-k both keep a best-first prefix, so their order does not matter; top-p's
 //     mass is that of what they kept (as in vLLM, which applies min-p and top-k before top-p).
-//  6. A draw: token t in K with probability q[t] / sum(q over K), from the state's stream.
+//  6. A draw: token t in K with probability w[t] / mass(K), from one uniform u of the state's
+//     stream (drawn whenever the path is not greedy): with u in 2^-53 units, the first token of
+//     K in token-id order whose cumulative weight exceeds floor(u * mass(K)).
 // Every step is a bounded pass or a sort of a bounded list: no loop waits for a sum to reach a
 // threshold, so every parameter combination terminates.
 #include <cstdint>
@@ -58,6 +64,15 @@ void validate_sampling(const SamplingParams& p, int64_t vocab_size);
 // Throws Error: "the model produced non-finite logits: NaN at token 17 (of 129280)", "+inf at
 // token ...", or "every logit is -inf". One vectorised pass. Any thread.
 float check_logits(std::span<const float> logits);
+
+// Pieces of the rules that backends' samplers share (engine/sampling_rows.h uses them).
+bool is_greedy(const SamplingParams& p);                   // temperature < 1e-5: no draw
+float penalty_offset(const SamplingParams& p, int count);  // float(frequency * count + presence)
+uint64_t top_p_53(const SamplingParams& p);                // top_p in 2^-53 units
+// The errors of steps 1 and 2, with check_logits' and sample_token's messages. `what`: "NaN",
+// "+inf", or null for an all -inf row.
+[[noreturn]] void fail_non_finite_logits(const char* what, int64_t token, int64_t vocab);
+[[noreturn]] void fail_all_masked(const SamplingParams& p);
 
 struct SampleContext {
   std::span<const int32_t> prompt;

@@ -5,13 +5,12 @@
 
 namespace dsi {
 
-// out[i] = exp((x[i] - max_x) * scale) for max_x >= every x[i] (the largest logit) and
-// scale > 0 (1 / temperature; the product is rounded to float first): within 2 ulp of
+// out[i] = exp(x[i] - max_x) for max_x >= every x[i] (the largest logit): within 2 ulp of
 // float's exp, 0 where the true value is below float's normal range (masked -inf logits
 // included) and for NaN logits, so such tokens can never be drawn. Vectorised: this file is
 // compiled with -fno-trapping-math (we never read floating-point exception flags), which is
 // what lets the compiler vectorise the select.
-void softmax_exp(std::span<const float> x, float max_x, std::span<float> out, float scale = 1.0f);
+void softmax_exp(std::span<const float> x, float max_x, std::span<float> out);
 
 // The largest element (NaN ignored; -inf for an empty or all-NaN span). Vectorised too.
 float max_logit(std::span<const float> x);

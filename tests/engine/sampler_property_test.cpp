@@ -20,6 +20,7 @@ namespace dsi {
 namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
+__extension__ typedef unsigned __int128 u128;
 
 struct Case {
   std::vector<float> logits;
@@ -67,21 +68,27 @@ std::optional<std::vector<int32_t>> reference_kept(const Case& c) {
   }
   std::vector<float> s(l.size()), q(l.size());
   for (size_t i = 0; i < l.size(); ++i) s[i] = (l[i] - m) * float(1.0 / p.temperature);
-  softmax_exp(s, 0.0f, q);  // of the products, rounded to float as the definition says
+  softmax_exp(s, 0.0f, q);
   std::vector<int32_t> order(l.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = int32_t(i);
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[size_t(a)] > l[size_t(b)]; });
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return s[size_t(a)] > s[size_t(b)]; });
   std::vector<int32_t> kept;
   for (int32_t t : order)
     if (q[size_t(t)] > 0 && double(q[size_t(t)]) >= p.min_p) kept.push_back(t);
   if (p.top_k > 0 && size_t(p.top_k) < kept.size()) kept.resize(size_t(p.top_k));
   if (p.top_p < 1) {
-    double total = 0;
-    for (int32_t t : kept) total += q[size_t(t)];
-    double cum = 0;
+    // Integer masses (sampler.h): w = floor(q * 2^43), need = ceil(top_p * total), at least 1.
+    auto w = [&](int32_t t) { return uint64_t(std::ldexp(double(q[size_t(t)]), 43)); };
+    uint64_t total = 0;
+    for (int32_t t : kept) total += w(t);
+    const uint64_t p53 = uint64_t(std::ldexp(p.top_p, 53));
+    const u128 prod = u128(p53) * total;
+    uint64_t need = uint64_t(prod >> 53) + ((prod & ((uint64_t(1) << 53) - 1)) != 0);
+    need = std::max<uint64_t>(need, 1);
+    uint64_t cum = 0;
     for (size_t i = 0; i < kept.size(); ++i) {
-      cum += q[size_t(kept[i])];
-      if (cum >= p.top_p * total) {
+      cum += w(kept[i]);
+      if (cum >= need) {
         kept.resize(i + 1);
         break;
       }

@@ -5,6 +5,7 @@
 #include "backend/cuda/device.h"
 #include "backend/cuda/elementwise.h"
 #include "backend/cuda/fp8.h"
+#include "backend/cuda/sampling.h"
 #include "core/error.h"
 
 namespace dsi::cuda {
@@ -48,6 +49,29 @@ TEST(CudaNoGpu, WrappersNameTheBadOperand) {
             std::string::npos);
   const Tensor strided{kFake, DType::f32, 4, 64, 32};
   EXPECT_NE(error_of([&] { add({x, strided}, nullptr); }).find("row stride 32 < 64"), std::string::npos);
+}
+
+TEST(CudaNoGpu, SampleNamesTheBadArgument) {
+  auto* logits = static_cast<float*>(kFake);
+  auto* rows = static_cast<const sampling::SamplingRow*>(kFake);
+  auto* results = static_cast<sampling::SamplingResult*>(kFake);
+  const SampleParams ok{logits, 2, 100, 100, rows, nullptr, 0, results};
+  auto with = [&](auto change) {
+    SampleParams p = ok;
+    change(p);
+    return error_of([&] { sample(p, nullptr); });
+  };
+  EXPECT_EQ(with([](SampleParams& p) { p.vocab = 0; }), "sample: vocab is 0, expected 1 .. 1048576");
+  EXPECT_EQ(with([](SampleParams& p) { p.vocab = int64_t(1) << 21; p.row_stride = p.vocab; }),
+            "sample: vocab is 2097152, expected 1 .. 1048576");
+  EXPECT_EQ(with([](SampleParams& p) { p.row_stride = 99; }), "sample: logits row stride 99 < vocab 100");
+  EXPECT_EQ(with([](SampleParams& p) { p.n_rows = -1; }), "sample: n_rows is -1");
+  EXPECT_EQ(with([](SampleParams& p) { p.logits = nullptr; }), "sample: no logits");
+  EXPECT_EQ(with([](SampleParams& p) { p.rows = nullptr; }), "sample: no rows");
+  EXPECT_EQ(with([](SampleParams& p) { p.results = nullptr; }), "sample: no results");
+  EXPECT_EQ(with([](SampleParams& p) { p.n_penalties = 3; }), "sample: no penalties for n_penalties 3");
+  // No rows: nothing to check on the device, nothing launched.
+  EXPECT_EQ(with([](SampleParams& p) { p.n_rows = 0; p.logits = nullptr; }), "");
 }
 
 }  // namespace
