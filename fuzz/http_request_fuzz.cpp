@@ -1,6 +1,7 @@
 // libFuzzer target: the bytes a client sends on one connection, read the way the server reads
-// them (server/http_request_parser.h: Beast's parser with our limits; read_header, then the
-// body, then the next pipelined request from what is left in the buffer). The first input
+// them (server/http_request_parser.h: Beast's parser with our limits; read_header, the
+// framing checks of server/http_framing.h, then the body, then the next pipelined request
+// from what is left in the buffer). The first input
 // byte sets how many bytes each socket read returns, so the incremental paths of the parser
 // run too. Whatever the bytes, reading ends in a request or an error: no crash, no read past
 // the input, no header or body beyond its limit.
@@ -10,6 +11,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "server/http_framing.h"
 #include "server/http_request_parser.h"
 
 namespace {
@@ -66,14 +68,21 @@ constexpr int kMaxRequestsPerConnection = 16;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const size_t read_size = size_t(data[0] % 64) + 1;
-  InputStream stream(std::string_view(reinterpret_cast<const char*>(data) + 1, size - 1), read_size);
+  const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
+  // The raw-header check runs on whatever bytes precede the first blank line, as the
+  // connection gives it the header it has read.
+  (void)dsi::server::raw_header_framing_error(input.substr(0, input.find("\r\n\r\n")));
+  InputStream stream(input, read_size);
   beast::flat_buffer buffer;  // kept across requests: pipelined bytes wait here
   for (int i = 0; i < kMaxRequestsPerConnection; ++i) {
     HttpRequestParser parser;
     dsi::server::configure_request_parser(parser, kLimits);
     beast::error_code ec;
     http::read_header(stream, buffer, parser, ec);
-    if (!ec && !parser.is_done()) http::read(stream, buffer, parser, ec);
+    if (ec) return 0;
+    // A framing error is a 400 and the connection closes: the body is never read.
+    if (dsi::server::header_framing_error(parser.get())) return 0;
+    if (!parser.is_done()) http::read(stream, buffer, parser, ec);
     if (ec) return 0;  // the server answers the error and closes the connection
     check(parser.is_done(), "a request without error is complete");
     const auto& request = parser.get();
