@@ -3,12 +3,14 @@
 #include "engine/commands.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 
 #include "core/error.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/threads.h"
+#include "engine/device_flags.h"
 #include "engine/engine.h"
 #include "engine/model_loader.h"
 #include "engine/model_runner.h"
@@ -22,6 +24,8 @@ struct CommonOptions {
   ModelSource source;
   std::string tokens;
   int threads = 0;
+  BackendOptions backend;
+  DumpFlags dump;
 };
 
 void add_common(CLI::App* cmd, CommonOptions& o) {
@@ -34,6 +38,8 @@ void add_common(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--seed", o.source.seed, "seed of --load-format dummy weights")->capture_default_str();
   cmd->add_option("--tokens", o.tokens, "prompt token ids, comma-separated (e.g. 0,17,5)")->required();
   cmd->add_option("--threads", o.threads, "CPU threads (0: one per core)")->capture_default_str();
+  add_device_flags(cmd, o.backend);
+  add_dump_flags(cmd, o.dump);
 }
 
 std::vector<int32_t> parse_tokens(const std::string& text, int64_t vocab) {
@@ -73,13 +79,20 @@ ForwardBatch single_sequence_batch(std::span<const int32_t> tokens, int32_t n_ca
   return b;
 }
 
-// A runner whose cache holds exactly one sequence of n_tokens.
-ModelRunner make_runner(LoadedModel m, int64_t n_tokens) {
+// A runner whose cache and workspace hold exactly one sequence of n_tokens, computed in one
+// step with n_logit_rows logits.
+ModelRunner make_runner(LoadedModel m, const CommonOptions& common, int64_t n_tokens, int64_t n_logit_rows) {
   RunnerOptions o;
+  o.backend = common.backend;
+  o.dump = common.dump.parse();
   o.prefix_caching = false;
   o.max_kv_blocks = (n_tokens + o.block_size - 1) / o.block_size;
+  // 4 bytes: the widest KV dtype; max_kv_blocks caps the count for narrower ones.
   o.kv_cache_bytes = o.max_kv_blocks * o.block_size * m.config.kv_cache_dim() * 4 * m.config.n_layers;
-  return ModelRunner(std::move(m.config), std::move(m.weights), make_cpu_backend(), o);
+  o.max_num_batched_tokens = int(n_tokens);
+  o.max_num_seqs = 1;
+  o.max_logit_rows = n_logit_rows;
+  return ModelRunner(std::move(m.config), std::move(m.weights), o);
 }
 
 std::vector<int32_t> allocate_blocks(ModelRunner& r, int64_t n_tokens) {
@@ -93,7 +106,7 @@ void run_logits(const CommonOptions& o, const std::string& out_path) {
   LoadedModel m = load_model(o.source);
   auto prompt = parse_tokens(o.tokens, m.config.vocab_size);
   const int64_t vocab = m.config.vocab_size;
-  ModelRunner runner = make_runner(std::move(m), int64_t(prompt.size()));
+  ModelRunner runner = make_runner(std::move(m), o, int64_t(prompt.size()), int64_t(prompt.size()));
   auto table = allocate_blocks(runner, int64_t(prompt.size()));
   std::vector<float> logits(prompt.size() * size_t(vocab));
   runner.forward(single_sequence_batch(prompt, 0, table, runner.block_size(), true), logits);
@@ -114,8 +127,9 @@ void run_generate(const CommonOptions& o, const GenerateOptions& g) {
   LoadedModel m = load_model(o.source);
   auto prompt = parse_tokens(o.tokens, m.config.vocab_size);
   const int64_t total = int64_t(prompt.size()) + g.max_tokens;
-  ModelRunner runner = make_runner(std::move(m), total);
+  ModelRunner runner = make_runner(std::move(m), o, total, 1);
   EngineOptions eo;
+  eo.max_num_seqs = 1;
   eo.max_model_len = runner.blocks().n_blocks() * runner.block_size();
   eo.max_num_batched_tokens = int(std::max<int64_t>(total, 1));
   Engine engine(runner, eo);

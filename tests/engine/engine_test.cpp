@@ -40,7 +40,8 @@ class EngineTest : public ::testing::Test {
     o.prefix_caching = prefix;
     o.max_kv_blocks = n_blocks;
     o.kv_cache_bytes = int64_t(1) << 30;
-    return std::make_unique<ModelRunner>(model_->config, model_->weights, make_cpu_backend(), o);
+    o.backend.device = DeviceKind::device_cpu;
+    return std::make_unique<ModelRunner>(model_->config, model_->weights, o);
   }
 
   static RequestId submit(Engine& e, std::map<RequestId, Result>& results, std::vector<int32_t> prompt,
