@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 
 #include "core/error.h"
 #include "core/json.h"
@@ -14,6 +15,7 @@
 #include "engine/engine.h"
 #include "engine/model_loader.h"
 #include "engine/model_runner.h"
+#include "model/dump_compare.h"
 #include "model/safetensors.h"
 
 namespace dsi {
@@ -163,6 +165,42 @@ void run_generate(const CommonOptions& o, const GenerateOptions& g) {
   }
 }
 
+// Both files, or every step<k>.safetensors of folder a with its namesake in folder b.
+int run_compare_dumps(const std::string& a, const std::string& b, double max_rel_error) {
+  namespace fs = std::filesystem;
+  std::vector<std::pair<std::string, std::string>> pairs;
+  if (fs::is_directory(a) && fs::is_directory(b)) {
+    for (const auto& entry : fs::directory_iterator(a))
+      if (entry.path().extension() == ".safetensors")
+        pairs.emplace_back(entry.path().string(), (fs::path(b) / entry.path().filename()).string());
+    std::sort(pairs.begin(), pairs.end());
+    if (pairs.empty()) fail("compare-dumps: no .safetensors files in {}", a);
+  } else {
+    pairs.emplace_back(a, b);
+  }
+  int n_bad = 0;
+  for (const auto& [pa, pb] : pairs) {
+    std::printf("%s vs %s\n%-32s %-16s %12s %12s %12s %10s\n", pa.c_str(), pb.c_str(), "tensor", "shape", "max |a-b|",
+                "max |b|", "|a-b|/|b|", "cosine");
+    for (const TensorDiff& d : compare_dumps(pa, pb)) {
+      if (!d.problem.empty()) {
+        std::printf("%-32s %s\n", d.name.c_str(), d.problem.c_str());
+        ++n_bad;
+        continue;
+      }
+      const bool bad = d.n_nonfinite_a != d.n_nonfinite_b || (max_rel_error >= 0 && d.rel_l2 > max_rel_error);
+      n_bad += bad;
+      std::printf("%-32s %-16s %12.3e %12.3e %12.3e %10.6f%s", d.name.c_str(), shape_str(d.shape).c_str(), d.max_abs,
+                  d.max_ref, d.rel_l2, d.cosine, bad ? "  <-- " : "");
+      if (d.n_nonfinite_a || d.n_nonfinite_b)
+        std::printf("  (non-finite: %lld vs %lld)", (long long)d.n_nonfinite_a, (long long)d.n_nonfinite_b);
+      std::printf("\n");
+    }
+  }
+  if (n_bad) std::printf("%d tensors differ beyond the tolerance or do not match\n", n_bad);
+  return n_bad ? 1 : 0;
+}
+
 }  // namespace
 
 void register_engine_commands(CLI::App& app) {
@@ -189,6 +227,20 @@ void register_engine_commands(CLI::App& app) {
     cmd->add_flag("--json", g->json,
                   "print {\"token_ids\": [...], \"finish_reason\": ...} (token_ids: the generated tokens only)");
     cmd->callback([o, g] { run_generate(*o, *g); });
+  }
+  {
+    auto* cmd = app.add_subcommand("compare-dumps",
+                                   "Compare two --dump-dir tensor dumps (files or folders) tensor by tensor");
+    auto a = std::make_shared<std::string>(), b = std::make_shared<std::string>();
+    auto tol = std::make_shared<double>(-1);
+    cmd->add_option("a", *a, "dump to check (a step<k>.safetensors file, or a --dump-dir folder)")->required();
+    cmd->add_option("b", *b, "reference dump (the CPU's, say)")->required();
+    cmd->add_option("--max-rel-error", *tol,
+                    "exit 1 when a tensor's |a-b|/|b| exceeds this (default: report only; mismatched names, shapes "
+                    "or non-finite values always fail)");
+    cmd->callback([a, b, tol] {
+      if (int code = run_compare_dumps(*a, *b, *tol); code != 0) std::exit(code);
+    });
   }
 }
 
