@@ -52,10 +52,11 @@ TEST_F(OpsTest, ShapeAndDtypeErrorsNameTheOpAndOperand) {
   EXPECT_ERROR(ops::add(*be, x.t, y.t), "add: x [3, 8] and y [3, 7] differ in shape");
   EXPECT_ERROR(ops::rms_norm(*be, ids.t, w.t, 1e-6f, x.t), "rms_norm: x must be F32, got I32");
   EXPECT_ERROR(ops::rms_norm(*be, x.t, f32(1, 5).t, 1e-6f, x.t), "rms_norm: weight has 5 values for rows of 8");
+  Buffer w47 = f32(4, 7), w48 = f32(4, 8);
   Weight lin;
-  lin.w = f32(4, 7).t;
+  lin.w = w47.t;
   EXPECT_ERROR(ops::linear(*be, x.t, lin, f32(3, 4).t), "linear: x has 8 columns");
-  lin.w = f32(4, 8).t;
+  lin.w = w48.t;
   EXPECT_ERROR(ops::linear(*be, x.t, lin, f32(3, 5).t), "linear: out is [3, 5], expected [3, 4]");
   EXPECT_ERROR(ops::linear(*be, x.t, lin, x.t.slice_cols(0, 4)), "linear: out overlaps x");
   EXPECT_ERROR(ops::silu_mul(*be, x.t, y.t, x.t), "silu_mul: gate [3, 8] and up [3, 7] differ in shape");
