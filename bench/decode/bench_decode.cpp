@@ -6,6 +6,7 @@
 // and each sequence's KV cache. The roofline is those bytes over the measured read bandwidth.
 //
 //   bench_decode [--config FILE] [--fp8] [--threads N] [--context 256] [--steps 32]
+//                [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16]
 #include <immintrin.h>
 #include <omp.h>
 
@@ -108,7 +109,8 @@ int64_t step_weight_sum(const ModelConfig& c, const ModelWeights& w, const std::
     if (lw.moe) {
       sum += measure(lw.moe->router);
       if (lw.moe->shared) sum += mlp(*lw.moe->shared);
-      sum += experts_used[size_t(l)] * mlp(lw.moe->experts[0]);
+      const auto& e = lw.moe->routed;
+      sum += experts_used[size_t(l)] * (measure(e.gate.experts[0]) + measure(e.up.experts[0]) + measure(e.down.experts[0]));
     }
   }
   return sum;
@@ -193,6 +195,7 @@ int main(int argc, char** argv) {
   std::string config_path = DSINFER_BENCH_DECODE_CONFIG;
   bool fp8 = false;
   int threads = 0, context = 256, steps = 32;
+  BackendOptions backend;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
@@ -201,8 +204,12 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoi(next());
     else if (a == "--context") context = std::stoi(next());
     else if (a == "--steps") steps = std::stoi(next());
+    else if (a == "--device") backend.device = parse_device(next());
+    else if (a == "--dtype") backend.dtype = next();
     else {
-      std::fprintf(stderr, "usage: bench_decode [--config FILE] [--fp8] [--threads N] [--context N] [--steps N]\n");
+      std::fprintf(stderr,
+                   "usage: bench_decode [--config FILE] [--fp8] [--threads N] [--context N] [--steps N] "
+                   "[--device auto|cpu|cuda] [--dtype auto|float32|bfloat16]\n");
       return 2;
     }
   }
@@ -223,7 +230,12 @@ int main(int argc, char** argv) {
   o.block_size = 64;
   o.prefix_caching = false;
   o.kv_cache_bytes = int64_t(1) << 30;
-  ModelRunner runner(c, std::move(w), make_cpu_backend(), o);
+  o.backend = backend;
+  o.max_num_batched_tokens = std::max(context, 16);  // a prefill of `context`, or 16 decodes
+  o.max_num_seqs = 16;
+  ModelRunner runner(c, std::move(w), o);
+  std::printf("backend: %s, %s activations\n\n", runner.backend().name().c_str(),
+              std::string(dtype_name(runner.backend().activation_dtype())).c_str());
   // The memory roof (weights + KV read once per step) is the bound the issue asks about; the
   // compute roof (weights' FMAs per token) is printed too because batch 16 on two cores is
   // bound by it instead.

@@ -39,12 +39,15 @@ int main(int argc, char** argv) {
                                               {"num_experts_per_tok", 2}, {"first_k_dense_replace", 1},
                                               {"n_group", 2}, {"topk_group", 1}, {"eos_token_id", 1}},
                                          "bench model");
-  RunnerOptions ro;
-  ro.kv_cache_bytes = int64_t(2) << 30;
-  ModelRunner runner(c, make_dummy_weights(c, 1), make_cpu_backend(), ro);
   EngineOptions eo;
   eo.max_num_seqs = n_seqs;
   eo.max_num_batched_tokens = std::max(2048, n_seqs);
+  RunnerOptions ro;
+  ro.backend.device = DeviceKind::device_cpu;
+  ro.kv_cache_bytes = int64_t(2) << 30;
+  ro.max_num_seqs = eo.max_num_seqs;
+  ro.max_num_batched_tokens = eo.max_num_batched_tokens;
+  ModelRunner runner(c, make_dummy_weights(c, 1), ro);
   Engine engine(runner, eo);
   int64_t events = 0;
   for (int s = 0; s < n_seqs; ++s) {

@@ -1,7 +1,20 @@
 #pragma once
-// The small op interface the model is written against, once, for every backend. The CPU
-// backend is the float32 reference; a CUDA backend implements the same ops on device memory.
-// Ops take views (Tensor, Weight) whose memory the backend owns; shapes are in the comments.
+// The op interface the model is written against, once, for every backend (docs/design/backend.md
+// is the contract). The CPU backend is the float32 reference; a CUDA backend implements the same
+// ops on device memory, stream-ordered, with no host round trip inside a step.
+//
+// - Memory: every Tensor/Weight an op sees lives in memory this backend owns (alloc, upload,
+//   alloc_staging). Views are non-owning; a backend keeps what it allocated or uploaded alive
+//   until it is destroyed.
+// - Ops are called through the shared op layer (backend/ops.h), which checks shapes and dtypes
+//   once with named errors; a backend's op may assume valid arguments.
+// - Per-step metadata (token ids, positions, KV slots, block tables, ...) is read from the
+//   StepContext (backend/step_context.h), uploaded and validated once per step, never from
+//   host spans.
+// - Ops never allocate device memory: outputs and scratch come from the caller's persistent
+//   workspace, so a step's launches can be captured by a CUDA graph.
+// - Threads: one thread at a time calls a backend (the engine thread). Ops are asynchronous on
+//   the backend's stream; copy_to_host and synchronize wait for them.
 // An op may be given its output aliased to an input only where its comment says so.
 #include <cstdint>
 #include <memory>
@@ -12,6 +25,8 @@
 #include "core/tensor.h"
 
 namespace dsi {
+
+struct StepContext;
 
 // Memory allocated by a backend; the view stays valid while any copy of the Buffer lives.
 struct Buffer {
@@ -25,28 +40,31 @@ struct MlpWeights {
   Weight down;  // [hidden, inter]
 };
 
-// One sequence's share of a forward batch. Its new tokens are rows [first_row, first_row +
-// n_tokens) of the batch, at positions [n_cached, n_cached + n_tokens).
-struct BatchSequence {
-  int32_t first_row = 0;
-  int32_t n_tokens = 0;
-  int32_t n_cached = 0;               // tokens of this sequence already in the KV cache
-  std::vector<int32_t> block_table;  // KV blocks holding positions [0, n_cached + n_tokens)
+// One projection of every routed expert of a layer, addressable by expert index: expert e's
+// matrix is experts[e], [rows, cols]. A backend that stacks at upload (CUDA: one allocation,
+// one grouped GEMM launch) also sets `stacked` ([n_experts * rows, cols], expert e at rows
+// [e * rows, (e + 1) * rows)) and, for FP8, `stacked_scale` ([n_experts * scale_rows,
+// scale_cols], each expert's own 128x128 block scales); experts[e] are then views into it.
+// The CPU backend leaves `stacked` empty and keeps each expert where the checkpoint put it.
+struct ExpertWeight {
+  std::vector<Weight> experts;
+  Tensor stacked;
+  Tensor stacked_scale;
+  int n_experts() const { return int(experts.size()); }
+  int64_t rows() const { return experts.empty() ? 0 : experts[0].rows(); }
+  int64_t cols() const { return experts.empty() ? 0 : experts[0].cols(); }
 };
 
-// Everything a forward pass needs besides the weights: the flattened new tokens of every
-// sequence in the step, and where their keys go.
-struct ForwardBatch {
-  std::vector<int32_t> token_ids;  // [n_tokens]
-  std::vector<int32_t> positions;  // [n_tokens]
-  std::vector<int64_t> kv_slots;   // [n_tokens] cache row of each token: block * block_size + offset
-  std::vector<BatchSequence> sequences;
-  std::vector<int32_t> logit_rows;  // batch rows whose logits the caller wants, in output order
-  int64_t n_tokens() const { return int64_t(token_ids.size()); }
+// The routed experts of one MoE layer.
+struct ExpertMlpWeights {
+  ExpertWeight gate;  // n_experts x [moe_inter, hidden]
+  ExpertWeight up;    // n_experts x [moe_inter, hidden]
+  ExpertWeight down;  // n_experts x [hidden, moe_inter]
 };
 
 // The paged MLA cache of all layers: per token and layer one row of kv_dim = kv_lora_rank +
-// qk_rope_head_dim values (the normalised latent c, then the roped shared key k_pe).
+// qk_rope_head_dim values (the normalised latent c, then the roped shared key k_pe), in the
+// pool's dtype (the KV dtype: f32 on the CPU, bf16 on a GPU).
 struct KvCacheView {
   Tensor pool;  // [n_layers * n_blocks * block_size, kv_dim], layer-major
   int n_layers = 0;
@@ -64,6 +82,16 @@ struct MlaShape {
   float softmax_scale;
   int64_t q_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   int64_t latent_dim() const { return kv_lora_rank + qk_rope_head_dim; }  // = kv_dim
+};
+
+// Where rotary dims sit in a row: dims [rope_offset, rope_offset + 2 * inv_freq.cols) of each of
+// n_heads heads, head h starting at column h * head_stride.
+struct RopeParams {
+  int n_heads;
+  int64_t head_stride;
+  int64_t rope_offset;
+  Tensor inv_freq;         // f32 [1, rope_dim / 2], backend memory (MATH.md "Rotary embedding")
+  float attention_factor;  // multiplies cos and sin
 };
 
 enum class RoutingScore { routing_score_softmax, routing_score_sigmoid };
@@ -89,54 +117,58 @@ struct RoutingParams {
 class Backend {
  public:
   virtual ~Backend() = default;
-  virtual std::string name() const = 0;
+  virtual std::string name() const = 0;  // "cpu", "cuda:0"
+  // The dtypes this backend was created with (backend_factory.h): activations between ops
+  // (GEMMs accumulate in f32 whatever they are) and the KV cache's rows.
+  virtual DType activation_dtype() const = 0;
+  virtual DType kv_dtype() const = 0;
 
-  // ---- memory
+  // ---- memory (all of it owned by the backend, released when it is destroyed or, for alloc,
+  // when the last copy of the Buffer goes)
+  // Uninitialised [rows, cols] of dtype in backend memory.
   virtual Buffer alloc(DType dtype, int64_t rows, int64_t cols) = 0;
-  virtual void to_host(const Tensor& src, float* dst) = 0;  // f32 tensor -> host, row by row
+  // Host memory the backend copies from fastest (CUDA: pinned); for per-step staging.
+  virtual Buffer alloc_staging(DType dtype, int64_t rows, int64_t cols) = 0;
+  // A weight into backend memory, once at load: w as is (bf16, f16, f32, or FP8 with its f32
+  // block scales kept as FP8 + scales). `host_owner` keeps the host memory alive; a backend that
+  // computes on host memory (CPU) may return views of it and keep `host_owner` instead of copying.
+  virtual Weight upload(const Weight& host, const std::shared_ptr<void>& host_owner) = 0;
+  // One projection of all routed experts of a layer (n_experts host matrices of equal shape and
+  // dtype); a GPU stacks them into one allocation (ExpertWeight).
+  virtual ExpertWeight upload_experts(std::span<const Weight> host, const std::shared_ptr<void>& host_owner) = 0;
+  // Copies dst.rows x dst.cols packed host elements of dst.dtype into dst (which may have a row
+  // stride), stream-ordered: src must stay unchanged until the next synchronize or
+  // copy_to_host (use alloc_staging memory). StepContext::begin uploads a step this way.
+  virtual void copy_from_host(const void* src, Tensor dst) = 0;
+  // Copies src (its own dtype, rows packed) to host; waits for the ops before it.
+  virtual void copy_to_host(const Tensor& src, void* dst) = 0;
+  virtual void synchronize() = 0;  // waits for every op issued so far
 
-  // ---- ops
-  // out[i] = table[ids[i]] widened to f32. out: [n_ids, hidden]
-  virtual void embedding(const Weight& table, std::span<const int32_t> ids, Tensor out) = 0;
-  // out = weight * x / sqrt(mean(x^2) + eps) per row. x, out: [n, d]; weight f32 [1, d]; out may alias x.
+  // ---- ops (see backend/ops.h for the shapes; the op layer checks them before calling)
+  virtual void embedding(const Weight& table, const StepContext& ctx, Tensor out) = 0;
   virtual void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor out) = 0;
-  // out = x W^T. x: [n, in], out: [n, out] (f32).
   virtual void linear(const Tensor& x, const Weight& w, Tensor out) = 0;
-  // In place: rotates the interleaved pairs of dims [rope_offset, rope_offset + rope_dim) of each
-  // of n_heads heads (head h starts at column h * head_stride) of row i by positions[i] *
-  // inv_freq, cos and sin scaled by attention_factor (MATH.md "Rotary embedding").
-  virtual void rope(Tensor x, int n_heads, int64_t head_stride, int64_t rope_offset,
-                    std::span<const int32_t> positions, std::span<const float> inv_freq,
-                    float attention_factor) = 0;
-  // out = silu(gate) * up. gate, up, out: [n, d]; out may alias gate.
+  virtual void rope(Tensor x, const RopeParams& rope, const StepContext& ctx) = 0;
   virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor out) = 0;
-  // x += y. x, y: [n, d]
   virtual void add(Tensor x, const Tensor& y) = 0;
+  virtual void gather_rows(const Tensor& x, const Tensor& rows, Tensor out) = 0;
 
-  // Writes the new tokens' latent rows. kv: [n_tokens, kv_dim]; slots: [n_tokens].
-  virtual void kv_cache_write(const KvCacheView& cache, int layer, const Tensor& kv,
-                              std::span<const int64_t> slots) = 0;
-  // Absorbs W_UK into the query: q_full[:, h] = [W_UK_h^T q_nope_h, q_pe_h].
-  // q: [n, n_heads * (dn + dr)] (rope applied); kv_b: [n_heads * (dn + dv), r];
-  // q_full: [n, n_heads * (r + dr)]
+  virtual void kv_cache_write(const KvCacheView& cache, int layer, const Tensor& kv, const StepContext& ctx) = 0;
   virtual void mla_absorb_query(const Tensor& q, const Weight& kv_b, const MlaShape& shape, Tensor q_full) = 0;
-  // Causal attention of every batch token over its sequence's cached rows in latent space:
-  // o_latent[:, h] = sum_j softmax_j(scale * q_full_h . row_j) * row_j[:r].
-  // q_full: [n, n_heads * (r + dr)]; o_latent: [n, n_heads * r]
-  virtual void mla_attention(const Tensor& q_full, const KvCacheView& cache, int layer, const ForwardBatch& batch,
+  virtual void mla_attention(const Tensor& q_full, const KvCacheView& cache, int layer, const StepContext& ctx,
                              const MlaShape& shape, Tensor o_latent) = 0;
-  // o[:, h] = W_UV_h o_latent_h. o_latent: [n, n_heads * r]; o: [n, n_heads * dv]
   virtual void mla_expand_output(const Tensor& o_latent, const Weight& kv_b, const MlaShape& shape, Tensor o) = 0;
 
-  // Chooses top_k experts per token. logits: f32 [n, n_experts]; score_bias: f32 [1, n_experts]
-  // (read only with use_score_bias); expert_ids: i32 [n, top_k]; expert_weights: f32 [n, top_k]
+  // MoE as four ops: expert parallelism's all-to-all goes between dispatch and the grouped
+  // GEMM, and between the grouped GEMM and combine.
   virtual void moe_route(const Tensor& logits, const Tensor& score_bias, const RoutingParams& params,
-                         Tensor expert_ids, Tensor expert_weights) = 0;
-  // out = sum_k expert_weights[:, k] * MLP_{expert_ids[:, k]}(x). x, out: [n, hidden]
-  virtual void moe_experts(const Tensor& x, const Tensor& expert_ids, const Tensor& expert_weights,
-                           std::span<const MlpWeights> experts, Tensor out) = 0;
+                         Tensor expert_ids, Tensor expert_weights, Tensor expert_counts) = 0;
+  virtual void moe_dispatch(const Tensor& x, const Tensor& expert_ids, const Tensor& expert_counts, Tensor x_sorted,
+                            Tensor expert_offsets, Tensor row_map) = 0;
+  virtual void moe_grouped_mlp(const Tensor& x_sorted, const Tensor& expert_offsets, const ExpertMlpWeights& experts,
+                               Tensor gate, Tensor up, Tensor y_sorted) = 0;
+  virtual void moe_combine(const Tensor& y_sorted, const Tensor& row_map, const Tensor& expert_ids,
+                           const Tensor& expert_weights, Tensor out) = 0;
 };
-
-std::unique_ptr<Backend> make_cpu_backend();
 
 }  // namespace dsi

@@ -3,15 +3,19 @@
 #include "engine/commands.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
 
 #include "core/error.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/threads.h"
+#include "engine/device_flags.h"
 #include "engine/engine.h"
 #include "engine/model_loader.h"
 #include "engine/model_runner.h"
+#include "model/dump_compare.h"
 #include "model/safetensors.h"
 
 namespace dsi {
@@ -22,6 +26,8 @@ struct CommonOptions {
   ModelSource source;
   std::string tokens;
   int threads = 0;
+  BackendOptions backend;
+  DumpFlags dump;
 };
 
 void add_common(CLI::App* cmd, CommonOptions& o) {
@@ -34,6 +40,8 @@ void add_common(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--seed", o.source.seed, "seed of --load-format dummy weights")->capture_default_str();
   cmd->add_option("--tokens", o.tokens, "prompt token ids, comma-separated (e.g. 0,17,5)")->required();
   cmd->add_option("--threads", o.threads, "CPU threads (0: one per core)")->capture_default_str();
+  add_device_flags(cmd, o.backend);
+  add_dump_flags(cmd, o.dump);
 }
 
 std::vector<int32_t> parse_tokens(const std::string& text, int64_t vocab) {
@@ -73,13 +81,20 @@ ForwardBatch single_sequence_batch(std::span<const int32_t> tokens, int32_t n_ca
   return b;
 }
 
-// A runner whose cache holds exactly one sequence of n_tokens.
-ModelRunner make_runner(LoadedModel m, int64_t n_tokens) {
+// A runner whose cache and workspace hold exactly one sequence of n_tokens, computed in one
+// step with n_logit_rows logits.
+ModelRunner make_runner(LoadedModel m, const CommonOptions& common, int64_t n_tokens, int64_t n_logit_rows) {
   RunnerOptions o;
+  o.backend = common.backend;
+  o.dump = common.dump.parse();
   o.prefix_caching = false;
   o.max_kv_blocks = (n_tokens + o.block_size - 1) / o.block_size;
+  // 4 bytes: the widest KV dtype; max_kv_blocks caps the count for narrower ones.
   o.kv_cache_bytes = o.max_kv_blocks * o.block_size * m.config.kv_cache_dim() * 4 * m.config.n_layers;
-  return ModelRunner(std::move(m.config), std::move(m.weights), make_cpu_backend(), o);
+  o.max_num_batched_tokens = int(n_tokens);
+  o.max_num_seqs = 1;
+  o.max_logit_rows = n_logit_rows;
+  return ModelRunner(std::move(m.config), std::move(m.weights), o);
 }
 
 std::vector<int32_t> allocate_blocks(ModelRunner& r, int64_t n_tokens) {
@@ -93,7 +108,7 @@ void run_logits(const CommonOptions& o, const std::string& out_path) {
   LoadedModel m = load_model(o.source);
   auto prompt = parse_tokens(o.tokens, m.config.vocab_size);
   const int64_t vocab = m.config.vocab_size;
-  ModelRunner runner = make_runner(std::move(m), int64_t(prompt.size()));
+  ModelRunner runner = make_runner(std::move(m), o, int64_t(prompt.size()), int64_t(prompt.size()));
   auto table = allocate_blocks(runner, int64_t(prompt.size()));
   std::vector<float> logits(prompt.size() * size_t(vocab));
   runner.forward(single_sequence_batch(prompt, 0, table, runner.block_size(), true), logits);
@@ -114,8 +129,9 @@ void run_generate(const CommonOptions& o, const GenerateOptions& g) {
   LoadedModel m = load_model(o.source);
   auto prompt = parse_tokens(o.tokens, m.config.vocab_size);
   const int64_t total = int64_t(prompt.size()) + g.max_tokens;
-  ModelRunner runner = make_runner(std::move(m), total);
+  ModelRunner runner = make_runner(std::move(m), o, total, 1);
   EngineOptions eo;
+  eo.max_num_seqs = 1;
   eo.max_model_len = runner.blocks().n_blocks() * runner.block_size();
   eo.max_num_batched_tokens = int(std::max<int64_t>(total, 1));
   Engine engine(runner, eo);
@@ -149,6 +165,42 @@ void run_generate(const CommonOptions& o, const GenerateOptions& g) {
   }
 }
 
+// Both files, or every step<k>.safetensors of folder a with its namesake in folder b.
+int run_compare_dumps(const std::string& a, const std::string& b, double max_rel_error) {
+  namespace fs = std::filesystem;
+  std::vector<std::pair<std::string, std::string>> pairs;
+  if (fs::is_directory(a) && fs::is_directory(b)) {
+    for (const auto& entry : fs::directory_iterator(a))
+      if (entry.path().extension() == ".safetensors")
+        pairs.emplace_back(entry.path().string(), (fs::path(b) / entry.path().filename()).string());
+    std::sort(pairs.begin(), pairs.end());
+    if (pairs.empty()) fail("compare-dumps: no .safetensors files in {}", a);
+  } else {
+    pairs.emplace_back(a, b);
+  }
+  int n_bad = 0;
+  for (const auto& [pa, pb] : pairs) {
+    std::printf("%s vs %s\n%-32s %-16s %12s %12s %12s %10s\n", pa.c_str(), pb.c_str(), "tensor", "shape", "max |a-b|",
+                "max |b|", "|a-b|/|b|", "cosine");
+    for (const TensorDiff& d : compare_dumps(pa, pb)) {
+      if (!d.problem.empty()) {
+        std::printf("%-32s %s\n", d.name.c_str(), d.problem.c_str());
+        ++n_bad;
+        continue;
+      }
+      const bool bad = d.n_nonfinite_a != d.n_nonfinite_b || (max_rel_error >= 0 && d.rel_l2 > max_rel_error);
+      n_bad += bad;
+      std::printf("%-32s %-16s %12.3e %12.3e %12.3e %10.6f%s", d.name.c_str(), shape_str(d.shape).c_str(), d.max_abs,
+                  d.max_ref, d.rel_l2, d.cosine, bad ? "  <-- " : "");
+      if (d.n_nonfinite_a || d.n_nonfinite_b)
+        std::printf("  (non-finite: %lld vs %lld)", (long long)d.n_nonfinite_a, (long long)d.n_nonfinite_b);
+      std::printf("\n");
+    }
+  }
+  if (n_bad) std::printf("%d tensors differ beyond the tolerance or do not match\n", n_bad);
+  return n_bad ? 1 : 0;
+}
+
 }  // namespace
 
 void register_engine_commands(CLI::App& app) {
@@ -175,6 +227,20 @@ void register_engine_commands(CLI::App& app) {
     cmd->add_flag("--json", g->json,
                   "print {\"token_ids\": [...], \"finish_reason\": ...} (token_ids: the generated tokens only)");
     cmd->callback([o, g] { run_generate(*o, *g); });
+  }
+  {
+    auto* cmd = app.add_subcommand("compare-dumps",
+                                   "Compare two --dump-dir tensor dumps (files or folders) tensor by tensor");
+    auto a = std::make_shared<std::string>(), b = std::make_shared<std::string>();
+    auto tol = std::make_shared<double>(-1);
+    cmd->add_option("a", *a, "dump to check (a step<k>.safetensors file, or a --dump-dir folder)")->required();
+    cmd->add_option("b", *b, "reference dump (the CPU's, say)")->required();
+    cmd->add_option("--max-rel-error", *tol,
+                    "exit 1 when a tensor's |a-b|/|b| exceeds this (default: report only; mismatched names, shapes "
+                    "or non-finite values always fail)");
+    cmd->callback([a, b, tol] {
+      if (int code = run_compare_dumps(*a, *b, *tol); code != 0) std::exit(code);
+    });
   }
 }
 

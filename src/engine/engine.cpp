@@ -59,6 +59,16 @@ Engine::Engine(ModelRunner& runner, const EngineOptions& options)
   if (max_model_len_ > runner.config().max_position_embeddings)
     fail("--max-model-len {} exceeds the model's max_position_embeddings {}", max_model_len_,
          runner.config().max_position_embeddings);
+  // A step must fit the runner's workspace, which was sized at startup.
+  const StepLimits& ws = runner.step_limits();
+  if (options.max_num_batched_tokens > ws.max_tokens ||
+      std::min(options.max_num_seqs, options.max_num_batched_tokens) > ws.max_seqs ||
+      std::min(options.max_num_seqs, options.max_num_batched_tokens) > ws.max_logit_rows ||
+      max_model_len_ > ws.max_blocks_per_seq * runner.block_size())
+    fail("engine limits (max_num_batched_tokens {}, max_num_seqs {}, max_model_len {}) exceed the model runner's "
+         "workspace ({} tokens, {} sequences, {} logit rows, {} tokens of context)",
+         options.max_num_batched_tokens, options.max_num_seqs, max_model_len_, ws.max_tokens, ws.max_seqs,
+         ws.max_logit_rows, ws.max_blocks_per_seq * runner.block_size());
   impl_->stats.kv_blocks_total = runner.blocks().n_blocks();
   impl_->published = impl_->stats;
   spdlog::info("engine: max_model_len {}, max_num_seqs {}, max_num_batched_tokens {}", max_model_len_,

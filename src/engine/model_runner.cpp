@@ -1,17 +1,19 @@
 #include "engine/model_runner.h"
 
 #include <cctype>
+#include <chrono>
 #include <cmath>
 
 #include "core/error.h"
 #include "core/host_memory.h"
 #include "core/log.h"
+#include "model/weight_upload.h"
 
 namespace dsi {
 
 namespace {
 
-int64_t kv_row_bytes(const ModelConfig& c) { return c.kv_cache_dim() * int64_t(sizeof(float)); }
+int64_t kv_row_bytes(const ModelConfig& c, DType kv_dtype) { return c.kv_cache_dim() * int64_t(dtype_size(kv_dtype)); }
 
 int64_t block_count(const ModelConfig& c, const RunnerOptions& o, const Backend& backend) {
   if (o.block_size <= 0 || o.block_size > 4096) fail("--block-size {} must be in [1, 4096]", o.block_size);
@@ -20,7 +22,7 @@ int64_t block_count(const ModelConfig& c, const RunnerOptions& o, const Backend&
   const int64_t total = host_memory().total_bytes;
   if (backend.name() == "cpu" && total > 0 && o.kv_cache_bytes > total)
     fail("--kv-cache-memory {} bytes is more than this machine has: {}", o.kv_cache_bytes, host_memory_summary());
-  const int64_t per_block = int64_t(c.n_layers) * o.block_size * kv_row_bytes(c);
+  const int64_t per_block = int64_t(c.n_layers) * o.block_size * kv_row_bytes(c, backend.kv_dtype());
   int64_t n = o.kv_cache_bytes / per_block;
   if (o.max_kv_blocks > 0) n = std::min(n, o.max_kv_blocks);
   if (n < 1)
@@ -29,32 +31,78 @@ int64_t block_count(const ModelConfig& c, const RunnerOptions& o, const Backend&
   return n;
 }
 
+StepLimits make_step_limits(const ModelConfig& c, const RunnerOptions& o, int64_t n_blocks) {
+  if (o.max_num_batched_tokens < 1) fail("--max-num-batched-tokens {} must be at least 1", o.max_num_batched_tokens);
+  if (o.max_num_seqs < 1) fail("--max-num-seqs {} must be at least 1", o.max_num_seqs);
+  StepLimits l;
+  l.max_tokens = o.max_num_batched_tokens;
+  l.max_seqs = std::min<int64_t>(o.max_num_seqs, o.max_num_batched_tokens);
+  l.max_logit_rows = o.max_logit_rows > 0 ? o.max_logit_rows : l.max_seqs;
+  int64_t context = std::min<int64_t>(c.max_position_embeddings, n_blocks * o.block_size);
+  if (o.max_model_len > 0) context = std::min(context, o.max_model_len);
+  l.max_blocks_per_seq = std::max<int64_t>(1, (context + o.block_size - 1) / o.block_size);
+  return l;
+}
+
 }  // namespace
 
-ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, std::unique_ptr<Backend> backend,
-                         const RunnerOptions& options)
-    : backend_(std::move(backend)),
+ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerOptions& options)
+    : backend_(make_backend(options.backend)),
       blocks_(block_count(config, options, *backend_), options.block_size, options.prefix_caching) {
+  const auto start = std::chrono::steady_clock::now();
+  Backend& be = *backend_;
+  weights = upload_weights(be, std::move(weights));
   cache_.n_layers = config.n_layers;
   cache_.n_blocks = blocks_.n_blocks();
   cache_.block_size = options.block_size;
   const int64_t n_rows = cache_.n_layers * cache_.n_blocks * cache_.block_size;
   // A size beyond the machine must be a startup error that says so, not std::bad_alloc.
-  const int64_t n_bytes = n_rows * kv_row_bytes(config);
+  const int64_t n_bytes = n_rows * kv_row_bytes(config, be.kv_dtype());
   try {
-    cache_memory_ = backend_->alloc(DType::f32, n_rows, config.kv_cache_dim());
+    cache_memory_ = be.alloc(be.kv_dtype(), n_rows, config.kv_cache_dim());
   } catch (const std::bad_alloc&) {
     fail("--kv-cache-memory: allocating {} bytes ({} blocks) on {} failed; host memory: {}", n_bytes, cache_.n_blocks,
-         backend_->name(), host_memory_summary());
+         be.name(), host_memory_summary());
   }
   cache_.pool = cache_memory_.t;
-  spdlog::info("KV cache: {} blocks of {} tokens ({} tokens, {:.1f} MiB, {} bytes per token)", cache_.n_blocks,
+  const int64_t kv_token_bytes = kv_row_bytes(config, be.kv_dtype()) * config.n_layers;
+  spdlog::info("KV cache: {} blocks of {} tokens ({} tokens, {:.1f} MiB of {}, {} bytes per token)", cache_.n_blocks,
                cache_.block_size, cache_.n_blocks * cache_.block_size,
-               double(cache_.pool.numel() * 4) / double(1 << 20), kv_row_bytes(config) * config.n_layers);
-  model_ = std::make_unique<DeepSeekModel>(std::move(config), std::move(weights), *backend_);
+               double(cache_.pool.numel() * int64_t(dtype_size(be.kv_dtype()))) / double(1 << 20),
+               dtype_name(be.kv_dtype()), kv_token_bytes);
+  const StepLimits limits = make_step_limits(config, options, cache_.n_blocks);
+  const StepBounds bounds{config.vocab_size, cache_.n_blocks, cache_.block_size};
+  workspace_ = std::make_unique<Workspace>(be, config, limits, bounds);
+  spdlog::info("workspace: {:.1f} MiB for steps of up to {} tokens, {} sequences, {} logit rows", 
+               double(workspace_->n_bytes()) / double(1 << 20), limits.max_tokens, limits.max_seqs,
+               limits.max_logit_rows);
+  model_ = std::make_unique<DeepSeekModel>(std::move(config), std::move(weights), be);
+  if (options.dump.enabled()) {
+    dump_ = std::make_unique<TensorDump>(be, options.dump);
+    model_->set_dump(dump_.get());
+  }
+  be.synchronize();
+  ready_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  spdlog::info("model ready on {} in {:.2f} s after loading (upload, cache, workspace)", be.name(), ready_seconds_);
 }
 
-int64_t ModelRunner::kv_bytes_per_token() const { return kv_row_bytes(config()) * config().n_layers; }
+int64_t ModelRunner::kv_bytes_per_token() const {
+  return kv_row_bytes(config(), backend_->kv_dtype()) * config().n_layers;
+}
+
+void ModelRunner::forward(const ForwardBatch& batch, std::span<float> logits) {
+  if (dump_) dump_->begin_step();
+  workspace_->step.begin(*backend_, batch);
+  model_->forward(*workspace_, cache_, logits);
+  if (dump_) dump_->end_step();
+}
+
+std::vector<int32_t> ModelRunner::expert_counts() {
+  const Tensor& t = workspace_->expert_counts.t;
+  std::vector<int32_t> out(size_t(t.numel()));
+  if (t.numel()) backend_->copy_to_host(t, out.data());
+  return out;
+}
 
 int64_t parse_byte_size(const std::string& text, const std::string& what) {
   size_t i = 0;

@@ -1,37 +1,60 @@
 #pragma once
-// A model ready to run on one backend, with its paged KV cache: the cache memory (from the
-// backend) and its block bookkeeping. The engine's scheduler and the one-shot commands
-// (logits, generate) drive it. Not thread-safe: one thread runs it.
+// A model ready to run on one backend: the backend (from the factory: --device, --dtype), the
+// weights uploaded into it, the paged KV cache (backend memory) with its block bookkeeping, and
+// the persistent workspace every step runs in. The engine's scheduler and the one-shot
+// commands (logits, generate) drive it. Not thread-safe: one thread runs it.
 #include <memory>
 #include <span>
 
-#include "backend/backend.h"
+#include "backend/backend_factory.h"
 #include "kvcache/block_manager.h"
 #include "model/deepseek_model.h"
+#include "model/tensor_dump.h"
+#include "model/workspace.h"
 
 namespace dsi {
 
 struct RunnerOptions {
+  BackendOptions backend;
   int64_t kv_cache_bytes = int64_t(1) << 30;
   int block_size = 64;
   bool prefix_caching = true;
   int64_t max_kv_blocks = 0;  // caps the block count (0: as many as the memory holds)
+  // The workspace's capacity: a step holds at most this many tokens, sequences, logit rows
+  // (0: min(max_num_seqs, max_num_batched_tokens)) and context tokens per sequence (0: the
+  // model's max_position_embeddings, limited by the cache).
+  int max_num_batched_tokens = 2048;
+  int max_num_seqs = 256;
+  int64_t max_logit_rows = 0;
+  int64_t max_model_len = 0;
+  DumpOptions dump;  // debug dumps of named intermediates (off when empty)
 };
 
 class ModelRunner {
  public:
-  ModelRunner(ModelConfig config, ModelWeights weights, std::unique_ptr<Backend> backend, const RunnerOptions& options);
+  // Creates the backend, uploads `weights` (host views) into it, allocates the KV cache and
+  // the workspace. Logs the time from here to ready.
+  ModelRunner(ModelConfig config, ModelWeights weights, const RunnerOptions& options);
 
   const ModelConfig& config() const { return model_->config(); }
   DeepSeekModel& model() { return *model_; }
+  Backend& backend() { return *backend_; }
   KvBlockManager& blocks() { return blocks_; }
   const KvCacheView& cache() const { return cache_; }
   int block_size() const { return cache_.block_size; }
+  const StepLimits& step_limits() const { return workspace_->step.limits; }
   // Bytes of cache one token takes in every layer (MLA: the latent plus the rotary key).
   int64_t kv_bytes_per_token() const;
+  double ready_seconds() const { return ready_seconds_; }  // upload + allocation at startup
 
-  // Runs one batch; logits of batch.logit_rows land in `logits` ([rows, vocab]).
-  void forward(const ForwardBatch& batch, std::span<float> logits) { model_->forward(batch, cache_, logits); }
+  // Runs one batch: validates and uploads its metadata once, then the model; logits of
+  // batch.logit_rows land in `logits` ([rows, vocab]). Throws Error for a batch that does not
+  // fit the workspace or the cache.
+  void forward(const ForwardBatch& batch, std::span<float> logits);
+
+  // Tokens each routed expert got in the last step, [n_layers * n_routed_experts] (zero rows
+  // for dense layers): copied from backend memory on request, for load metrics.
+  std::vector<int32_t> expert_counts();
 
  private:
   std::unique_ptr<Backend> backend_;
@@ -39,6 +62,9 @@ class ModelRunner {
   Buffer cache_memory_;
   KvCacheView cache_;
   KvBlockManager blocks_;
+  std::unique_ptr<Workspace> workspace_;
+  std::unique_ptr<TensorDump> dump_;
+  double ready_seconds_ = 0;
 };
 
 // Bytes of a size such as "1GiB", "512MiB", "2G", "1000000" (plain bytes).

@@ -1,5 +1,6 @@
 #include "model/deepseek_model.h"
 
+#include "backend/ops.h"
 #include "core/error.h"
 
 namespace dsi {
@@ -29,141 +30,148 @@ RoutingParams routing_params(const ModelConfig& c) {
 
 }  // namespace
 
-// Activations of one forward pass, reused by every layer.
-struct DeepSeekModel::Scratch {
-  Buffer x;       // [n, hidden] residual stream
-  Buffer h;       // [n, hidden] normalised input of a sub-layer
-  Buffer out;     // [n, hidden] output of a sub-layer
-  Buffer q_a;     // [n, q_lora_rank]
-  Buffer q;       // [n, n_heads * (dn + dr)]
-  Buffer kv;      // [n, r + dr]
-  Buffer q_full;  // [n, n_heads * (r + dr)]
-  Buffer o_lat;   // [n, n_heads * r]
-  Buffer o;       // [n, n_heads * dv]
-  Buffer gate;    // [n, intermediate_size]
-  Buffer up;      // [n, intermediate_size]
-  Buffer router_logits;  // [n, n_routed_experts]
-  Buffer expert_ids;     // i32 [n, top_k]
-  Buffer expert_weights;  // [n, top_k]
-  Buffer shared;          // [n, hidden]
+// This step's rows of the workspace buffers.
+struct DeepSeekModel::Rows {
+  Tensor x, h, out, q_a, q, kv, q_full, o_latent, o, gate, up, shared;
 };
 
 DeepSeekModel::DeepSeekModel(ModelConfig config, ModelWeights weights, Backend& backend)
     : config_(std::move(config)), weights_(std::move(weights)), backend_(backend), rope_(make_rope_table(config_)) {
+  if (!weights_.uploaded) fail("DeepSeekModel: the weights are not in backend memory (call upload_weights)");
   const auto& c = config_;
   mla_ = MlaShape{c.n_heads, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank,
                   float(c.attention_scale())};
   routing_ = routing_params(c);
+  inv_freq_ = backend_.alloc(DType::f32, 1, int64_t(rope_.inv_freq.size()));
+  backend_.copy_from_host(rope_.inv_freq.data(), inv_freq_.t);
+  backend_.synchronize();
 }
 
-void DeepSeekModel::forward(const ForwardBatch& batch, const KvCacheView& cache, std::span<float> logits) {
+void DeepSeekModel::forward(Workspace& ws, const KvCacheView& cache, std::span<float> logits) {
   const auto& c = config_;
-  const int64_t n = batch.n_tokens();
-  if (n == 0) fail("forward: empty batch");
-  if (int64_t(logits.size()) != int64_t(batch.logit_rows.size()) * c.vocab_size)
-    fail("forward: logits buffer holds {} floats, expected {} rows x vocab {}", logits.size(),
-         batch.logit_rows.size(), c.vocab_size);
-  for (int32_t id : batch.token_ids)
-    if (id < 0 || id >= c.vocab_size) fail("token id {} is outside the vocabulary [0, {})", id, c.vocab_size);
-
+  const StepContext& ctx = ws.step;
+  const int64_t n = ctx.n_tokens(), n_out = ctx.n_logit_rows();
+  if (int64_t(logits.size()) != n_out * c.vocab_size)
+    fail("forward: logits buffer holds {} floats, expected {} rows x vocab {}", logits.size(), n_out, c.vocab_size);
   auto& be = backend_;
-  auto f32 = [&](int64_t cols) { return be.alloc(DType::f32, n, cols); };
-  const int64_t inter = std::max(c.intermediate_size, c.moe_intermediate_size * std::max(c.n_shared_experts, 1));
-  Scratch s;
-  s.x = f32(c.hidden_size);
-  s.h = f32(c.hidden_size);
-  s.out = f32(c.hidden_size);
-  if (c.q_lora_rank) s.q_a = f32(*c.q_lora_rank);
-  s.q = f32(c.n_heads * c.qk_head_dim());
-  s.kv = f32(c.kv_cache_dim());
-  s.q_full = f32(c.n_heads * mla_.latent_dim());
-  s.o_lat = f32(c.n_heads * c.kv_lora_rank);
-  s.o = f32(c.n_heads * c.v_head_dim);
-  s.gate = f32(inter);
-  s.up = f32(inter);
-  if (c.n_routed_experts > 0) {
-    s.router_logits = f32(c.n_routed_experts);
-    s.expert_ids = be.alloc(DType::i32, n, c.num_experts_per_tok);
-    s.expert_weights = f32(c.num_experts_per_tok);
-    s.shared = f32(c.hidden_size);
-  }
+  const float eps = float(c.rms_norm_eps);
+  Rows s;
+  s.x = ws.x.t.slice_rows(0, n);
+  s.h = ws.h.t.slice_rows(0, n);
+  s.out = ws.out.t.slice_rows(0, n);
+  if (c.q_lora_rank) s.q_a = ws.q_a.t.slice_rows(0, n);
+  s.q = ws.q.t.slice_rows(0, n);
+  s.kv = ws.kv.t.slice_rows(0, n);
+  s.q_full = ws.q_full.t.slice_rows(0, n);
+  s.o_latent = ws.o_latent.t.slice_rows(0, n);
+  s.o = ws.o.t.slice_rows(0, n);
+  s.gate = ws.gate.t.slice_rows(0, n);
+  s.up = ws.up.t.slice_rows(0, n);
+  if (c.n_routed_experts > 0) s.shared = ws.shared.t.slice_rows(0, n);
 
-  be.embedding(weights_.embed, batch.token_ids, s.x.t);
+  ops::embedding(be, weights_.embed, ctx, s.x);
+  dump(-1, "embed", s.x);
   for (int l = 0; l < c.n_layers; ++l) {
     const auto& lw = weights_.layers[size_t(l)];
-    be.rms_norm(s.x.t, lw.input_norm, float(c.rms_norm_eps), s.h.t);
-    attention(l, batch, cache, s);
-    be.add(s.x.t, s.out.t);
-    be.rms_norm(s.x.t, lw.post_norm, float(c.rms_norm_eps), s.h.t);
-    feed_forward(l, s);
-    be.add(s.x.t, s.out.t);
+    ops::rms_norm(be, s.x, lw.input_norm, eps, s.h);
+    dump(l, "attn_norm", s.h);
+    attention(l, ctx, cache, s);
+    ops::add(be, s.x, s.out);
+    dump(l, "attn_residual", s.x);
+    ops::rms_norm(be, s.x, lw.post_norm, eps, s.h);
+    dump(l, "ffn_norm", s.h);
+    feed_forward(l, s, ws);
+    dump(l, "ffn_out", s.out);
+    ops::add(be, s.x, s.out);
+    dump(l, "layer_out", s.x);
   }
 
   // Only the rows whose logits are wanted go through the final norm and lm_head.
-  const int64_t n_out = int64_t(batch.logit_rows.size());
   if (n_out == 0) return;
-  Buffer last = be.alloc(DType::f32, n_out, c.hidden_size);
-  for (int64_t i = 0; i < n_out; ++i) {
-    int32_t row = batch.logit_rows[size_t(i)];
-    if (row < 0 || row >= n) fail("forward: logit row {} outside the batch of {}", row, n);
-    be.rms_norm(s.x.t.slice_rows(row, 1), weights_.final_norm, float(c.rms_norm_eps), last.t.slice_rows(i, 1));
-  }
-  Buffer out = be.alloc(DType::f32, n_out, c.vocab_size);
-  be.linear(last.t, weights_.lm_head, out.t);
-  be.to_host(out.t, logits.data());
+  Tensor last = ws.last.t.slice_rows(0, n_out), out = ws.logits.t.slice_rows(0, n_out);
+  ops::gather_rows(be, s.x, ctx.logit_rows, last);
+  ops::rms_norm(be, last, weights_.final_norm, eps, last);
+  dump(-1, "final_norm", last);
+  ops::linear(be, last, weights_.lm_head, out);
+  dump(-1, "logits", out);
+  be.copy_to_host(out, logits.data());
 }
 
-void DeepSeekModel::attention(int layer, const ForwardBatch& batch, const KvCacheView& cache, Scratch& s) {
+void DeepSeekModel::attention(int layer, const StepContext& ctx, const KvCacheView& cache, const Rows& s) {
   const auto& c = config_;
   const auto& w = weights_.layers[size_t(layer)].attn;
   auto& be = backend_;
   const float eps = float(c.rms_norm_eps);
 
   if (c.q_lora_rank) {
-    be.linear(s.h.t, *w.q_a, s.q_a.t);
-    be.rms_norm(s.q_a.t, w.q_a_norm, eps, s.q_a.t);
-    be.linear(s.q_a.t, *w.q_b, s.q.t);
+    ops::linear(be, s.h, *w.q_a, s.q_a);
+    ops::rms_norm(be, s.q_a, w.q_a_norm, eps, s.q_a);
+    dump(layer, "q_a_norm", s.q_a);
+    ops::linear(be, s.q_a, *w.q_b, s.q);
   } else {
-    be.linear(s.h.t, *w.q_proj, s.q.t);
+    ops::linear(be, s.h, *w.q_proj, s.q);
   }
+  dump(layer, "q", s.q);
   // The latent c is normalised in place; the rotary key k_pe follows it in the same row,
   // which is exactly the cache row layout.
-  be.linear(s.h.t, w.kv_a, s.kv.t);
-  Tensor latent = s.kv.t.slice_cols(0, c.kv_lora_rank);
-  be.rms_norm(latent, w.kv_a_norm, eps, latent);
-  be.rope(s.q.t, c.n_heads, c.qk_head_dim(), c.qk_nope_head_dim, batch.positions, rope_.inv_freq,
-          rope_.attention_factor);
-  be.rope(s.kv.t, 1, c.kv_cache_dim(), c.kv_lora_rank, batch.positions, rope_.inv_freq, rope_.attention_factor);
-  be.kv_cache_write(cache, layer, s.kv.t, batch.kv_slots);
+  ops::linear(be, s.h, w.kv_a, s.kv);
+  Tensor latent = s.kv.slice_cols(0, c.kv_lora_rank);
+  ops::rms_norm(be, latent, w.kv_a_norm, eps, latent);
+  dump(layer, "kv", s.kv);
+  const Tensor& inv_freq = inv_freq_.t;
+  ops::rope(be, s.q, {c.n_heads, c.qk_head_dim(), c.qk_nope_head_dim, inv_freq, rope_.attention_factor}, ctx);
+  ops::rope(be, s.kv, {1, c.kv_cache_dim(), c.kv_lora_rank, inv_freq, rope_.attention_factor}, ctx);
+  dump(layer, "q_rope", s.q);
+  dump(layer, "kv_rope", s.kv);
+  ops::kv_cache_write(be, cache, layer, s.kv, ctx);
 
-  be.mla_absorb_query(s.q.t, w.kv_b, mla_, s.q_full.t);
-  be.mla_attention(s.q_full.t, cache, layer, batch, mla_, s.o_lat.t);
-  be.mla_expand_output(s.o_lat.t, w.kv_b, mla_, s.o.t);
-  be.linear(s.o.t, w.o, s.out.t);
+  ops::mla_absorb_query(be, s.q, w.kv_b, mla_, s.q_full);
+  dump(layer, "q_full", s.q_full);
+  ops::mla_attention(be, s.q_full, cache, layer, ctx, mla_, s.o_latent);
+  dump(layer, "o_latent", s.o_latent);
+  ops::mla_expand_output(be, s.o_latent, w.kv_b, mla_, s.o);
+  dump(layer, "o", s.o);
+  ops::linear(be, s.o, w.o, s.out);
+  dump(layer, "attn_out", s.out);
 }
 
-void DeepSeekModel::feed_forward(int layer, Scratch& s) {
+void DeepSeekModel::feed_forward(int layer, const Rows& s, Workspace& ws) {
   const auto& lw = weights_.layers[size_t(layer)];
   auto& be = backend_;
   auto mlp = [&](const MlpWeights& m, Tensor out) {
     const int64_t width = m.gate.rows();
-    Tensor gate = s.gate.t.slice_cols(0, width), up = s.up.t.slice_cols(0, width);
-    be.linear(s.h.t, m.gate, gate);
-    be.linear(s.h.t, m.up, up);
-    be.silu_mul(gate, up, gate);
-    be.linear(gate, m.down, out);
+    Tensor gate = s.gate.slice_cols(0, width), up = s.up.slice_cols(0, width);
+    ops::linear(be, s.h, m.gate, gate);
+    ops::linear(be, s.h, m.up, up);
+    ops::silu_mul(be, gate, up, gate);
+    ops::linear(be, gate, m.down, out);
   };
   if (lw.mlp) {
-    mlp(*lw.mlp, s.out.t);
+    mlp(*lw.mlp, s.out);
     return;
   }
   const auto& moe = *lw.moe;
-  be.linear(s.h.t, moe.router, s.router_logits.t);
-  be.moe_route(s.router_logits.t, moe.score_bias, routing_, s.expert_ids.t, s.expert_weights.t);
-  be.moe_experts(s.h.t, s.expert_ids.t, s.expert_weights.t, moe.experts, s.out.t);
+  const int64_t n = s.x.rows, m = n * config_.num_experts_per_tok;
+  Tensor logits = ws.router_logits.t.slice_rows(0, n), ids = ws.expert_ids.t.slice_rows(0, n),
+         weights = ws.expert_weights.t.slice_rows(0, n), row_map = ws.row_map.t.slice_rows(0, n),
+         counts = ws.expert_counts.t.slice_rows(layer, 1), x_sorted = ws.x_sorted.t.slice_rows(0, m),
+         y_sorted = ws.y_sorted.t.slice_rows(0, m);
+  ops::linear(be, s.h, moe.router, logits);
+  dump(layer, "router_logits", logits);
+  ops::moe_route(be, logits, moe.score_bias, routing_, ids, weights, counts);
+  dump(layer, "expert_ids", ids);
+  dump(layer, "expert_weights", weights);
+  ops::moe_dispatch(be, s.h, ids, counts, x_sorted, ws.expert_offsets.t, row_map);
+  dump(layer, "x_sorted", x_sorted);
+  ops::moe_grouped_mlp(be, x_sorted, ws.expert_offsets.t, moe.routed, ws.moe_gate.t.slice_rows(0, m),
+                       ws.moe_up.t.slice_rows(0, m), y_sorted);
+  dump(layer, "y_sorted", y_sorted);
+  ops::moe_combine(be, y_sorted, row_map, ids, weights, s.out);
+  dump(layer, "moe_out", s.out);
   if (moe.shared) {
-    mlp(*moe.shared, s.shared.t);
-    be.add(s.out.t, s.shared.t);
+    mlp(*moe.shared, s.shared);
+    dump(layer, "shared_out", s.shared);
+    ops::add(be, s.out, s.shared);
   }
 }
 

@@ -1,41 +1,53 @@
 #pragma once
-// The DeepSeek-V2/V3 forward pass, written once as math over the backend's ops (MATH.md).
-// It owns no kernels, no cache policy and no scheduling: the caller hands it a batch of new
-// tokens with their KV slots, and it returns the logits of the rows the batch asks for.
+// The DeepSeek-V2/V3 forward pass, written once as math over the shared op layer (MATH.md).
+// It owns no kernels, no allocation and no scheduling: the caller hands it a workspace whose
+// step context holds the step's tokens and KV slots, and it returns the logits of the rows the
+// step asks for. Every intermediate has a name (model/tensor_dump.h) for debug dumps.
 #include <span>
 
 #include "backend/backend.h"
 #include "model/config.h"
 #include "model/rope.h"
+#include "model/tensor_dump.h"
 #include "model/weights.h"
+#include "model/workspace.h"
 
 namespace dsi {
 
 class DeepSeekModel {
  public:
-  // The backend must outlive the model.
+  // `weights` must be in backend memory (upload_weights); the backend must outlive the model.
   DeepSeekModel(ModelConfig config, ModelWeights weights, Backend& backend);
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   Backend& backend() const { return backend_; }
 
-  // Runs every token of `batch` through the model, writing their latent KV rows into `cache`,
-  // and stores the logits of batch.logit_rows into `logits` ([n_logit_rows, vocab], host).
-  // Not thread-safe: one forward at a time per model.
-  void forward(const ForwardBatch& batch, const KvCacheView& cache, std::span<float> logits);
+  // Runs the tokens of ws.step (begun for this step) through the model, writing their latent
+  // KV rows into `cache`, and copies the logits of the step's logit rows into `logits`
+  // ([n_logit_rows, vocab], host). Also leaves each MoE layer's expert counts in
+  // ws.expert_counts. Not thread-safe: one forward at a time per model.
+  void forward(Workspace& ws, const KvCacheView& cache, std::span<float> logits);
+
+  // Debug: record the chosen intermediates of every forward into `dump` (null: none).
+  void set_dump(TensorDump* dump) { dump_ = dump; }
 
  private:
-  struct Scratch;
-  void attention(int layer, const ForwardBatch& batch, const KvCacheView& cache, Scratch& s);
-  void feed_forward(int layer, Scratch& s);
+  struct Rows;
+  void attention(int layer, const StepContext& ctx, const KvCacheView& cache, const Rows& s);
+  void feed_forward(int layer, const Rows& s, Workspace& ws);
+  void dump(int layer, const char* name, const Tensor& t) const {
+    if (dump_ && dump_->wants(layer, name)) dump_->record(layer, name, t);
+  }
 
   ModelConfig config_;
   ModelWeights weights_;
   Backend& backend_;
   RopeTable rope_;
+  Buffer inv_freq_;  // rope_.inv_freq in backend memory
   MlaShape mla_;
   RoutingParams routing_;
+  TensorDump* dump_ = nullptr;
 };
 
 }  // namespace dsi

@@ -1,7 +1,8 @@
 #pragma once
-// The parameters of a DeepSeek model as views the backend ops take. Linear weights point into
-// the checkpoint's memory maps (no copy) or into generated dummy weights; small vectors
-// (norms, router bias) are widened to float32 once.
+// The parameters of a DeepSeek model as views. Loading gives host views: linear weights point
+// into the checkpoint's memory maps (no copy) or into generated dummy weights; small vectors
+// (norms, router bias) are widened to float32 once. upload_weights then moves every view into
+// backend memory (model/weight_upload.h), the only form the model computes on.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -26,9 +27,10 @@ struct MlaWeights {
 };
 
 struct MoeWeights {
-  Weight router;                   // [n_routed_experts, hidden]
-  Tensor score_bias;               // f32 [1, n_routed_experts] (noaux_tc), else empty
-  std::vector<MlpWeights> experts;  // routed experts, by index
+  Weight router;                    // [n_routed_experts, hidden]
+  Tensor score_bias;                // f32 [1, n_routed_experts] (noaux_tc), else empty
+  std::vector<MlpWeights> experts;  // routed experts by index, as loaded (host); emptied by upload
+  ExpertMlpWeights routed;          // the same in backend memory, one ExpertWeight per projection
   std::optional<MlpWeights> shared;
 };
 
@@ -40,7 +42,7 @@ struct LayerWeights {
   std::optional<MoeWeights> moe;  // MoE layers
 };
 
-// Owns whatever backs the views (memory maps, float32 copies, dummy buffers).
+// Owns whatever backs the host views (memory maps, float32 copies, dummy buffers).
 class WeightStorage {
  public:
   virtual ~WeightStorage() = default;
@@ -51,8 +53,9 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   Tensor final_norm;  // f32 [1, hidden]
   Weight lm_head;     // [vocab, hidden] (the embedding when tie_word_embeddings)
-  std::shared_ptr<WeightStorage> storage;
+  std::shared_ptr<WeightStorage> storage;  // host views' memory; null once uploaded
   uint64_t n_bytes = 0;  // bytes of all parameters as stored
+  bool uploaded = false;  // views are in backend memory
 };
 
 // Loads and validates the checkpoint in `dir` against `config`: every expected tensor present

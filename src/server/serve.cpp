@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <thread>
 
-#include "backend/backend.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/threads.h"
@@ -76,6 +75,10 @@ RunnerOptions runner_options(const ServeOptions& o) {
   r.kv_cache_bytes = parse_byte_size(o.kv_cache_memory, "--kv-cache-memory");
   r.block_size = o.block_size;
   r.prefix_caching = o.prefix_caching;
+  r.backend = o.backend;
+  r.max_num_batched_tokens = o.engine.max_num_batched_tokens;
+  r.max_num_seqs = o.engine.max_num_seqs;
+  r.max_model_len = o.engine.max_model_len;
   return r;
 }
 
@@ -89,7 +92,9 @@ int run_serve(const ServeOptions& o) {
   Tokenizer tokenizer = load_tokenizer(o);
   LoadedModel model = load_model(o.source);
   ApiOptions api = api_options(o, model.name);
-  ModelRunner runner(std::move(model.config), std::move(model.weights), make_cpu_backend(), runner_options(o));
+  ModelRunner runner(std::move(model.config), std::move(model.weights), runner_options(o));
+  spdlog::info("load-to-ready: {:.2f} s (loading {:.2f} s, upload and allocation {:.2f} s)",
+               model.load_seconds + runner.ready_seconds(), model.load_seconds, runner.ready_seconds());
   // Destroyed first (below): requests it still holds keep connections alive through their
   // callbacks, and those must go while the io_context and the server exist.
   auto engine_owner = std::make_unique<Engine>(runner, o.engine);

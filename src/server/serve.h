@@ -22,6 +22,7 @@ struct ServeOptions {
   std::vector<std::string> served_model_names;  // empty: the model's name
   std::string api_key;
   EngineOptions engine;
+  BackendOptions backend;           // --device, --dtype, --kv-cache-dtype
   std::string kv_cache_memory = "1GiB";
   int block_size = 64;
   bool prefix_caching = true;

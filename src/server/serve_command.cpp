@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "core/log.h"
+#include "engine/device_flags.h"
 #include "engine/model_runner.h"
 #include "server/commands.h"
 #include "server/serve.h"
@@ -35,6 +36,7 @@ void add_model_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--served-model-name", o.served_model_names,
                   "model name(s) the API accepts; the first is reported (default: the model folder's name)");
   cmd->add_option("--threads", o.threads, "CPU threads of the model (0: one per core)")->capture_default_str();
+  add_device_flags(cmd, o.backend);
 }
 
 void add_engine_flags(CLI::App* cmd, ServeFlags& f) {

@@ -47,7 +47,8 @@ class EngineTest : public ::testing::Test {
     o.prefix_caching = prefix;
     o.max_kv_blocks = n_blocks;
     o.kv_cache_bytes = int64_t(1) << 30;
-    return std::make_unique<ModelRunner>(model_->config, model_->weights, make_cpu_backend(), o);
+    o.backend.device = DeviceKind::device_cpu;
+    return std::make_unique<ModelRunner>(model_->config, model_->weights, o);
   }
 
   static RequestId submit(Engine& e, std::map<RequestId, Result>& results, std::vector<int32_t> prompt,
@@ -343,7 +344,8 @@ TEST_F(EngineTest, NonFiniteLogitsFailOnlyTheirRequest) {
     RunnerOptions o;
     o.block_size = 16;
     o.max_kv_blocks = 64;
-    runners_.push_back(std::make_unique<ModelRunner>(config, std::move(w), make_cpu_backend(), o));
+    o.backend.device = DeviceKind::device_cpu;
+    runners_.push_back(std::make_unique<ModelRunner>(config, std::move(w), o));
   };
   const std::vector<int32_t> healthy_prompt = {0, 11, 12, 13, 14};
   std::map<RequestId, Result> res;

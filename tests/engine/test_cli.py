@@ -1,7 +1,7 @@
 """`dsinfer logits` and `dsinfer generate` exactly as the held-out checks run them: every fixture,
 every prompt, max |logit - reference| < LOGIT_TOLERANCE and the 24 greedy tokens equal (tie-aware:
-tests/common/parity.py); and the errors a user can cause (bad flags, missing or broken models)
-give a message and a non-zero exit."""
+tests/common/parity.py); the errors a user can cause (bad flags, missing or broken models) give a
+message and a non-zero exit; and tensor dumps with compare-dumps."""
 import json
 import os
 import subprocess
@@ -87,7 +87,31 @@ def check_errors(tmp):
     config["topk_method"] = "best_guess"
     json.dump(config, open(os.path.join(broken, "config.json"), "w"))
     expect_error(["generate", "--model", broken, "--tokens", "0"], 'topk_method = "best_guess"')
+    expect_error(["generate", "--model", lite, "--tokens", "0", "--device", "cpu", "--dtype", "bfloat16"],
+                 "--dtype bfloat16 is not supported by the CPU backend")
+    expect_error(["logits", "--model", lite, "--tokens", "0", "--out", "x", "--dump-tensors", "q"],
+                 "--dump-tensors needs --dump-dir")
     print("error cases ok")
+
+
+def check_dumps(tmp):
+    """A dump of a run compares equal to a dump of the same run on another thread count, and
+    compare-dumps fails (exit 1) when a tensor differs."""
+    lite = os.path.join(DATA, "tiny-v2-lite")
+    dirs = []
+    for threads, tokens in [("1", "0,17,5"), ("2", "0,17,5"), ("2", "0,17,6")]:
+        d = os.path.join(tmp, f"dump-{len(dirs)}")
+        dsinfer("logits", "--model", lite, "--tokens", tokens, "--out", os.path.join(tmp, "l.safetensors"),
+                "--threads", threads, "--device", "cpu", "--dump-tensors", "*", "--dump-layers", "1",
+                "--dump-dir", d)
+        dirs.append(d)
+    names = safetensors_io.read(os.path.join(dirs[0], "step0.safetensors"))
+    assert "layer.1.q_rope" in names and "layer.0.q_rope" not in names and "logits" in names, sorted(names)
+    same = dsinfer("compare-dumps", dirs[0], dirs[1], "--max-rel-error", "1e-5")
+    assert "layer.1.moe_out" in same.stdout, same.stdout
+    differ = dsinfer("compare-dumps", dirs[0], dirs[2], "--max-rel-error", "1e-5", check=False)
+    assert differ.returncode == 1 and "differ beyond the tolerance" in differ.stdout, differ.stdout
+    print("dumps ok")
 
 
 def main():
@@ -95,6 +119,7 @@ def main():
         for model in FIXTURES:
             check_fixture(model, tmp)
         check_errors(tmp)
+        check_dumps(tmp)
 
 
 main()

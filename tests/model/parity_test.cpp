@@ -80,7 +80,8 @@ class Parity : public ::testing::TestWithParam<std::string> {
     o.block_size = block_size;
     o.kv_cache_bytes = int64_t(64) << 20;
     o.prefix_caching = false;
-    return ModelRunner(std::move(m.config), std::move(m.weights), make_cpu_backend(), o);
+    o.backend.device = DeviceKind::device_cpu;
+    return ModelRunner(std::move(m.config), std::move(m.weights), o);
   }
   static std::vector<int32_t> blocks(ModelRunner& r, int64_t n_tokens) {
     std::vector<int32_t> t;

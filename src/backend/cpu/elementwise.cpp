@@ -1,47 +1,25 @@
-// Row-wise ops of the CPU backend: embedding, RMSNorm, rotary embedding, SiLU gating, add.
+// Row-wise ops of the CPU backend: embedding, RMSNorm, rotary embedding, SiLU gating, add,
+// row gather. Shapes and dtypes were checked by the op layer (backend/ops.cpp).
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
-#include "core/error.h"
 
 namespace dsi::cpu {
 
-namespace {
-
-void require_f32(const Tensor& t, const char* op, const char* name) {
-  if (t.dtype != DType::f32) fail("{}: {} must be f32, got {}", op, name, dtype_name(t.dtype));
-}
-
-void require_same_shape(const Tensor& a, const Tensor& b, const char* op) {
-  if (a.rows != b.rows || a.cols != b.cols)
-    fail("{}: shape mismatch [{}, {}] vs [{}, {}]", op, a.rows, a.cols, b.rows, b.cols);
-}
-
-}  // namespace
-
-void CpuBackend::embedding(const Weight& table, std::span<const int32_t> ids, Tensor out) {
-  require_f32(out, "embedding", "out");
-  if (table.quantized()) fail("embedding: quantised tables are not supported");
-  if (out.rows != int64_t(ids.size()) || out.cols != table.cols())
-    fail("embedding: out is [{}, {}], expected [{}, {}]", out.rows, out.cols, ids.size(), table.cols());
-  for (int32_t id : ids)
-    if (id < 0 || id >= table.rows()) fail("embedding: id {} outside [0, {})", id, table.rows());
-  const int64_t n = int64_t(ids.size()), d = table.cols();
+void CpuBackend::embedding(const Weight& table, const StepContext& ctx, Tensor out) {
+  const int32_t* ids = static_cast<const int32_t*>(ctx.token_ids.data);
+  const int64_t n = ctx.n_tokens(), d = table.cols();
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     float* dst = out.row<float>(i);
-    const int64_t base = int64_t(ids[size_t(i)]) * table.w.row_stride;
+    const int64_t base = int64_t(ids[i]) * table.w.row_stride;
     for (int64_t j = 0; j < d; ++j) dst[j] = load_as_f32(table.w.data, table.w.dtype, base + j);
   }
 }
 
 void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor out) {
-  require_f32(x, "rms_norm", "x");
-  require_f32(out, "rms_norm", "out");
-  require_f32(weight, "rms_norm", "weight");
-  require_same_shape(x, out, "rms_norm");
-  if (weight.numel() != x.cols) fail("rms_norm: weight has {} values for rows of {}", weight.numel(), x.cols);
   const int64_t d = x.cols;
   const float* w = weight.row<const float>(0);
 #pragma omp parallel for schedule(static)
@@ -57,22 +35,21 @@ void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Tens
   }
 }
 
-void CpuBackend::rope(Tensor x, int n_heads, int64_t head_stride, int64_t rope_offset,
-                      std::span<const int32_t> positions, std::span<const float> inv_freq, float attention_factor) {
-  require_f32(x, "rope", "x");
-  const int64_t half = int64_t(inv_freq.size());
-  if (int64_t(positions.size()) != x.rows) fail("rope: {} positions for {} rows", positions.size(), x.rows);
-  if (n_heads < 1 || (n_heads - 1) * head_stride + rope_offset + 2 * half > x.cols)
-    fail("rope: {} heads of stride {} with rope dims [{}, {}) exceed the row of {}", n_heads, head_stride,
-         rope_offset, rope_offset + 2 * half, x.cols);
+void CpuBackend::rope(Tensor x, const RopeParams& rp, const StepContext& ctx) {
+  const int64_t half = rp.inv_freq.numel();
+  const float* inv_freq = static_cast<const float*>(rp.inv_freq.data);
+  const int32_t* positions = static_cast<const int32_t*>(ctx.positions.data);
+  const int n_heads = rp.n_heads;
+  const int64_t head_stride = rp.head_stride, rope_offset = rp.rope_offset;
+  const float attention_factor = rp.attention_factor;
 #pragma omp parallel
   {
     std::vector<float> cs(static_cast<size_t>(2 * half));
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < x.rows; ++r) {
-      const double pos = positions[size_t(r)];
+      const double pos = positions[r];
       for (int64_t i = 0; i < half; ++i) {
-        const double t = pos * double(inv_freq[size_t(i)]);
+        const double t = pos * double(inv_freq[i]);
         cs[size_t(2 * i)] = float(std::cos(t)) * attention_factor;
         cs[size_t(2 * i + 1)] = float(std::sin(t)) * attention_factor;
       }
@@ -91,11 +68,6 @@ void CpuBackend::rope(Tensor x, int n_heads, int64_t head_stride, int64_t rope_o
 }
 
 void CpuBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor out) {
-  require_f32(gate, "silu_mul", "gate");
-  require_f32(up, "silu_mul", "up");
-  require_f32(out, "silu_mul", "out");
-  require_same_shape(gate, up, "silu_mul");
-  require_same_shape(gate, out, "silu_mul");
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < gate.rows; ++r) {
     const float* g = gate.row<const float>(r);
@@ -106,15 +78,18 @@ void CpuBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor out) {
 }
 
 void CpuBackend::add(Tensor x, const Tensor& y) {
-  require_f32(x, "add", "x");
-  require_f32(y, "add", "y");
-  require_same_shape(x, y, "add");
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < x.rows; ++r) {
     float* a = x.row<float>(r);
     const float* b = y.row<const float>(r);
     for (int64_t j = 0; j < x.cols; ++j) a[j] += b[j];
   }
+}
+
+void CpuBackend::gather_rows(const Tensor& x, const Tensor& rows, Tensor out) {
+  const int32_t* index = static_cast<const int32_t*>(rows.data);
+  for (int64_t i = 0; i < out.rows; ++i)
+    std::memcpy(out.row<float>(i), x.row<const float>(index[i]), size_t(x.cols) * 4);
 }
 
 }  // namespace dsi::cpu

@@ -9,8 +9,6 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/gemm.h"
-#include "core/aligned_buffer.h"
-#include "core/error.h"
 
 namespace dsi::cpu {
 
@@ -26,98 +24,70 @@ inline float dot(const float* a, const float* b, int64_t n) {
   return acc;
 }
 
-void check_kv_b(const Weight& kv_b, const MlaShape& s) {
-  if (kv_b.rows() != s.n_heads * (s.qk_nope_head_dim + s.v_head_dim) || kv_b.cols() != s.kv_lora_rank)
-    fail("mla: kv_b_proj is [{}, {}], expected [{}, {}]", kv_b.rows(), kv_b.cols(),
-         s.n_heads * (s.qk_nope_head_dim + s.v_head_dim), s.kv_lora_rank);
-}
-
 }  // namespace
 
-void CpuBackend::kv_cache_write(const KvCacheView& cache, int layer, const Tensor& kv, std::span<const int64_t> slots) {
-  if (layer < 0 || layer >= cache.n_layers) fail("kv_cache_write: layer {} outside [0, {})", layer, cache.n_layers);
-  if (kv.cols != cache.pool.cols || int64_t(slots.size()) != kv.rows)
-    fail("kv_cache_write: kv [{}, {}] with {} slots does not fit rows of {}", kv.rows, kv.cols, slots.size(),
-         cache.pool.cols);
+void CpuBackend::kv_cache_write(const KvCacheView& cache, int layer, const Tensor& kv, const StepContext& ctx) {
   Tensor pool = cache.layer(layer);
-  for (int64_t i = 0; i < kv.rows; ++i) {
-    int64_t slot = slots[size_t(i)];
-    if (slot < 0 || slot >= pool.rows) fail("kv_cache_write: slot {} outside the cache of {} rows", slot, pool.rows);
-    std::memcpy(pool.row<float>(slot), kv.row<const float>(i), size_t(kv.cols) * 4);
-  }
+  const int64_t* slots = static_cast<const int64_t*>(ctx.kv_slots.data);
+  for (int64_t i = 0; i < kv.rows; ++i)
+    std::memcpy(pool.row<float>(slots[i]), kv.row<const float>(i), size_t(kv.cols) * 4);
 }
 
 void CpuBackend::mla_absorb_query(const Tensor& q, const Weight& kv_b, const MlaShape& s, Tensor q_full) {
-  check_kv_b(kv_b, s);
   const int64_t qd = s.q_head_dim(), D = s.latent_dim(), dn = s.qk_nope_head_dim, r = s.kv_lora_rank;
-  if (q.cols != s.n_heads * qd || q_full.cols != s.n_heads * D || q.rows != q_full.rows)
-    fail("mla_absorb_query: q [{}, {}] and q_full [{}, {}] do not match {} heads", q.rows, q.cols, q_full.rows,
-         q_full.cols, s.n_heads);
   // One product per head, each into its own contiguous [n, r] block (outputs of a batch may
   // not interleave), then laid out head by head as [latent | rope] rows.
   const int64_t n = q.rows;
-  AlignedBuffer latent(size_t(s.n_heads * n * r) * 4);
+  float* latent = mla_scratch(s.n_heads * n * r);
   std::vector<GemmProblem> problems;
   for (int h = 0; h < s.n_heads; ++h)
     problems.push_back({q.slice_cols(h * qd, dn), kv_b.slice_rows(h * (dn + s.v_head_dim), dn),
-                        Tensor::matrix(latent.as<float>() + h * n * r, DType::f32, n, r), true});
+                        Tensor::matrix(latent + h * n * r, DType::f32, n, r), true});
   linear_batch(problems);
   for (int64_t t = 0; t < n; ++t)
     for (int h = 0; h < s.n_heads; ++h) {
       float* dst = q_full.row<float>(t) + h * D;
-      std::memcpy(dst, latent.as<float>() + (h * n + t) * r, size_t(r) * 4);
+      std::memcpy(dst, latent + (h * n + t) * r, size_t(r) * 4);
       std::memcpy(dst + r, q.row<const float>(t) + h * qd + dn, size_t(s.qk_rope_head_dim) * 4);
     }
 }
 
 void CpuBackend::mla_expand_output(const Tensor& o_latent, const Weight& kv_b, const MlaShape& s, Tensor o) {
-  check_kv_b(kv_b, s);
   const int64_t r = s.kv_lora_rank, dn = s.qk_nope_head_dim, dv = s.v_head_dim;
-  if (o_latent.cols != s.n_heads * r || o.cols != s.n_heads * dv || o.rows != o_latent.rows)
-    fail("mla_expand_output: o_latent [{}, {}] and o [{}, {}] do not match {} heads", o_latent.rows, o_latent.cols,
-         o.rows, o.cols, s.n_heads);
   const int64_t n = o.rows;
-  AlignedBuffer per_head(size_t(s.n_heads * n * dv) * 4);
+  float* per_head = mla_scratch(s.n_heads * n * dv);
   std::vector<GemmProblem> problems;
   for (int h = 0; h < s.n_heads; ++h)
     problems.push_back({o_latent.slice_cols(h * r, r), kv_b.slice_rows(h * (dn + dv) + dn, dv),
-                        Tensor::matrix(per_head.as<float>() + h * n * dv, DType::f32, n, dv), false});
+                        Tensor::matrix(per_head + h * n * dv, DType::f32, n, dv), false});
   linear_batch(problems);
   for (int64_t t = 0; t < n; ++t)
     for (int h = 0; h < s.n_heads; ++h)
-      std::memcpy(o.row<float>(t) + h * dv, per_head.as<float>() + (h * n + t) * dv, size_t(dv) * 4);
+      std::memcpy(o.row<float>(t) + h * dv, per_head + (h * n + t) * dv, size_t(dv) * 4);
 }
 
-void CpuBackend::mla_attention(const Tensor& q_full, const KvCacheView& cache, int layer, const ForwardBatch& batch,
+void CpuBackend::mla_attention(const Tensor& q_full, const KvCacheView& cache, int layer, const StepContext& ctx,
                                const MlaShape& s, Tensor o_latent) {
   const int64_t D = s.latent_dim(), r = s.kv_lora_rank;
   const int bs = cache.block_size;
-  if (q_full.cols != s.n_heads * D || o_latent.cols != s.n_heads * r || q_full.rows != batch.n_tokens() ||
-      o_latent.rows != q_full.rows)
-    fail("mla_attention: q_full [{}, {}] / o_latent [{}, {}] do not match {} tokens of {} heads", q_full.rows,
-         q_full.cols, o_latent.rows, o_latent.cols, batch.n_tokens(), s.n_heads);
-  if (cache.pool.cols != D) fail("mla_attention: cache rows hold {} values, expected {}", cache.pool.cols, D);
-  if (layer < 0 || layer >= cache.n_layers) fail("mla_attention: layer {} outside [0, {})", layer, cache.n_layers);
+  const auto* first_row = static_cast<const int32_t*>(ctx.seq_first_row.data);
+  const auto* n_new = static_cast<const int32_t*>(ctx.seq_n_tokens.data);
+  const auto* n_cached = static_cast<const int32_t*>(ctx.seq_n_cached.data);
 
-  // Each batch row, with its sequence and context length (positions [0, ctx) are visible).
+  // Each batch row, with its context length (positions [0, ctx) are visible) and its
+  // sequence's block table.
   struct Query {
     int64_t row;
     int64_t ctx;
-    const BatchSequence* seq;
+    const int32_t* blocks;
   };
   std::vector<Query> queries;
-  int64_t max_ctx = 0;
-  for (const auto& seq : batch.sequences) {
-    const int64_t total = int64_t(seq.n_cached) + seq.n_tokens;
-    if (seq.first_row < 0 || seq.n_tokens < 0 || seq.first_row + seq.n_tokens > batch.n_tokens())
-      fail("mla_attention: sequence rows [{}, {}) outside the batch", seq.first_row, seq.first_row + seq.n_tokens);
-    if (int64_t(seq.block_table.size()) * bs < total)
-      fail("mla_attention: {} blocks cannot hold {} tokens", seq.block_table.size(), total);
-    for (int32_t b : seq.block_table)
-      if (b < 0 || b >= cache.n_blocks) fail("mla_attention: block {} outside [0, {})", b, cache.n_blocks);
-    for (int32_t i = 0; i < seq.n_tokens; ++i) queries.push_back({seq.first_row + i, seq.n_cached + i + 1, &seq});
-    max_ctx = std::max(max_ctx, total);
+  queries.reserve(size_t(ctx.n_tokens()));
+  for (int64_t q = 0; q < ctx.n_seqs(); ++q) {
+    const int32_t* blocks = ctx.block_table.row<const int32_t>(q);
+    for (int32_t i = 0; i < n_new[q]; ++i) queries.push_back({first_row[q] + i, n_cached[q] + i + 1, blocks});
   }
+  const int64_t max_ctx = ctx.host.max_context;
   const Tensor pool = cache.layer(layer);
   const int n_groups = (s.n_heads + kHeadGroup - 1) / kHeadGroup;
   const int64_t n_items = int64_t(queries.size()) * n_groups;
@@ -132,7 +102,7 @@ void CpuBackend::mla_attention(const Tensor& q_full, const KvCacheView& cache, i
       const int h0 = int(item % n_groups) * kHeadGroup;
       const int nh = std::min(kHeadGroup, s.n_heads - h0);
       for (int64_t j = 0; j < qr.ctx; ++j)
-        rows[size_t(j)] = pool.row<const float>(int64_t(qr.seq->block_table[size_t(j / bs)]) * bs + j % bs);
+        rows[size_t(j)] = pool.row<const float>(int64_t(qr.blocks[j / bs]) * bs + j % bs);
       const float* q = q_full.row<const float>(qr.row) + h0 * D;
       for (int64_t j = 0; j < qr.ctx; ++j)
         for (int h = 0; h < nh; ++h) scores[size_t(h * qr.ctx + j)] = s.softmax_scale * dot(q + h * D, rows[size_t(j)], D);

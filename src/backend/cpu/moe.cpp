@@ -1,5 +1,6 @@
-// DeepSeekMoE on the CPU backend: expert choice per token, then every routed expert runs once
-// over the tokens that chose it (one batched GEMM region for all experts), then a weighted sum.
+// DeepSeekMoE on the CPU backend in four ops: expert choice per token (with per-expert counts),
+// dispatch (rows permuted expert-major), every routed expert once over the tokens that chose it
+// (one batched GEMM region for all experts), and the weighted combine.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -8,7 +9,6 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/gemm.h"
-#include "core/aligned_buffer.h"
 #include "core/error.h"
 
 namespace dsi::cpu {
@@ -73,82 +73,67 @@ void route_token(std::span<const float> logits, std::span<const float> score_bia
 }
 
 void CpuBackend::moe_route(const Tensor& logits, const Tensor& score_bias, const RoutingParams& p, Tensor expert_ids,
-                           Tensor expert_weights) {
-  if (logits.dtype != DType::f32 || logits.cols != p.n_experts)
-    fail("moe_route: logits must be f32 [n, {}], got {} [{}, {}]", p.n_experts, dtype_name(logits.dtype), logits.rows,
-         logits.cols);
-  if (expert_ids.dtype != DType::i32 || expert_ids.rows != logits.rows || expert_ids.cols != p.top_k ||
-      expert_weights.dtype != DType::f32 || expert_weights.rows != logits.rows || expert_weights.cols != p.top_k)
-    fail("moe_route: outputs must be i32 and f32 [{}, {}]", logits.rows, p.top_k);
-  if (p.use_score_bias && score_bias.numel() != p.n_experts)
-    fail("moe_route: score bias has {} values for {} experts", score_bias.numel(), p.n_experts);
-  if (p.top_k < 1 || p.top_k > p.n_experts || p.n_group < 1 || p.n_experts % p.n_group != 0 || p.topk_group < 1 ||
-      p.topk_group > p.n_group)
-    fail("moe_route: inconsistent routing parameters");
+                           Tensor expert_weights, Tensor expert_counts) {
   std::span<const float> bias;
   if (p.use_score_bias) bias = {score_bias.row<const float>(0), size_t(p.n_experts)};
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < logits.rows; ++t)
     route_token({logits.row<const float>(t), size_t(p.n_experts)}, bias, p,
                 {expert_ids.row<int32_t>(t), size_t(p.top_k)}, {expert_weights.row<float>(t), size_t(p.top_k)});
+  int32_t* counts = expert_counts.row<int32_t>(0);
+  std::fill_n(counts, p.n_experts, 0);
+  for (int64_t t = 0; t < logits.rows; ++t)
+    for (int j = 0; j < p.top_k; ++j) ++counts[expert_ids.row<const int32_t>(t)[j]];
 }
 
-void CpuBackend::moe_experts(const Tensor& x, const Tensor& expert_ids, const Tensor& expert_weights,
-                             std::span<const MlpWeights> experts, Tensor out) {
+// Expert e owns rows [offset[e], offset[e + 1]); within an expert, (token, choice) pairs keep
+// batch order.
+void CpuBackend::moe_dispatch(const Tensor& x, const Tensor& expert_ids, const Tensor& expert_counts, Tensor x_sorted,
+                              Tensor expert_offsets, Tensor row_map) {
   const int64_t n = x.rows, k = expert_ids.cols, H = x.cols;
-  if (expert_ids.rows != n || expert_weights.rows != n || expert_weights.cols != k || out.rows != n || out.cols != H)
-    fail("moe_experts: shapes do not match: x [{}, {}], ids [{}, {}], out [{}, {}]", n, H, expert_ids.rows, k,
-         out.rows, out.cols);
-  const int n_experts = int(experts.size());
-  // Group the (token, slot) pairs by expert: expert e owns rows [offset[e], offset[e + 1]).
-  std::vector<int64_t> offset(size_t(n_experts) + 1, 0);
+  const int n_experts = int(expert_counts.cols);
+  const int32_t* counts = expert_counts.row<const int32_t>(0);
+  int32_t* offset = expert_offsets.row<int32_t>(0);
+  offset[0] = 0;
+  for (int e = 0; e < n_experts; ++e) offset[e + 1] = offset[e] + counts[e];
+  if (offset[n_experts] != n * k)
+    fail("moe_dispatch: expert counts sum to {}, expected {} tokens x {} choices", offset[n_experts], n, k);
+  std::vector<int32_t> fill(offset, offset + n_experts);
   for (int64_t t = 0; t < n; ++t)
-    for (int64_t j = 0; j < k; ++j) {
-      int32_t e = expert_ids.row<const int32_t>(t)[j];
-      if (e < 0 || e >= n_experts) fail("moe_experts: expert id {} outside [0, {})", e, n_experts);
-      ++offset[size_t(e) + 1];
-    }
-  std::partial_sum(offset.begin(), offset.end(), offset.begin());
-  const int64_t n_rows = offset.back();
-  std::vector<int64_t> fill(offset.begin(), offset.end() - 1);
-  std::vector<int64_t> row_of(static_cast<size_t>(n * k));  // (t, j) -> row in the grouped buffers
-  // Routed experts all have moe_intermediate_size columns, so gating runs once over all rows.
-  const int64_t inter = experts.empty() ? 0 : experts[0].gate.rows();
-  for (auto& e : experts)
-    if (e.gate.rows() != inter || e.up.rows() != inter || e.down.cols() != inter)
-      fail("moe_experts: experts differ in width ({} vs {})", e.gate.rows(), inter);
+    for (int64_t j = 0; j < k; ++j) row_map.row<int32_t>(t)[j] = fill[size_t(expert_ids.row<const int32_t>(t)[j])]++;
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t j = 0; j < k; ++j) std::copy_n(x.row<const float>(t), H, x_sorted.row<float>(row_map.row<const int32_t>(t)[j]));
+}
 
-  AlignedBuffer xs(size_t(n_rows * H) * 4), gate(size_t(n_rows * inter) * 4), up(size_t(n_rows * inter) * 4),
-      down(size_t(n_rows * H) * 4);
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t j = 0; j < k; ++j) {
-      int64_t row = fill[size_t(expert_ids.row<const int32_t>(t)[j])]++;
-      row_of[size_t(t * k + j)] = row;
-      std::copy_n(x.row<const float>(t), H, xs.as<float>() + row * H);
-    }
-  auto rows_of = [&](const AlignedBuffer& b, int64_t cols, int e, int64_t width) {
-    return Tensor{b.as<float>() + offset[size_t(e)] * cols, DType::f32, offset[size_t(e) + 1] - offset[size_t(e)],
-                  width, cols};
-  };
+// Every routed expert over its rows: one batched GEMM region for all experts' gate and up
+// projections, SiLU gating over all rows at once (every expert has the same width), and one
+// region for the down projections.
+void CpuBackend::moe_grouped_mlp(const Tensor& x_sorted, const Tensor& expert_offsets, const ExpertMlpWeights& w,
+                                 Tensor gate, Tensor up, Tensor y_sorted) {
+  const int n_experts = w.gate.n_experts();
+  const int32_t* offset = expert_offsets.row<const int32_t>(0);
+  auto rows_of = [&](const Tensor& t, int e) { return t.slice_rows(offset[e], offset[e + 1] - offset[e]); };
   std::vector<GemmProblem> problems;
   for (int e = 0; e < n_experts; ++e) {
-    if (offset[size_t(e) + 1] == offset[size_t(e)]) continue;
-    const auto& w = experts[size_t(e)];
-    problems.push_back({rows_of(xs, H, e, H), w.gate, rows_of(gate, inter, e, w.gate.rows()), false});
-    problems.push_back({rows_of(xs, H, e, H), w.up, rows_of(up, inter, e, w.up.rows()), false});
+    if (offset[e + 1] == offset[e]) continue;
+    problems.push_back({rows_of(x_sorted, e), w.gate.experts[size_t(e)], rows_of(gate, e), false});
+    problems.push_back({rows_of(x_sorted, e), w.up.experts[size_t(e)], rows_of(up, e), false});
   }
   linear_batch(problems);
   problems.clear();
-  Tensor all_gate = Tensor::matrix(gate.data(), DType::f32, n_rows, inter);
-  silu_mul(all_gate, Tensor::matrix(up.data(), DType::f32, n_rows, inter), all_gate);
+  silu_mul(gate, up, gate);
   for (int e = 0; e < n_experts; ++e) {
-    if (offset[size_t(e) + 1] == offset[size_t(e)]) continue;
-    const auto& w = experts[size_t(e)];
-    problems.push_back({rows_of(gate, inter, e, w.down.cols()), w.down, rows_of(down, H, e, H), false});
+    if (offset[e + 1] == offset[e]) continue;
+    problems.push_back({rows_of(gate, e), w.down.experts[size_t(e)], rows_of(y_sorted, e), false});
   }
   linear_batch(problems);
+}
 
-  // Each token sums its experts in increasing expert order, as the reference does.
+// Each token sums its experts in increasing expert order, as the reference does.
+void CpuBackend::moe_combine(const Tensor& y_sorted, const Tensor& row_map, const Tensor& expert_ids,
+                             const Tensor& expert_weights, Tensor out) {
+  const int64_t n = out.rows, k = row_map.cols, H = out.cols;
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; ++t) {
     std::vector<int64_t> slots(static_cast<size_t>(k));
@@ -158,9 +143,9 @@ void CpuBackend::moe_experts(const Tensor& x, const Tensor& expert_ids, const Te
     float* o = out.row<float>(t);
     std::fill_n(o, H, 0.0f);
     for (int64_t j : slots) {
-      const float w = expert_weights.row<const float>(t)[j];
-      const float* d = down.as<float>() + row_of[size_t(t * k + j)] * H;
-      for (int64_t i = 0; i < H; ++i) o[i] += w * d[i];
+      const float wt = expert_weights.row<const float>(t)[j];
+      const float* d = y_sorted.row<const float>(row_map.row<const int32_t>(t)[j]);
+      for (int64_t i = 0; i < H; ++i) o[i] += wt * d[i];
     }
   }
 }

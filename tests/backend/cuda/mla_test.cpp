@@ -18,6 +18,8 @@
 #include <numeric>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
+#include "backend/step_context.h"
 #include "backend/cuda/device.h"
 #include "backend/cuda/mla_attention.h"
 #include "backend/cuda/mla_projections.h"
@@ -61,10 +63,11 @@ void run_attention_case(const AttentionCase& c, DType act, DType kv, Rng& rng) {
   std::iota(perm.begin(), perm.end(), 0);
   std::shuffle(perm.begin(), perm.end(), rng.gen);
 
+  // The CPU oracle reads the step through a StepContext, whose batch lists the sequences in row
+  // order with positions following their caches; the kernel gets the same sequences listed in
+  // reverse (it may not assume an order).
   ForwardBatch batch;
   batch.token_ids.assign(size_t(n_tokens), 0);
-  batch.positions.assign(size_t(n_tokens), 0);
-  batch.kv_slots.assign(size_t(n_tokens), 0);
   const int table_ld = max_blocks + 1;  // a row stride wider than any table, as in StepContext
   std::vector<int32_t> first_row, seq_tokens, cached, table;
   int row = 0, next_block = 0;
@@ -75,11 +78,17 @@ void run_attention_case(const AttentionCase& c, DType act, DType kv, Rng& rng) {
     seq.n_cached = s.n_cached;
     const int nb = (s.n_cached + s.n_tokens + kBlockSize - 1) / kBlockSize;
     for (int b = 0; b < nb; ++b) seq.block_table.push_back(perm[size_t(next_block++)]);
+    for (int i = 0; i < s.n_tokens; ++i) {
+      const int pos = s.n_cached + i;
+      batch.positions.push_back(pos);
+      batch.kv_slots.push_back(int64_t(seq.block_table[size_t(pos / kBlockSize)]) * kBlockSize + pos % kBlockSize);
+    }
     row += s.n_tokens;
     batch.sequences.push_back(seq);
   }
-  std::reverse(batch.sequences.begin(), batch.sequences.end());
-  for (const auto& seq : batch.sequences) {
+  std::vector<BatchSequence> reversed = batch.sequences;
+  std::reverse(reversed.begin(), reversed.end());
+  for (const auto& seq : reversed) {
     first_row.push_back(seq.first_row);
     seq_tokens.push_back(seq.n_tokens);
     cached.push_back(seq.n_cached);
@@ -91,13 +100,15 @@ void run_attention_case(const AttentionCase& c, DType act, DType kv, Rng& rng) {
   const auto q = round_to(rng.normal(size_t(n_tokens) * c.n_heads * D), act);
   const auto pool = round_to(rng.normal(size_t(n_blocks) * kBlockSize * D), kv);
 
-  auto cpu = make_cpu_backend();
+  cpu::CpuBackend cpu;
+  StepContext ctx{cpu, StepLimits{n_tokens, int64_t(c.seqs.size()), max_blocks, 0}, StepBounds{1, n_blocks, kBlockSize}};
+  ctx.begin(cpu, batch);
   std::vector<float> q_host = q, pool_host = pool, ref(size_t(n_tokens) * c.n_heads * c.r);
   KvCacheView cache{Tensor::matrix(pool_host.data(), DType::f32, int64_t(n_blocks) * kBlockSize, D), 1, n_blocks,
                     kBlockSize};
   const MlaShape shape{c.n_heads, 128, c.dr, 128, c.r, scale};
-  cpu->mla_attention(Tensor::matrix(q_host.data(), DType::f32, n_tokens, int64_t(c.n_heads) * D), cache, 0, batch,
-                     shape, Tensor::matrix(ref.data(), DType::f32, n_tokens, int64_t(c.n_heads) * c.r));
+  cpu.mla_attention(Tensor::matrix(q_host.data(), DType::f32, n_tokens, int64_t(c.n_heads) * D), cache, 0, ctx,
+                    shape, Tensor::matrix(ref.data(), DType::f32, n_tokens, int64_t(c.n_heads) * c.r));
 
   DeviceMem d_q = upload(q, act), d_pool = upload(pool, kv);
   DeviceMem d_first = upload_raw(first_row), d_ntok = upload_raw(seq_tokens), d_cached = upload_raw(cached),
@@ -214,7 +225,7 @@ void run_projection_case(const ProjectionCase& c, DType act, DType wdtype, int n
   dw.ld = kvb.cols;
   dw.scale = wdtype == DType::f8_e4m3 ? d_scale.as<float>() : nullptr;
   dw.scale_ld = kvb.scale_cols;
-  auto cpu = make_cpu_backend();
+  cpu::CpuBackend cpu;
   const MlaShape shape{c.n_heads, c.dn, c.dr, c.dv, c.r, 1.0f};
   const std::string what = std::string(c.name) + " act " + dname(act) + " kv_b " + dname(wdtype) + " n " +
                            std::to_string(n_tokens);
@@ -222,7 +233,7 @@ void run_projection_case(const ProjectionCase& c, DType act, DType wdtype, int n
   {  // absorb
     auto q = round_to(rng.normal(size_t(n_tokens) * c.n_heads * qd), act);
     std::vector<float> ref(size_t(n_tokens) * c.n_heads * D);
-    cpu->mla_absorb_query(Tensor::matrix(q.data(), DType::f32, n_tokens, c.n_heads * qd), kvb.host(), shape,
+    cpu.mla_absorb_query(Tensor::matrix(q.data(), DType::f32, n_tokens, c.n_heads * qd), kvb.host(), shape,
                           Tensor::matrix(ref.data(), DType::f32, n_tokens, c.n_heads * D));
     DeviceMem d_q = upload(q, act), d_out(ref.size() * dtype_size(act));
     d_out.poison();
@@ -245,7 +256,7 @@ void run_projection_case(const ProjectionCase& c, DType act, DType wdtype, int n
   {  // expand
     auto o_latent = round_to(rng.normal(size_t(n_tokens) * c.n_heads * c.r), act);
     std::vector<float> ref(size_t(n_tokens) * c.n_heads * c.dv);
-    cpu->mla_expand_output(Tensor::matrix(o_latent.data(), DType::f32, n_tokens, int64_t(c.n_heads) * c.r),
+    cpu.mla_expand_output(Tensor::matrix(o_latent.data(), DType::f32, n_tokens, int64_t(c.n_heads) * c.r),
                            kvb.host(), shape, Tensor::matrix(ref.data(), DType::f32, n_tokens, int64_t(c.n_heads) * c.dv));
     DeviceMem d_in = upload(o_latent, act), d_out(ref.size() * dtype_size(act));
     d_out.poison();

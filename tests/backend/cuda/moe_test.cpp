@@ -1,8 +1,9 @@
 // The CUDA MoE steps against the CPU backend, the oracle, on fresh random inputs: routing for
 // every method of the fixtures and the real V2 / V2-Lite / V3 configurations (with exact ties
 // in scores, biases and group scores), the dispatch permutation (exact), and the grouped expert
-// MLP with combine against CpuBackend::moe_experts (+ the shared expert's output) for bf16 and
-// FP8 weights, bf16 and f32 activations, at the fixtures' and the real models' widths.
+// MLP with combine against the CPU's moe_dispatch / moe_grouped_mlp / moe_combine (+ the shared
+// expert's output) for bf16 and FP8 weights, bf16 and f32 activations, at the fixtures' and the
+// real models' widths.
 //
 // Tolerances. Expert ids and counts must be identical (ties go to the lower index in both).
 // Routing weights: f32 with CUDA's expf against glibc's (each within 2 ulp) and a softmax sum
@@ -101,11 +102,13 @@ TEST(CudaMoe, RouteMatchesCpuIncludingTies) {
     std::vector<int32_t> ref_ids(size_t(n) * rp.top_k);
     std::vector<float> ref_w(size_t(n) * rp.top_k);
     std::vector<float> logits_host = logits, bias_host = bias;
-    auto cpu = make_cpu_backend();
-    cpu->moe_route(Tensor::matrix(logits_host.data(), DType::f32, n, rp.n_experts),
-                   Tensor::matrix(bias_host.data(), DType::f32, 1, rp.n_experts), rp,
-                   Tensor::matrix(ref_ids.data(), DType::i32, n, rp.top_k),
-                   Tensor::matrix(ref_w.data(), DType::f32, n, rp.top_k));
+    std::vector<int32_t> cpu_counts(size_t(rp.n_experts), -1);
+    cpu::CpuBackend cpu;
+    cpu.moe_route(Tensor::matrix(logits_host.data(), DType::f32, n, rp.n_experts),
+                  Tensor::matrix(bias_host.data(), DType::f32, 1, rp.n_experts), rp,
+                  Tensor::matrix(ref_ids.data(), DType::i32, n, rp.top_k),
+                  Tensor::matrix(ref_w.data(), DType::f32, n, rp.top_k),
+                  Tensor::matrix(cpu_counts.data(), DType::i32, 1, rp.n_experts));
     const RouteResult got = route_on_gpu(rp, logits, bias, n);
     int64_t n_diff = 0;
     for (size_t i = 0; i < ref_ids.size(); ++i)
@@ -116,6 +119,7 @@ TEST(CudaMoe, RouteMatchesCpuIncludingTies) {
     std::vector<int32_t> ref_counts(size_t(rp.n_experts), 0);
     for (int32_t e : ref_ids) ++ref_counts[size_t(e)];
     EXPECT_EQ(got.counts, ref_counts) << c.name;
+    EXPECT_EQ(cpu_counts, ref_counts) << c.name << " (the CPU's own counts)";
     expect_close(got.weights, ref_w, 1e-6, 1e-6, std::string("route weights ") + c.name);
     std::printf("[result] %-58s ids %s\n", (std::string("route ids ") + c.name).c_str(), n_diff ? "DIFFER" : "equal");
   }
@@ -282,8 +286,14 @@ void run_experts_case(const ExpertsCase& c, FastRng& frng, Rng& rng) {
   StackedWeight gate(c.n_experts, c.inter, c.hidden, c.wdtype, frng), up(c.n_experts, c.inter, c.hidden, c.wdtype, frng),
       down(c.n_experts, c.hidden, c.inter, c.wdtype, frng);
   DeviceStacked d_gate(gate), d_up(up), d_down(down);
-  std::vector<MlpWeights> experts;
-  for (int e = 0; e < c.n_experts; ++e) experts.push_back({gate.expert(e), up.expert(e), down.expert(e)});
+  // The CPU's experts: each a view of its slice of the host stack (as CpuBackend::upload_experts
+  // keeps them), `stacked` left empty.
+  ExpertMlpWeights experts;
+  for (int e = 0; e < c.n_experts; ++e) {
+    experts.gate.experts.push_back(gate.expert(e));
+    experts.up.experts.push_back(up.expert(e));
+    experts.down.experts.push_back(down.expert(e));
+  }
   const int n = c.n_tokens, k = c.k;
   const auto ids = skewed_ids(n, k, c.n_experts, rng);
   std::vector<float> weights(ids.size());
@@ -298,14 +308,28 @@ void run_experts_case(const ExpertsCase& c, FastRng& frng, Rng& rng) {
     std::vector<float> x_host = x, ids_f(ids.size()), ref(size_t(n) * size_t(c.hidden)), shared_host = shared;
     std::vector<int32_t> ids_host = ids;
     std::vector<float> w_host = weights;
-    auto cpu = make_cpu_backend();
-    cpu->moe_experts(Tensor::matrix(x_host.data(), DType::f32, n, c.hidden),
-                     Tensor::matrix(ids_host.data(), DType::i32, n, k), Tensor::matrix(w_host.data(), DType::f32, n, k),
-                     experts, Tensor::matrix(ref.data(), DType::f32, n, c.hidden));
-    cpu->add(Tensor::matrix(ref.data(), DType::f32, n, c.hidden),
-             Tensor::matrix(shared_host.data(), DType::f32, n, c.hidden));
-
+    // The CPU's four MoE ops after routing (its dispatch takes the counts routing would give).
     const int64_t m = int64_t(n) * k;
+    std::vector<int32_t> counts_host(size_t(c.n_experts), 0), offsets_host(size_t(c.n_experts) + 1),
+        row_map_host(static_cast<size_t>(m));
+    for (int32_t e : ids) ++counts_host[size_t(e)];
+    std::vector<float> xs_host(size_t(m * c.hidden)), gate_host(size_t(m * c.inter)), up_host(size_t(m * c.inter)),
+        ys_host(size_t(m * c.hidden));
+    cpu::CpuBackend cpu;
+    const Tensor ids_t = Tensor::matrix(ids_host.data(), DType::i32, n, k);
+    const Tensor map_t = Tensor::matrix(row_map_host.data(), DType::i32, n, k);
+    const Tensor offsets_t = Tensor::matrix(offsets_host.data(), DType::i32, 1, c.n_experts + 1);
+    const Tensor xs_t = Tensor::matrix(xs_host.data(), DType::f32, m, c.hidden);
+    const Tensor ys_t = Tensor::matrix(ys_host.data(), DType::f32, m, c.hidden);
+    cpu.moe_dispatch(Tensor::matrix(x_host.data(), DType::f32, n, c.hidden), ids_t,
+                     Tensor::matrix(counts_host.data(), DType::i32, 1, c.n_experts), xs_t, offsets_t, map_t);
+    cpu.moe_grouped_mlp(xs_t, offsets_t, experts, Tensor::matrix(gate_host.data(), DType::f32, m, c.inter),
+                        Tensor::matrix(up_host.data(), DType::f32, m, c.inter), ys_t);
+    cpu.moe_combine(ys_t, map_t, ids_t, Tensor::matrix(w_host.data(), DType::f32, n, k),
+                    Tensor::matrix(ref.data(), DType::f32, n, c.hidden));
+    cpu.add(Tensor::matrix(ref.data(), DType::f32, n, c.hidden),
+            Tensor::matrix(shared_host.data(), DType::f32, n, c.hidden));
+
     DeviceMem d_ids = upload_raw(ids), d_w = upload_raw(weights), d_x = upload(x, act), d_shared = upload(shared, act);
     DeviceMem d_off(size_t(c.n_experts + 1) * 4), d_map(size_t(m) * 4), d_xs(size_t(m * c.hidden) * dtype_size(act)),
         d_h(size_t(m * c.inter) * dtype_size(act)), d_ys(size_t(m * c.hidden) * dtype_size(act)),

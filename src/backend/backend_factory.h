@@ -1,0 +1,33 @@
+#pragma once
+// The one place a backend is made (the engine's ModelRunner calls it): --device and --dtype
+// resolved to a concrete backend, the choice logged once.
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+
+namespace dsi {
+
+enum class DeviceKind { device_auto, device_cpu, device_cuda };
+
+struct BackendOptions {
+  DeviceKind device = DeviceKind::device_auto;  // auto: cuda when the build has it and a GPU is present, else cpu
+  int device_index = 0;                         // which GPU
+  // Activation dtype; "auto" is bf16 on a GPU and f32 on the CPU. float32 on a GPU is the strict
+  // mode (TF32 off). The CPU supports float32 only.
+  std::string dtype = "auto";                   // auto | float32 | bfloat16
+  std::string kv_cache_dtype = "auto";          // auto (= bf16 on a GPU, f32 on the CPU) | float32 | bfloat16
+};
+
+// "cpu", "cuda", "auto" -> DeviceKind; anything else is an Error naming --device.
+DeviceKind parse_device(const std::string& text);
+const char* device_name(DeviceKind d);
+
+// Resolves auto, checks the build and the dtypes (clear Errors: "--device cuda: this build has
+// no CUDA", "--dtype bfloat16 is not supported by the CPU backend"), logs the choice.
+std::unique_ptr<Backend> make_backend(const BackendOptions& options);
+
+// The CPU backend with f32 activations and KV cache (tests and tools that need no choice).
+std::unique_ptr<Backend> make_cpu_backend();
+
+}  // namespace dsi

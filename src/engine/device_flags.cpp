@@ -1,0 +1,31 @@
+#include "engine/device_flags.h"
+
+namespace dsi {
+
+void add_device_flags(CLI::App* cmd, BackendOptions& o) {
+  cmd->add_option_function<std::string>(
+         "--device", [&o](const std::string& text) { o.device = parse_device(text); },
+         "where the model runs: cpu, cuda, or auto (cuda when this build has it and a GPU is present, else cpu; "
+         "the choice is logged)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->default_str("auto");
+  cmd->add_option("--dtype", o.dtype,
+                  "activation dtype: auto (bfloat16 on a GPU, float32 on the CPU), float32 (on a GPU: the strict "
+                  "check, TF32 off), bfloat16 (GPU only)")
+      ->check(CLI::IsMember({"auto", "float32", "bfloat16"}))
+      ->capture_default_str();
+  cmd->add_option("--kv-cache-dtype", o.kv_cache_dtype,
+                  "KV cache dtype: auto (bfloat16 on a GPU, float32 on the CPU), float32, bfloat16 (GPU only)")
+      ->check(CLI::IsMember({"auto", "float32", "bfloat16"}))
+      ->capture_default_str();
+}
+
+void add_dump_flags(CLI::App* cmd, DumpFlags& f) {
+  cmd->add_option("--dump-tensors", f.tensors,
+                  "debug: dump these named intermediates of every step (comma-separated globs, e.g. q_rope,attn_out "
+                  "or '*'; names in docs/design/backend.md)");
+  cmd->add_option("--dump-layers", f.layers, "debug: only these layers' tensors (comma-separated, e.g. 0,3; default all)");
+  cmd->add_option("--dump-dir", f.dir, "debug: folder for the dumps, one DIR/step<k>.safetensors per step");
+}
+
+}  // namespace dsi
