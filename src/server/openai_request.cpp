@@ -307,6 +307,8 @@ OrderedJson parse_messages(const OrderedJson& raw) {
       for (auto& call : m["tool_calls"]) {
         if (!call.is_object() || !call.contains("function") || !call["function"].is_object())
           fail_param("messages", "messages[{}].tool_calls entries need a 'function' object", i);
+        if (call.contains("type") && !call["type"].is_string())
+          fail_param("messages", "messages[{}].tool_calls entries' 'type' must be a string", i);
         call["type"] = call.value("type", "function");
         auto& args = call["function"]["arguments"];
         if (!args.is_string()) args = args.dump();  // templates concatenate it as text
@@ -322,7 +324,9 @@ OrderedJson parse_tools(const OrderedJson& raw) {
   if (!raw.is_array()) fail_param("tools", "'tools' must be an array, got {}", raw.type_name());
   for (size_t i = 0; i < raw.size(); ++i) {
     const auto& t = raw[i];
-    if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") || !t["function"].is_object() ||
+    // Each member's type is checked before it is read: nlohmann's value() throws on a mismatch.
+    if (!t.is_object() || !t.contains("type") || t["type"] != "function" || !t.contains("function") ||
+        !t["function"].is_object() ||
         !t["function"].contains("name") || !t["function"]["name"].is_string())
       fail_param("tools", "tools[{}] must be {{\"type\": \"function\", \"function\": {{\"name\": ..., ...}}}}", i);
   }

@@ -149,6 +149,10 @@ TEST(ChatRequest, Rejections) {
       {R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"})", "tool_choice"},
       {R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "function"}})", "tool_choice"},
       {R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]})", "tools"},
+      // A member of the wrong type is a 400, not nlohmann's type_error (found by fuzz_chat_request).
+      {R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": {"name": "f"}}]})", "tools"},
+      {R"({"messages": [{"role": "assistant", "content": null, "tool_calls": [{"type": 1, "function": {}}]}]})",
+       "messages"},
       {R"({"messages": [{"role": "user", "content": "x"}], "functions": []})", "functions"},
       {R"({"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": 3})", "chat_template_kwargs"},
       {R"({"messages": [{"role": "user", "content": "x"}], "continue_final_message": true})",
