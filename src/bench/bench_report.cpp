@@ -33,17 +33,48 @@ ServerCounters parse_server_counters(const std::string& text) {
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("dsinfer_engine_", 0) != 0 && line.rfind("dsinfer_num_preemptions_total", 0) != 0 &&
-        line.rfind("dsinfer_prefix_cache_", 0) != 0 && line.rfind("dsinfer_num_requests_", 0) != 0)
-      continue;
+    if (line.rfind("dsinfer_", 0) != 0) continue;  // comments, and vLLM's twins of the same values
     size_t space = line.rfind(' ');
-    if (space == std::string::npos || line.find('{') != std::string::npos) continue;
+    if (space == std::string::npos) continue;
+    std::string series = line.substr(0, space);
+    // The labels every series carries say which server, not which value: left out of the key.
+    if (size_t open = series.find('{'); open != std::string::npos && series.back() == '}') {
+      std::string kept;
+      for (const std::string& label : split_labels(series.substr(open + 1, series.size() - open - 2)))
+        if (label.rfind("model_name=", 0) != 0 && label.rfind("engine=", 0) != 0)
+          kept += (kept.empty() ? "" : ",") + label;
+      series = series.substr(0, open) + (kept.empty() ? "" : "{" + kept + "}");
+    }
     try {
-      c[line.substr(0, space)] = std::stod(line.substr(space + 1));
+      c[series] = std::stod(line.substr(space + 1));
     } catch (const std::exception&) {
     }
   }
   return c;
+}
+
+std::vector<std::string> split_labels(const std::string& inside) {
+  // name="value" pairs separated by commas; commas and escaped quotes inside values are kept.
+  std::vector<std::string> out;
+  std::string cur;
+  bool quoted = false;
+  for (size_t i = 0; i < inside.size(); ++i) {
+    char ch = inside[i];
+    if (quoted && ch == '\\' && i + 1 < inside.size()) {
+      cur += ch;
+      cur += inside[++i];
+      continue;
+    }
+    if (ch == '"') quoted = !quoted;
+    if (ch == ',' && !quoted) {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+      continue;
+    }
+    cur += ch;
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
 }
 
 namespace {
@@ -56,9 +87,11 @@ Json server_delta(const ServerCounters& before, const ServerCounters& after) {
   double steps = delta("dsinfer_engine_steps_total");
   if (after.empty() || steps <= 0) return nullptr;
   return Json{{"steps", steps},
-              {"scheduler_ms_per_step", 1e3 * delta("dsinfer_engine_scheduler_seconds_total") / steps},
-              {"forward_ms_per_step", 1e3 * delta("dsinfer_engine_forward_seconds_total") / steps},
-              {"sampling_ms_per_step", 1e3 * delta("dsinfer_engine_sampling_seconds_total") / steps},
+              {"scheduler_ms_per_step", 1e3 * delta("dsinfer_engine_step_seconds_total{phase=\"schedule\"}") / steps},
+              {"forward_ms_per_step", 1e3 * delta("dsinfer_engine_step_seconds_total{phase=\"forward\"}") / steps},
+              {"communication_ms_per_step",
+               1e3 * delta("dsinfer_engine_step_seconds_total{phase=\"communication\"}") / steps},
+              {"sampling_ms_per_step", 1e3 * delta("dsinfer_engine_step_seconds_total{phase=\"sampling\"}") / steps},
               {"preemptions", delta("dsinfer_num_preemptions_total")},
               {"prefix_cache_hit_tokens", delta("dsinfer_prefix_cache_hits_total")}};
 }

@@ -18,9 +18,12 @@ struct Distribution {
 // Percentiles by linear interpolation between order statistics (numpy's default).
 Distribution distribution(std::vector<double> values);
 
-// Counters of a dsinfer server's /metrics (empty when there is none).
+// The dsinfer_ series of a dsinfer server's /metrics (empty when there is none), keyed
+// `name` or `name{label="v",...}` as written, without the model_name label every series has.
 using ServerCounters = std::map<std::string, double>;
 ServerCounters parse_server_counters(const std::string& prometheus_text);
+// The `name="value"` items of a label set (the text between its braces).
+std::vector<std::string> split_labels(const std::string& inside);
 
 struct BenchReport {
   std::string base_url, endpoint, model;

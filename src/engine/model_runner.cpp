@@ -51,6 +51,8 @@ ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerO
       blocks_(block_count(config, options, *backend_), options.block_size, options.prefix_caching) {
   const auto start = std::chrono::steady_clock::now();
   Backend& be = *backend_;
+  memory_.device = be.name();
+  memory_.weight_bytes = int64_t(weights.n_bytes);
   weights = upload_weights(be, std::move(weights));
   cache_.n_layers = config.n_layers;
   cache_.n_blocks = blocks_.n_blocks();
@@ -65,6 +67,7 @@ ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerO
          be.name(), host_memory_summary());
   }
   cache_.pool = cache_memory_.t;
+  memory_.kv_cache_bytes = n_bytes;
   const int64_t kv_token_bytes = kv_row_bytes(config, be.kv_dtype()) * config.n_layers;
   spdlog::info("KV cache: {} blocks of {} tokens ({} tokens, {:.1f} MiB of {}, {} bytes per token)", cache_.n_blocks,
                cache_.block_size, cache_.n_blocks * cache_.block_size,
@@ -73,6 +76,7 @@ ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerO
   const StepLimits limits = make_step_limits(config, options, cache_.n_blocks);
   const StepBounds bounds{config.vocab_size, cache_.n_blocks, cache_.block_size};
   workspace_ = std::make_unique<Workspace>(be, config, limits, bounds);
+  memory_.workspace_bytes = int64_t(workspace_->n_bytes());
   spdlog::info("workspace: {:.1f} MiB for steps of up to {} tokens, {} sequences, {} logit rows", 
                double(workspace_->n_bytes()) / double(1 << 20), limits.max_tokens, limits.max_seqs,
                limits.max_logit_rows);

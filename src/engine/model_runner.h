@@ -5,6 +5,7 @@
 // commands (logits, generate) drive it. Not thread-safe: one thread runs it.
 #include <memory>
 #include <span>
+#include <string>
 
 #include "backend/backend_factory.h"
 #include "kvcache/block_manager.h"
@@ -13,6 +14,14 @@
 #include "model/workspace.h"
 
 namespace dsi {
+
+// What the runner holds in its backend's memory, for /metrics and the planner's check.
+struct DeviceMemory {
+  std::string device;          // the backend's name: "cpu", "cuda:0"
+  int64_t weight_bytes = 0;    // the parameters as stored in the checkpoint
+  int64_t kv_cache_bytes = 0;  // the paged KV pool
+  int64_t workspace_bytes = 0; // per-step activations and metadata
+};
 
 struct RunnerOptions {
   BackendOptions backend;
@@ -46,6 +55,7 @@ class ModelRunner {
   // Bytes of cache one token takes in every layer (MLA: the latent plus the rotary key).
   int64_t kv_bytes_per_token() const;
   double ready_seconds() const { return ready_seconds_; }  // upload + allocation at startup
+  const DeviceMemory& memory() const { return memory_; }
 
   // Runs one batch: validates and uploads its metadata once, then the model; logits of
   // batch.logit_rows land in `logits` ([rows, vocab]). Throws Error for a batch that does not
@@ -65,6 +75,7 @@ class ModelRunner {
   std::unique_ptr<Workspace> workspace_;
   std::unique_ptr<TensorDump> dump_;
   double ready_seconds_ = 0;
+  DeviceMemory memory_;
 };
 
 // Bytes of a size such as "1GiB", "512MiB", "2G", "1000000" (plain bytes).

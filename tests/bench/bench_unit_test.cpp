@@ -133,11 +133,17 @@ TEST(Report, Numbers) {
   Json j = report_json(r);
   EXPECT_EQ(j["request_rate"], "inf");
   EXPECT_EQ(j["failed"], 2);
-  ServerCounters before = parse_server_counters("dsinfer_engine_steps_total 10\ndsinfer_engine_scheduler_seconds_total 0.5\n");
+  ServerCounters before = parse_server_counters(
+      "dsinfer_engine_steps_total{model_name=\"m\"} 10\n"
+      "dsinfer_engine_step_seconds_total{model_name=\"m\",phase=\"schedule\"} 0.5\n");
   ServerCounters after = parse_server_counters(
-      "# TYPE x counter\ndsinfer_engine_steps_total 110\ndsinfer_engine_scheduler_seconds_total 0.6\n"
-      "dsinfer_http_requests_total{route=\"/x\",status=\"200\"} 3\n"
-      "dsinfer_num_requests_running 2\ndsinfer_num_requests_waiting 0\n");
+      "# TYPE x counter\ndsinfer_engine_steps_total{model_name=\"m\"} 110\n"
+      "dsinfer_engine_step_seconds_total{model_name=\"m\",phase=\"schedule\"} 0.6\n"
+      "dsinfer_http_requests_total{model_name=\"a,\\\"b\",route=\"/x\",status=\"200\"} 3\n"
+      "vllm:num_requests_running{engine=\"0\",model_name=\"m\"} 7\n"
+      "dsinfer_num_requests_running{model_name=\"m\"} 2\ndsinfer_num_requests_waiting{model_name=\"m\"} 0\n");
+  EXPECT_EQ(after.at("dsinfer_http_requests_total{route=\"/x\",status=\"200\"}"), 3);
+  EXPECT_EQ(after.count("vllm:num_requests_running"), 0u);
   // The gauges the bench waits on before its last scrape (bench_command.cpp, scrape_settled).
   EXPECT_EQ(after.at("dsinfer_num_requests_running"), 2);
   EXPECT_EQ(after.at("dsinfer_num_requests_waiting"), 0);
