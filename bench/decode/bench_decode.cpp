@@ -292,13 +292,13 @@ int main(int argc, char** argv) {
   o.max_num_batched_tokens = std::max({context, max_batch, prefill_len * prefill_seqs});
   o.max_num_seqs = std::max({max_batch, prefill_seqs, 1});
   ModelRunner runner(c, std::move(w), o);
-  const auto& mem = runner.memory_use();
+  const auto& mem = runner.memory();
   std::printf("backend: %s, %s activations; ready %.2f s after loading; memory: weights %.2f GiB, workspace %.2f GiB, "
               "KV cache %.2f GiB, device %.2f GiB free of %.2f\n\n",
               runner.backend().name().c_str(), std::string(dtype_name(runner.backend().activation_dtype())).c_str(),
-              runner.ready_seconds(), double(mem.weights) / double(1 << 30), double(mem.workspace) / double(1 << 30),
-              double(mem.kv_cache) / double(1 << 30), double(mem.device.free) / double(1 << 30),
-              double(mem.device.total) / double(1 << 30));
+              runner.ready_seconds(), double(mem.weight_bytes) / double(1 << 30),
+              double(mem.workspace_bytes) / double(1 << 30), double(mem.kv_cache_bytes) / double(1 << 30),
+              double(mem.device_free_bytes) / double(1 << 30), double(mem.device_total_bytes) / double(1 << 30));
   if (prefill_len > 0 && prefill_seqs > 0)
     std::printf("prefill: %d prompts of %d tokens per step: %.1f tokens/s\n\n", prefill_seqs, prefill_len,
                 run_prefill(runner, prefill_len, prefill_seqs));

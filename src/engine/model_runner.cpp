@@ -87,7 +87,7 @@ ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerO
   const int64_t weight_bytes = int64_t(weights.n_bytes);
   weights = upload_weights(be, std::move(weights));
   // On a GPU the weights take what the upload converted them to (e.g. FP8 dequantised).
-  memory_.weights = on_host ? weight_bytes : free_before - be.device_memory().free;
+  memory_.weight_bytes = on_host ? weight_bytes : free_before - be.device_memory().free;
 
   // Everything a step uses is allocated before the cache (the workspace here, the backend's
   // scratch at its creation), so a cache sized by what is left never starves a step.
@@ -102,12 +102,12 @@ ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerO
   workspace_ = std::make_unique<Workspace>(be, config, limits,
                                            StepBounds{config.vocab_size, n_blocks > 0 ? n_blocks : context_blocks,
                                                       options.block_size});
-  memory_.workspace = workspace_->n_bytes();
+  memory_.workspace_bytes = workspace_->n_bytes();
   spdlog::info("workspace: {:.1f} MiB for steps of up to {} tokens, {} sequences, {} logit rows",
                double(workspace_->n_bytes()) / double(1 << 20), limits.max_tokens, limits.max_seqs,
                limits.max_logit_rows);
   if (sized_by_utilization) {
-    n_blocks = gpu_block_count(config, options, be, memory_.weights, memory_.workspace);
+    n_blocks = gpu_block_count(config, options, be, memory_.weight_bytes, memory_.workspace_bytes);
     workspace_->step.bounds.n_kv_blocks = n_blocks;
   }
   blocks_ = std::make_unique<KvBlockManager>(n_blocks, options.block_size, options.prefix_caching);
@@ -124,7 +124,7 @@ ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerO
       fail("--kv-cache-memory {} bytes ({} blocks of {} tokens) is more than {} has free: {:.2f} GiB free of {:.2f} GiB "
            "after the weights ({:.2f} GiB) and the workspace ({:.2f} GiB)",
            options.kv_cache_bytes > 0 ? options.kv_cache_bytes : n_bytes, n_blocks, options.block_size, be.name(),
-           gib(m.free), gib(m.total), gib(memory_.weights), gib(memory_.workspace));
+           gib(m.free), gib(m.total), gib(memory_.weight_bytes), gib(memory_.workspace_bytes));
   }
   try {
     cache_memory_ = be.alloc(be.kv_dtype(), n_rows, config.kv_cache_dim());
@@ -134,7 +134,7 @@ ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerO
   } catch (const Error& e) {
     fail("--kv-cache-memory: {} bytes ({} blocks) do not fit on {}: {}", n_bytes, cache_.n_blocks, be.name(), e.what());
   }
-  memory_.kv_cache = n_bytes;
+  memory_.kv_cache_bytes = n_bytes;
   cache_.pool = cache_memory_.t;
   const int64_t kv_token_bytes = kv_row_bytes(config, be.kv_dtype()) * config.n_layers;
   spdlog::info("KV cache: {} blocks of {} tokens ({} tokens, {:.1f} MiB of {}, {} bytes per token){}", cache_.n_blocks,
@@ -148,12 +148,15 @@ ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerO
     model_->set_dump(dump_.get());
   }
   be.synchronize();
-  memory_.device = be.device_memory();
+  memory_.device = be.name();
+  const DeviceMemory device = be.device_memory();
+  memory_.device_free_bytes = device.free;
+  memory_.device_total_bytes = device.total;
   ready_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   spdlog::info("model ready on {} in {:.2f} s after loading (upload, cache, workspace); memory: weights {:.2f} GiB, "
                "workspace {:.2f} GiB, KV cache {:.2f} GiB; device {:.2f} GiB free of {:.2f}",
-               be.name(), ready_seconds_, gib(memory_.weights), gib(memory_.workspace), gib(memory_.kv_cache),
-               gib(memory_.device.free), gib(memory_.device.total));
+               be.name(), ready_seconds_, gib(memory_.weight_bytes), gib(memory_.workspace_bytes),
+               gib(memory_.kv_cache_bytes), gib(device.free), gib(device.total));
 }
 
 int64_t ModelRunner::kv_bytes_per_token() const {

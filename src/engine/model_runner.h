@@ -5,6 +5,7 @@
 // commands (logits, generate) drive it. Not thread-safe: one thread runs it.
 #include <memory>
 #include <span>
+#include <string>
 
 #include "backend/backend_factory.h"
 #include "kvcache/block_manager.h"
@@ -18,6 +19,16 @@ inline constexpr int64_t kDefaultCpuKvBytes = int64_t(1) << 30;
 // Left beside the KV cache on a GPU for what the CUDA context, the driver and cuBLASLt take
 // outside our buffers (not visible to the backend's own accounting).
 inline constexpr int64_t kGpuKvReserveBytes = int64_t(512) << 20;
+
+// What the runner holds in its backend's memory, for /metrics, logs and the planner's check.
+struct RunnerMemory {
+  std::string device;             // the backend's name: "cpu", "cuda:0"
+  int64_t weight_bytes = 0;       // the weights as the backend holds them (a GPU: after conversion)
+  int64_t kv_cache_bytes = 0;     // the paged KV pool
+  int64_t workspace_bytes = 0;    // per-step activations and metadata
+  int64_t device_free_bytes = 0;  // free memory of the device once everything is allocated
+  int64_t device_total_bytes = 0;
+};
 
 struct RunnerOptions {
   BackendOptions backend;
@@ -56,12 +67,7 @@ class ModelRunner {
   // Bytes of cache one token takes in every layer (MLA: the latent plus the rotary key).
   int64_t kv_bytes_per_token() const;
   double ready_seconds() const { return ready_seconds_; }  // upload + allocation at startup
-  // Bytes of backend memory each part took at startup.
-  struct MemoryUse {
-    int64_t weights = 0, workspace = 0, kv_cache = 0;
-    DeviceMemory device;  // the device after everything was allocated
-  };
-  const MemoryUse& memory_use() const { return memory_; }
+  const RunnerMemory& memory() const { return memory_; }
 
   // Runs one batch: validates and uploads its metadata once, then the model; logits of
   // batch.logit_rows land in `logits` ([rows, vocab]). Throws Error for a batch that does not
@@ -81,7 +87,7 @@ class ModelRunner {
   std::unique_ptr<Workspace> workspace_;
   std::unique_ptr<TensorDump> dump_;
   double ready_seconds_ = 0;
-  MemoryUse memory_;
+  RunnerMemory memory_;
 };
 
 // Bytes of a size such as "1GiB", "512MiB", "2G", "1000000" (plain bytes).

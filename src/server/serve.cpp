@@ -102,7 +102,7 @@ int run_serve(const ServeOptions& o) {
   Engine& engine = *engine_owner;
 
   net::io_context ioc(o.http_threads);
-  ServerMetrics metrics;
+  ServerMetrics metrics(api.served_model_names.front());
   // Declared after the io_context: destroyed (its queue run, its threads joined) before it.
   WorkPool preprocess(o.preprocess_threads, size_t(std::max(1, o.engine.max_waiting_requests)));
   ApiContext context{engine, tokenizer, metrics, api, preprocess};

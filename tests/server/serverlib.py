@@ -157,15 +157,36 @@ def parse_sse(data):
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})?\s+(\S+)$')
 
 
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+# Labels every series carries (which server, not which value): left out of parse_prometheus's keys.
+BASE_LABELS = ("model_name", "engine")
+
+
+def parse_samples(text):
+    """[(name, {label: value}, float)] of every sample line, labels unescaped."""
+    samples = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        assert m, f"not a Prometheus sample line: {line!r}"
+        labels = {k: re.sub(r'\\(.)', lambda e: "\n" if e.group(1) == "n" else e.group(1), v)
+                  for k, v in _LABEL.findall(m.group(2) or "")}
+        samples.append((m.group(1), labels, float(m.group(3))))
+    return samples
+
+
 def parse_prometheus(text):
-    """{'name{labels}': value} of every sample; labels as written."""
+    """{'name{labels}': value} of every sample; labels as written, except the model_name and
+    engine labels every series carries."""
     samples = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
         m = _SAMPLE.match(line)
         assert m, f"not a Prometheus sample line: {line!r}"
-        samples[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+        kept = [f'{k}="{v}"' for k, v in _LABEL.findall(m.group(2) or "") if k not in BASE_LABELS]
+        samples[m.group(1) + ("{" + ",".join(kept) + "}" if kept else "")] = float(m.group(3))
     return samples
 
 
