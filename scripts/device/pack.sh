@@ -35,4 +35,5 @@ git rev-parse HEAD > "$stage/COMMIT" 2>/dev/null || echo unknown > "$stage/COMMI
 mkdir -p "$dest"
 tar -C "$stage" -cJf "$dest/dsinfer-device.tar.xz" .
 cp scripts/device/run.sh "$dest/run.sh"
+mkdir -p "$dest/checks" && cp scripts/device/checks/*.sh "$dest/checks/"
 echo "packed $(du -h "$dest/dsinfer-device.tar.xz" | cut -f1) into $dest: ${bins[*]} + $(ls "$stage/lib" | tr '\n' ' ')"

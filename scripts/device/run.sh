@@ -14,8 +14,8 @@ out=${OUT:-$PWD/device-out}
 mkdir -p "$out"
 mode=all
 case "${1:-}" in --tests-only) mode=tests; shift ;; --bench-only) mode=bench; shift ;; esac
-# PHASES picks what runs (default all): ops parity server gemm decode sanitize.
-phases=" ${PHASES:-ops parity server gemm decode sanitize} "
+# PHASES picks what runs (default all): ops parity server gemm decode serve topo sanitize.
+phases=" ${PHASES:-ops parity server gemm decode serve topo sanitize} "
 want() { [[ "$phases" == *" $1 "* ]]; }
 root=$(mktemp -d /tmp/dsinfer-device.XXXX)
 tar -C "$root" -xJf "$here/dsinfer-device.tar.xz" || { echo "run.sh: cannot unpack $here/dsinfer-device.tar.xz"; exit 1; }
@@ -120,6 +120,14 @@ if [ "$mode" != tests ]; then
   rows+=("$(printf '%-22s rc %-3s' bench_decode_v2_lite "$?")")
   cat "$out/bench_decode_v2_lite.log"
   fi
+fi
+if want serve; then
+  echo "== serve --device cuda, V2-Lite shape, bench at 1/16/64 streams (checks/serve_bench.sh)"
+  ROOT=$root bash "$here/checks/serve_bench.sh"
+fi
+if want topo; then
+  echo "== topo (checks/topo.sh)"
+  DSINFER_BIN="$root/bin/dsinfer" bash "$here/checks/topo.sh"
 fi
 # The server tests take what time is left (DEADLINE_S seconds after the start, default 560).
 if [ "$mode" != bench ] && want server; then
