@@ -14,6 +14,7 @@ cp assets/models/deepseek-v2-lite.json "$model/config.json"
 port=8123
 get() { python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:$port$1', timeout=5).read().decode())"; }
 "$bin" serve --model "$model" --load-format dummy --device cuda --port $port --max-num-seqs 64 \
+  --max-num-batched-tokens ${MAX_BATCHED_TOKENS:-2048} \
   > "$out/serve_v2_lite.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 240); do
