@@ -248,6 +248,9 @@ bool Engine::step() {
     im.stats.kv_blocks_used = kv.n_used;
     im.stats.kv_blocks_cached = kv.n_cached;
     if (im.expert_load) im.stats.expert_load = im.expert_load->load();
+    // The device's free memory now (the engine thread owns the backend; a GPU answers in
+    // microseconds, the CPU reads /proc/meminfo).
+    im.stats.memory.device_free_bytes = runner_.backend().device_memory().free;
     std::lock_guard lock(im.mutex);
     im.published = im.stats;
   };

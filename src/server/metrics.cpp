@@ -110,6 +110,9 @@ void ServerMetrics::render_engine(Exposition& x, const EngineStats& e) const {
   x.sample("dsinfer_device_memory_bytes", double(m.kv_cache_bytes), fmt::format("device=\"{}\",kind=\"kv_cache\"", device));
   x.sample("dsinfer_device_memory_bytes", double(m.workspace_bytes),
            fmt::format("device=\"{}\",kind=\"workspace\"", device));
+  x.sample("dsinfer_device_memory_bytes", double(m.device_free_bytes), fmt::format("device=\"{}\",kind=\"free\"", device));
+  x.sample("dsinfer_device_memory_bytes", double(m.device_total_bytes),
+           fmt::format("device=\"{}\",kind=\"total\"", device));
   render_expert_load(x, e.expert_load);
 }
 

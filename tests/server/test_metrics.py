@@ -106,6 +106,9 @@ class Metrics(unittest.TestCase):
                          m["dsinfer_kv_cache_num_blocks"] * BLOCK * per_token)
         self.assertGreater(m['dsinfer_device_memory_bytes{device="cpu",kind="weights"}'], 0)
         self.assertGreater(m['dsinfer_device_memory_bytes{device="cpu",kind="workspace"}'], 0)
+        free, total = (m[f'dsinfer_device_memory_bytes{{device="cpu",kind="{k}"}}'] for k in ("free", "total"))
+        self.assertGreater(free, 0)
+        self.assertLessEqual(free, total)
         self.assertEqual(m['dsinfer_engine_step_seconds_total{phase="communication"}'], 0)
         for phase in ("schedule", "forward", "sampling"):
             self.assertGreater(m[f'dsinfer_engine_step_seconds_total{{phase="{phase}"}}'], 0, phase)
