@@ -19,6 +19,7 @@
 #include <cstring>
 #include <random>
 
+#include "../common/fixture_reference.h"
 #include "../common/greedy_compare.h"
 #include "../common/test_paths.h"
 #include "core/aligned_buffer.h"
@@ -32,31 +33,8 @@ namespace {
 constexpr double kF32Tolerance = 1e-3;
 constexpr double kBf16Eps = 1.0 / 256;  // 2^-8
 
-struct Reference {
-  std::vector<int32_t> input_ids;
-  std::vector<float> logits;  // [len, vocab]
-  std::vector<int32_t> greedy_ids;
-};
-
-std::vector<Reference> read_reference(const std::string& model) {
-  SafetensorsFile f(test::data_path(model + "/reference.safetensors"));
-  std::vector<Reference> out;
-  for (int k = 0;; ++k) {
-    const std::string p = "prompt" + std::to_string(k) + ".";
-    if (!f.find(p + "input_ids")) break;
-    Reference r;
-    auto read = [&](const std::string& name, auto& dst) {
-      const auto* e = f.find(p + name);
-      dst.resize(size_t(e->numel()));
-      std::memcpy(dst.data(), e->data, e->end - e->begin);
-    };
-    read("input_ids", r.input_ids);
-    read("logits", r.logits);
-    read("greedy_ids", r.greedy_ids);
-    out.push_back(std::move(r));
-  }
-  return out;
-}
+using test::read_reference;
+using test::Reference;
 
 // FP8 routed experts widened to bf16 on the host (code x block scale, rounded once): the
 // "dequantise, then bf16" twin of the FP8 path.

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "../common/fixture_reference.h"
 #include "../common/greedy_compare.h"
 #include "../common/test_paths.h"
 #include "core/threads.h"
@@ -24,32 +25,8 @@ constexpr double kLogitTolerance = 1e-5;
 // between them is below twice that: the only place a correct float32 decode may differ.
 constexpr float kTieBound = float(2 * kLogitTolerance);
 
-struct Reference {
-  std::vector<int32_t> input_ids;
-  std::vector<float> logits;  // [len, vocab]
-  std::vector<int32_t> greedy_ids;
-};
-
-std::vector<Reference> read_reference(const std::string& model) {
-  SafetensorsFile f(test::data_path(model + "/reference.safetensors"));
-  std::vector<Reference> out;
-  for (int k = 0;; ++k) {
-    std::string p = "prompt" + std::to_string(k) + ".";
-    const auto* ids = f.find(p + "input_ids");
-    if (!ids) break;
-    Reference r;
-    auto read = [&](const std::string& name, auto& dst) {
-      const auto* e = f.find(p + name);
-      dst.resize(size_t(e->numel()));
-      std::memcpy(dst.data(), e->data, e->end - e->begin);
-    };
-    read("input_ids", r.input_ids);
-    read("logits", r.logits);
-    read("greedy_ids", r.greedy_ids);
-    out.push_back(std::move(r));
-  }
-  return out;
-}
+using test::read_reference;
+using test::Reference;
 
 // Runs one sequence through a runner: `tokens` at positions [n_cached, ...), keys written to
 // the blocks of `table`.
