@@ -85,3 +85,25 @@ function(dsi_py_test name script)
     ENVIRONMENT "DSINFER_BIN=${CMAKE_BINARY_DIR}/bin/dsinfer;DSINFER_DATA=${PROJECT_SOURCE_DIR}/tests/data;PYTHONUNBUFFERED=1"
     LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT})
 endfunction()
+
+# dsi_mpi_test(NAME NP COMMAND [ARGS...]): COMMAND (a target name or a path) as NP real ranks
+# under OpenMPI's mpirun, label mpi. --oversubscribe: CI machines have fewer cores than ranks;
+# --allow-run-as-root: CI containers run as root (OMPI_ALLOW_RUN_AS_ROOT* do the same for a
+# mpirun started by a test script); single-copy off: containers forbid the ptrace CMA uses.
+find_program(DSI_MPIRUN mpirun)
+set(DSI_MPIRUN_FLAGS --oversubscribe --allow-run-as-root --mca btl_vader_single_copy_mechanism none
+    CACHE STRING "mpirun flags of the mpi tests")
+function(dsi_mpi_test name np command)
+  cmake_parse_arguments(ARG "" "TIMEOUT" "LABELS" ${ARGN})
+  if(TARGET ${command})
+    set(command $<TARGET_FILE:${command}>)
+  endif()
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 120)
+  endif()
+  add_test(NAME ${name} COMMAND ${DSI_MPIRUN} ${DSI_MPIRUN_FLAGS} -np ${np} ${command} ${ARG_UNPARSED_ARGUMENTS}
+           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/tests)
+  # LeakSanitizer reports OpenMPI's own allocations kept until exit: not ours to fix.
+  set_tests_properties(${name} PROPERTIES LABELS "mpi;${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
+    ENVIRONMENT "DSINFER_BIN=${CMAKE_BINARY_DIR}/bin/dsinfer;DSINFER_DATA=${PROJECT_SOURCE_DIR}/tests/data;ASAN_OPTIONS=detect_leaks=0;OMP_NUM_THREADS=1")
+endfunction()

@@ -1,0 +1,49 @@
+#pragma once
+// Starts the process's place in a parallel run: reads the launcher's rank variables
+// (parallel/launch.h), initialises MPI only when there is more than one rank, builds the
+// world and TP communicators and the ParallelContext. One per process (it owns the MPI
+// session); the commands create it first and pass its context down.
+#include <memory>
+
+#include "parallel/parallel_context.h"
+
+namespace dsi {
+
+class MpiSession;
+
+// An Error that rank 0 has already printed: the other ranks exit non-zero without repeating it.
+class ReportedByRootError : public Error {
+ public:
+  using Error::Error;
+};
+
+class ParallelRuntime {
+ public:
+  // Errors in the layout are printed by rank 0 only (the others throw ReportedByRootError).
+  explicit ParallelRuntime(const ParallelOptions& options);
+  ~ParallelRuntime();
+  ParallelRuntime(const ParallelRuntime&) = delete;
+  ParallelRuntime& operator=(const ParallelRuntime&) = delete;
+
+  const ParallelContext& context() const { return ctx_; }
+  // After a failed collective: end without MPI_Finalize, which could wait on dead peers.
+  void abandon();
+
+ private:
+  std::unique_ptr<MpiSession> session_;
+  ParallelContext ctx_;
+};
+
+// Runs fn; an Error it throws on a rank other than 0 becomes ReportedByRootError (the same
+// check fails identically on every rank, and rank 0 prints it).
+template <class Fn>
+void checked_on_every_rank(const ParallelContext& p, Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    if (p.is_root()) throw;
+    throw ReportedByRootError(e.what());
+  }
+}
+
+}  // namespace dsi
