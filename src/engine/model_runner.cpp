@@ -7,7 +7,9 @@
 #include "core/error.h"
 #include "core/host_memory.h"
 #include "core/log.h"
+#include "model/sharding.h"
 #include "model/weight_upload.h"
+#include "engine/step_broadcast.h"
 
 namespace dsi {
 
@@ -48,10 +50,12 @@ StepLimits make_step_limits(const ModelConfig& c, const RunnerOptions& o, int64_
 
 ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerOptions& options)
     : backend_(make_backend(options.backend)),
-      blocks_(block_count(config, options, *backend_), options.block_size, options.prefix_caching) {
+      blocks_(block_count(config, options, *backend_), options.block_size, options.prefix_caching),
+      parallel_(options.parallel) {
   const auto start = std::chrono::steady_clock::now();
   Backend& be = *backend_;
-  weights = upload_weights(be, std::move(weights));
+  weights = upload_weights(be, shard_weights(config, options.parallel, std::move(weights)));
+  config = local_config(options.parallel, config);
   cache_.n_layers = config.n_layers;
   cache_.n_blocks = blocks_.n_blocks();
   cache_.block_size = options.block_size;
@@ -76,7 +80,7 @@ ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerO
   spdlog::info("workspace: {:.1f} MiB for steps of up to {} tokens, {} sequences, {} logit rows", 
                double(workspace_->n_bytes()) / double(1 << 20), limits.max_tokens, limits.max_seqs,
                limits.max_logit_rows);
-  model_ = std::make_unique<DeepSeekModel>(std::move(config), std::move(weights), be);
+  model_ = std::make_unique<DeepSeekModel>(std::move(config), std::move(weights), be, options.parallel);
   if (options.dump.enabled()) {
     dump_ = std::make_unique<TensorDump>(be, options.dump);
     model_->set_dump(dump_.get());
@@ -91,10 +95,17 @@ int64_t ModelRunner::kv_bytes_per_token() const {
 }
 
 void ModelRunner::forward(const ForwardBatch& batch, std::span<float> logits) {
+  if (parallel_.world && parallel_.is_root()) broadcast_step(*parallel_.world, batch);
   if (dump_) dump_->begin_step();
   workspace_->step.begin(*backend_, batch);
   model_->forward(*workspace_, cache_, logits);
   if (dump_) dump_->end_step();
+}
+
+void ModelRunner::stop_workers() {
+  if (!parallel_.world || !parallel_.is_root() || workers_stopped_) return;
+  workers_stopped_ = true;
+  broadcast_step(*parallel_.world, ForwardBatch{}, true);
 }
 
 std::vector<int32_t> ModelRunner::expert_counts() {

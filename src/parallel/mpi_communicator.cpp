@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -45,6 +46,11 @@ MpiSession::MpiSession() {
   if (provided < MPI_THREAD_SERIALIZED) spdlog::warn("MPI provides thread level {} (< SERIALIZED)", provided);
   // Errors come back as codes (turned into dsi::Error), not as an abort inside MPI.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+}
+
+void MpiSession::abort_all(int code) {
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);  // MPI_Abort does not return; this is for the compiler
 }
 
 MpiSession::~MpiSession() {

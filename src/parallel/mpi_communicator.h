@@ -23,6 +23,9 @@ class MpiSession {
   MpiSession(const MpiSession&) = delete;
   MpiSession& operator=(const MpiSession&) = delete;
   void abandon() { finalize_ = false; }
+  // Ends every rank of the job (MPI_Abort): a rank that fails mid-run must not leave its
+  // peers waiting in a collective.
+  [[noreturn]] void abort_all(int code);
 
  private:
   bool finalize_ = true;

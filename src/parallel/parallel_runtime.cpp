@@ -1,5 +1,7 @@
 #include "parallel/parallel_runtime.h"
 
+#include <cstdio>
+
 #include "core/log.h"
 #include "parallel/launch.h"
 #include "parallel/mpi_communicator.h"
@@ -22,6 +24,8 @@ ParallelRuntime::ParallelRuntime(const ParallelOptions& o) {
     fail("the launcher ({}) says rank {} of {}, MPI says rank {} of {}", launch.launcher, launch.rank, launch.size,
          world->rank(), world->size());
   const bool root = world->rank() == 0;
+  // One voice: the other ranks log only warnings and errors unless asked for more.
+  if (!root && spdlog::get_level() == spdlog::level::info) spdlog::set_level(spdlog::level::warn);
   try {
     ctx_ = make_parallel_layout(o, world->rank(), world->size());
   } catch (const Error& e) {
@@ -37,13 +41,16 @@ ParallelRuntime::ParallelRuntime(const ParallelOptions& o) {
                  o.collective_timeout_s);
 }
 
+void ParallelRuntime::abort_run(const char* what) {
+  std::fprintf(stderr, "error: rank %d of %d: %s\nerror: rank %d ends every rank of the job\n", ctx_.world_rank,
+               ctx_.world_size, what, ctx_.world_rank);
+  std::fflush(stderr);
+  session_->abort_all(1);
+}
+
 ParallelRuntime::~ParallelRuntime() {
   ctx_.tp.reset();
   ctx_.world.reset();
-}
-
-void ParallelRuntime::abandon() {
-  if (session_) session_->abandon();
 }
 
 }  // namespace dsi

@@ -26,8 +26,19 @@ class ParallelRuntime {
   ParallelRuntime& operator=(const ParallelRuntime&) = delete;
 
   const ParallelContext& context() const { return ctx_; }
-  // After a failed collective: end without MPI_Finalize, which could wait on dead peers.
-  void abandon();
+  // Runs fn, the part of a command where all ranks work together: an error on one rank is
+  // printed with its rank and ends every rank (MPI_Abort, a non-zero exit for the launcher)
+  // instead of leaving the others waiting in a collective. A world of one just runs fn.
+  template <class Fn>
+  void run(Fn&& fn) {
+    if (!session_) return fn();
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      abort_run(e.what());
+    }
+  }
+  [[noreturn]] void abort_run(const char* what);
 
  private:
   std::unique_ptr<MpiSession> session_;
