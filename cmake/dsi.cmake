@@ -74,15 +74,20 @@ endfunction()
 # dsi_py_test(NAME SCRIPT [ARGS ...] [LABELS ...]): a Python test (a real client against the
 # real binary) run with the project's virtual environment from scripts/setup.sh.
 set(DSI_PYTHON ${PROJECT_SOURCE_DIR}/.venv/bin/python CACHE FILEPATH "Python with the test tools")
+# ENV adds VAR=VALUE entries to the test's environment.
 function(dsi_py_test name script)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "ARGS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "TIMEOUT" "ARGS;LABELS;ENV" ${ARGN})
+  if(ARG_ENV)
+    list(JOIN ARG_ENV ";" ARG_ENV)
+    set(ARG_ENV ";${ARG_ENV}")
+  endif()
   add_test(NAME ${name} COMMAND ${DSI_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/${script} ${ARG_ARGS}
            WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/tests)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 600)
   endif()
   set_tests_properties(${name} PROPERTIES
-    ENVIRONMENT "DSINFER_BIN=${CMAKE_BINARY_DIR}/bin/dsinfer;DSINFER_DATA=${PROJECT_SOURCE_DIR}/tests/data;PYTHONUNBUFFERED=1"
+    ENVIRONMENT "DSINFER_BIN=${CMAKE_BINARY_DIR}/bin/dsinfer;DSINFER_DATA=${PROJECT_SOURCE_DIR}/tests/data;PYTHONUNBUFFERED=1${ARG_ENV}"
     LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT})
 endfunction()
 
