@@ -4,6 +4,7 @@
 // world and TP communicators and the ParallelContext. One per process (it owns the MPI
 // session); the commands create it first and pass its context down.
 #include <memory>
+#include <string>
 
 #include "parallel/parallel_context.h"
 
@@ -45,16 +46,24 @@ class ParallelRuntime {
   ParallelContext ctx_;
 };
 
-// Runs fn; an Error it throws on a rank other than 0 becomes ReportedByRootError (the same
-// check fails identically on every rank, and rank 0 prints it).
+// After a startup step that every rank runs (loading, checks): if it failed on any rank,
+// every rank throws ReportedByRootError once the error has been printed: by rank 0 when it
+// failed there (the same check fails the same way everywhere), else by the ranks it failed
+// on, with their rank. Collective over `world` (null: a world of one, nothing to agree on).
+void agree_on_startup(Communicator* world, const std::string& error);
+
+// Runs fn on every rank and agrees on its outcome (agree_on_startup). In a world of one the
+// error is simply rethrown.
 template <class Fn>
 void checked_on_every_rank(const ParallelContext& p, Fn&& fn) {
+  std::string error;
   try {
     fn();
   } catch (const Error& e) {
-    if (p.is_root()) throw;
-    throw ReportedByRootError(e.what());
+    if (!p.world) throw;
+    error = e.what();
   }
+  agree_on_startup(p.world.get(), error);
 }
 
 }  // namespace dsi

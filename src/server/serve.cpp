@@ -77,7 +77,8 @@ ApiOptions api_options(const ServeOptions& o, const std::string& model_name) {
 
 RunnerOptions runner_options(const ServeOptions& o) {
   RunnerOptions r;
-  r.kv_cache_bytes = parse_byte_size(o.kv_cache_memory, "--kv-cache-memory");
+  r.kv_cache_bytes = o.kv_cache_memory == "auto" ? 0 : parse_byte_size(o.kv_cache_memory, "--kv-cache-memory");
+  r.gpu_memory_utilization = o.gpu_memory_utilization;
   r.block_size = o.block_size;
   r.prefix_caching = o.prefix_caching;
   r.backend = o.backend;

@@ -1,6 +1,9 @@
 """Starting a real `dsinfer serve` for the server tests, and small raw-HTTP helpers.
 
 The binary comes from $DSINFER_BIN and the fixtures from $DSINFER_DATA (CTest sets both);
+$DSINFER_DEVICE_ARGS (e.g. "--device cuda --dtype float32", scripts/device/run.sh) is added to
+every serve, generate and logits command, and $DSINFER_SERVE_ARGS to every serve, so the same
+tests run on another backend;
 every server listens on a free loopback port and logs to a temporary file that is printed
 when a test fails to start it.
 """
@@ -8,6 +11,7 @@ import http.client
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -24,6 +28,8 @@ DATA = os.environ.get("DSINFER_DATA", os.path.join(HERE, "..", "data"))
 SERVE_RANKS = int(os.environ.get("DSINFER_SERVE_RANKS", "1"))
 SERVE_LAYOUT = os.environ.get("DSINFER_SERVE_LAYOUT", "").split()
 MPIRUN = ["mpirun", "--oversubscribe", "--allow-run-as-root", "--mca", "btl_vader_single_copy_mechanism", "none"]
+DEVICE_ARGS = shlex.split(os.environ.get("DSINFER_DEVICE_ARGS", ""))
+SERVE_ARGS = shlex.split(os.environ.get("DSINFER_SERVE_ARGS", ""))
 
 
 def free_port():
@@ -41,7 +47,8 @@ class Server:
     def __init__(self, *args, ready_timeout=300):
         self.port = free_port()
         threads = [] if "--threads" in args else ["--threads", "1"]
-        self.args = [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), *threads, *args]
+        self.args = [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), *threads, *DEVICE_ARGS, *SERVE_ARGS,
+                     *args]
         env = None
         if SERVE_RANKS > 1:
             self.args = [*MPIRUN, "-np", str(SERVE_RANKS), *self.args, *SERVE_LAYOUT]
@@ -197,7 +204,7 @@ def generate_cli(model_dir, token_ids, max_tokens):
     like the test servers."""
     out = subprocess.run(
         [BIN, "generate", "--model", model_dir, "--tokens", ",".join(map(str, token_ids)),
-         "--max-tokens", str(max_tokens), "--json", "--threads", "1"],
+         "--max-tokens", str(max_tokens), "--json", "--threads", "1", *DEVICE_ARGS],
         check=True, capture_output=True, text=True)
     return json.loads(out.stdout)["token_ids"]
 
@@ -211,7 +218,7 @@ def logits_cli(model_dir, token_ids):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "logits.safetensors")
         subprocess.run([BIN, "--log-level", "warn", "logits", *model, "--tokens", ",".join(map(str, token_ids)),
-                        "--out", out, "--threads", "1"], check=True, capture_output=True, text=True)
+                        "--out", out, "--threads", "1", *DEVICE_ARGS], check=True, capture_output=True, text=True)
         shape, flat = safetensors_io.read(out)["logits"]
     return [flat[i:i + shape[1]] for i in range(0, len(flat), shape[1])]
 
