@@ -3,12 +3,17 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
 #include <exception>
 
 #include "bench/commands.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "engine/commands.h"
+#include "engine/parallel_flags.h"
+#include "parallel/parallel_runtime.h"
 #include "plan/commands.h"
 #include "server/commands.h"
 #include "tokenizer/commands.h"
@@ -31,10 +36,20 @@ int main(int argc, char** argv) {
   dsi::register_tokenizer_commands(app);
   dsi::register_topo_commands(app);
 
+  // vLLM's -tp (CLI11 has one-letter short options only).
+  std::vector<std::string> args = dsi::expand_short_parallel_flags(argc, argv);
+  std::vector<char*> arg_ptrs;
+  for (auto& a : args) arg_ptrs.push_back(a.data());
   try {
-    app.parse(argc, argv);
+    app.parse(int(arg_ptrs.size()), arg_ptrs.data());
   } catch (const CLI::ParseError& e) {
+    // Under mpirun every rank parses the same line: rank 0 alone reports a bad one.
+    if (e.get_exit_code() != 0 && std::getenv("OMPI_COMM_WORLD_RANK") &&
+        std::string(std::getenv("OMPI_COMM_WORLD_RANK")) != "0")
+      return e.get_exit_code();
     return app.exit(e);
+  } catch (const dsi::ReportedByRootError&) {
+    return 1;  // rank 0 printed it
   } catch (const dsi::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -74,14 +74,41 @@ endfunction()
 # dsi_py_test(NAME SCRIPT [ARGS ...] [LABELS ...]): a Python test (a real client against the
 # real binary) run with the project's virtual environment from scripts/setup.sh.
 set(DSI_PYTHON ${PROJECT_SOURCE_DIR}/.venv/bin/python CACHE FILEPATH "Python with the test tools")
+# ENV adds VAR=VALUE entries to the test's environment.
 function(dsi_py_test name script)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "ARGS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "TIMEOUT" "ARGS;LABELS;ENV" ${ARGN})
+  if(ARG_ENV)
+    list(JOIN ARG_ENV ";" ARG_ENV)
+    set(ARG_ENV ";${ARG_ENV}")
+  endif()
   add_test(NAME ${name} COMMAND ${DSI_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/${script} ${ARG_ARGS}
            WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/tests)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 600)
   endif()
   set_tests_properties(${name} PROPERTIES
-    ENVIRONMENT "DSINFER_BIN=${CMAKE_BINARY_DIR}/bin/dsinfer;DSINFER_DATA=${PROJECT_SOURCE_DIR}/tests/data;PYTHONUNBUFFERED=1"
+    ENVIRONMENT "DSINFER_BIN=${CMAKE_BINARY_DIR}/bin/dsinfer;DSINFER_DATA=${PROJECT_SOURCE_DIR}/tests/data;PYTHONUNBUFFERED=1${ARG_ENV}"
     LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT})
+endfunction()
+
+# dsi_mpi_test(NAME NP COMMAND [ARGS...]): COMMAND (a target name or a path) as NP real ranks
+# under OpenMPI's mpirun, label mpi. --oversubscribe: CI machines have fewer cores than ranks;
+# --allow-run-as-root: CI containers run as root (OMPI_ALLOW_RUN_AS_ROOT* do the same for a
+# mpirun started by a test script); single-copy off: containers forbid the ptrace CMA uses.
+find_program(DSI_MPIRUN mpirun)
+set(DSI_MPIRUN_FLAGS --oversubscribe --allow-run-as-root --mca btl_vader_single_copy_mechanism none
+    CACHE STRING "mpirun flags of the mpi tests")
+function(dsi_mpi_test name np command)
+  cmake_parse_arguments(ARG "" "TIMEOUT" "LABELS" ${ARGN})
+  if(TARGET ${command})
+    set(command $<TARGET_FILE:${command}>)
+  endif()
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 120)
+  endif()
+  add_test(NAME ${name} COMMAND ${DSI_MPIRUN} ${DSI_MPIRUN_FLAGS} -np ${np} ${command} ${ARG_UNPARSED_ARGUMENTS}
+           WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/tests)
+  # LeakSanitizer reports OpenMPI's own allocations kept until exit: not ours to fix.
+  set_tests_properties(${name} PROPERTIES LABELS "mpi;${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
+    ENVIRONMENT "DSINFER_BIN=${CMAKE_BINARY_DIR}/bin/dsinfer;DSINFER_DATA=${PROJECT_SOURCE_DIR}/tests/data;ASAN_OPTIONS=detect_leaks=0;OMP_NUM_THREADS=1")
 endfunction()

@@ -15,7 +15,11 @@
 #include "engine/engine.h"
 #include "engine/model_loader.h"
 #include "engine/model_runner.h"
+#include "engine/parallel_flags.h"
+#include "engine/step_broadcast.h"
 #include "model/dump_compare.h"
+#include "model/sharding.h"
+#include "parallel/parallel_runtime.h"
 #include "model/safetensors.h"
 
 namespace dsi {
@@ -28,6 +32,7 @@ struct CommonOptions {
   int threads = 0;
   BackendOptions backend;
   DumpFlags dump;
+  ParallelOptions parallel;
 };
 
 void add_common(CLI::App* cmd, CommonOptions& o) {
@@ -42,6 +47,7 @@ void add_common(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--threads", o.threads, "CPU threads (0: one per core)")->capture_default_str();
   add_device_flags(cmd, o.backend);
   add_dump_flags(cmd, o.dump);
+  add_parallel_flags(cmd, o.parallel);
 }
 
 std::vector<int32_t> parse_tokens(const std::string& text, int64_t vocab) {
@@ -83,8 +89,10 @@ ForwardBatch single_sequence_batch(std::span<const int32_t> tokens, int32_t n_ca
 
 // A runner whose cache and workspace hold exactly one sequence of n_tokens, computed in one
 // step with n_logit_rows logits.
-ModelRunner make_runner(LoadedModel m, const CommonOptions& common, int64_t n_tokens, int64_t n_logit_rows) {
+ModelRunner make_runner(LoadedModel m, const CommonOptions& common, int64_t n_tokens, int64_t n_logit_rows,
+                        const ParallelContext& parallel) {
   RunnerOptions o;
+  o.parallel = parallel;
   o.backend = common.backend;
   o.dump = common.dump.parse();
   o.prefix_caching = false;
@@ -103,17 +111,35 @@ std::vector<int32_t> allocate_blocks(ModelRunner& r, int64_t n_tokens) {
   return table;
 }
 
+// Every rank loads the model (memory maps: only its slices are read) and checks the layout;
+// an error there is the same on every rank and printed by rank 0 alone.
+LoadedModel load_checked(const CommonOptions& o, const ParallelContext& par, std::vector<int32_t>& prompt) {
+  LoadedModel m;
+  checked_on_every_rank(par, [&] {
+    m = load_model(o.source);
+    check_parallel_layout(par, m.config);
+    prompt = parse_tokens(o.tokens, m.config.vocab_size);
+  });
+  return m;
+}
+
 void run_logits(const CommonOptions& o, const std::string& out_path) {
   set_num_threads(o.threads);
-  LoadedModel m = load_model(o.source);
-  auto prompt = parse_tokens(o.tokens, m.config.vocab_size);
+  ParallelRuntime rt(o.parallel);
+  const ParallelContext& par = rt.context();
+  std::vector<int32_t> prompt;
+  LoadedModel m = load_checked(o, par, prompt);
   const int64_t vocab = m.config.vocab_size;
-  ModelRunner runner = make_runner(std::move(m), o, int64_t(prompt.size()), int64_t(prompt.size()));
-  auto table = allocate_blocks(runner, int64_t(prompt.size()));
-  std::vector<float> logits(prompt.size() * size_t(vocab));
-  runner.forward(single_sequence_batch(prompt, 0, table, runner.block_size(), true), logits);
-  write_safetensors(out_path, {{"logits", DType::f32, {int64_t(prompt.size()), vocab}, logits.data()}});
-  spdlog::info("wrote logits [{}, {}] to {}", prompt.size(), vocab, out_path);
+  rt.run([&] {
+    ModelRunner runner = make_runner(std::move(m), o, int64_t(prompt.size()), int64_t(prompt.size()), par);
+    if (!par.is_root()) return run_worker(runner);
+    auto table = allocate_blocks(runner, int64_t(prompt.size()));
+    std::vector<float> logits(prompt.size() * size_t(vocab));
+    runner.forward(single_sequence_batch(prompt, 0, table, runner.block_size(), true), logits);
+    runner.stop_workers();
+    write_safetensors(out_path, {{"logits", DType::f32, {int64_t(prompt.size()), vocab}, logits.data()}});
+    spdlog::info("wrote logits [{}, {}] to {}", prompt.size(), vocab, out_path);
+  });
 }
 
 struct GenerateOptions {
@@ -123,13 +149,27 @@ struct GenerateOptions {
   bool json = false;
 };
 
+void generate_on_root(ModelRunner& runner, const std::vector<int32_t>& prompt, const GenerateOptions& g);
+
 // Generation goes through the same engine (scheduler, paged cache, sampler) as serving.
 void run_generate(const CommonOptions& o, const GenerateOptions& g) {
   set_num_threads(o.threads);
-  LoadedModel m = load_model(o.source);
-  auto prompt = parse_tokens(o.tokens, m.config.vocab_size);
+  ParallelRuntime rt(o.parallel);
+  const ParallelContext& par = rt.context();
+  std::vector<int32_t> prompt;
+  LoadedModel m = load_checked(o, par, prompt);
   const int64_t total = int64_t(prompt.size()) + g.max_tokens;
-  ModelRunner runner = make_runner(std::move(m), o, total, 1);
+  rt.run([&] {
+    ModelRunner runner = make_runner(std::move(m), o, total, 1, par);
+    if (!par.is_root()) return run_worker(runner);
+    generate_on_root(runner, prompt, g);
+    runner.stop_workers();
+  });
+}
+
+// Rank 0 (or the only rank): the engine, the sampler and the output.
+void generate_on_root(ModelRunner& runner, const std::vector<int32_t>& prompt, const GenerateOptions& g) {
+  const int64_t total = int64_t(prompt.size()) + g.max_tokens;
   EngineOptions eo;
   eo.max_num_seqs = 1;
   eo.max_model_len = runner.blocks().n_blocks() * runner.block_size();

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "engine/scheduler.h"
+#include "parallel/communicator.h"
 
 namespace dsi {
 
@@ -289,15 +290,24 @@ bool Engine::step() {
   try {
     runner_.forward(batch, im.logits);
   } catch (const std::exception& e) {
-    // A failed step fails the requests in it, never the server.
+    // A failed step fails the requests in it, never the server; unless a rank of a parallel
+    // group failed (a collective timed out): then no step can run again, every request fails
+    // as unavailable (503) and the engine stops with the error (serve then exits non-zero).
+    const bool group_failed = dynamic_cast<const CollectiveTimeout*>(&e) != nullptr;
     spdlog::error("forward step failed: {}", e.what());
-    for (const auto& s : batch_plan)
-      if (auto seq = im.scheduler.remove(s.seq->id)) {
+    std::vector<RequestId> failed;
+    if (group_failed) failed = im.scheduler.ids();
+    else
+      for (const auto& s : batch_plan) failed.push_back(s.seq->id);
+    for (RequestId id : failed)
+      if (auto seq = im.scheduler.remove(id)) {
         RequestOutput out;
         out.error = e.what();
+        out.server_unavailable = group_failed;
         end_sequence(std::move(seq), FinishReason::finish_error, std::move(out));
       }
     publish();
+    if (group_failed) throw;
     return true;
   }
   // The router's per-expert counts of this step (a few KiB; the step has synchronised on its

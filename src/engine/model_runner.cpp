@@ -7,6 +7,8 @@
 #include "core/error.h"
 #include "core/host_memory.h"
 #include "core/log.h"
+#include "engine/step_broadcast.h"
+#include "model/sharding.h"
 #include "model/weight_upload.h"
 
 namespace dsi {
@@ -76,9 +78,12 @@ StepLimits make_step_limits(const ModelConfig& c, const RunnerOptions& o, int64_
 }  // namespace
 
 ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerOptions& options)
-    : backend_(make_backend(options.backend)) {
+    : backend_(make_backend(options.backend)), parallel_(options.parallel) {
   const auto start = std::chrono::steady_clock::now();
   Backend& be = *backend_;
+  // Under a parallel layout: this rank's slices, and its share of the heads and widths.
+  weights = shard_weights(config, options.parallel, std::move(weights));
+  config = local_config(options.parallel, config);
   if (options.block_size <= 0 || options.block_size > 4096)
     fail("--block-size {} must be in [1, 4096]", options.block_size);
   const bool on_host = be.name() == "cpu";
@@ -108,6 +113,15 @@ ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerO
                limits.max_logit_rows);
   if (sized_by_utilization) {
     n_blocks = gpu_block_count(config, options, be, memory_.weight_bytes, memory_.workspace_bytes);
+    if (parallel_.world && parallel_.world->size() > 1) {
+      // Rank 0 schedules blocks for every rank, so all hold the same count: the smallest.
+      // (Exchanged as two 24-bit halves: floats carry them exactly.)
+      const float mine[2] = {float(n_blocks >> 24), float(n_blocks & 0xffffff)};
+      std::vector<float> all(size_t(2 * parallel_.world->size()));
+      parallel_.world->all_gather(mine, all);
+      for (size_t r = 0; r < all.size(); r += 2)
+        n_blocks = std::min(n_blocks, (int64_t(all[r]) << 24) | int64_t(all[r + 1]));
+    }
     workspace_->step.bounds.n_kv_blocks = n_blocks;
   }
   blocks_ = std::make_unique<KvBlockManager>(n_blocks, options.block_size, options.prefix_caching);
@@ -142,7 +156,7 @@ ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerO
                dtype_name(be.kv_dtype()), kv_token_bytes,
                sized_by_utilization ? fmt::format(", sized by --gpu-memory-utilization {}", options.gpu_memory_utilization)
                                     : std::string());
-  model_ = std::make_unique<DeepSeekModel>(std::move(config), std::move(weights), be);
+  model_ = std::make_unique<DeepSeekModel>(std::move(config), std::move(weights), be, options.parallel);
   if (options.dump.enabled()) {
     dump_ = std::make_unique<TensorDump>(be, options.dump);
     model_->set_dump(dump_.get());
@@ -164,10 +178,17 @@ int64_t ModelRunner::kv_bytes_per_token() const {
 }
 
 void ModelRunner::forward(const ForwardBatch& batch, std::span<float> logits) {
+  if (parallel_.world && parallel_.is_root()) broadcast_step(*parallel_.world, batch);
   if (dump_) dump_->begin_step();
   workspace_->step.begin(*backend_, batch);
   model_->forward(*workspace_, cache_, logits);
   if (dump_) dump_->end_step();
+}
+
+void ModelRunner::stop_workers() {
+  if (!parallel_.world || !parallel_.is_root() || workers_stopped_) return;
+  workers_stopped_ = true;
+  broadcast_step(*parallel_.world, ForwardBatch{}, true);
 }
 
 std::vector<int32_t> ModelRunner::expert_counts() {

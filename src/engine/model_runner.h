@@ -12,6 +12,7 @@
 #include "model/deepseek_model.h"
 #include "model/tensor_dump.h"
 #include "model/workspace.h"
+#include "parallel/parallel_context.h"
 
 namespace dsi {
 
@@ -49,12 +50,16 @@ struct RunnerOptions {
   int64_t max_logit_rows = 0;
   int64_t max_model_len = 0;
   DumpOptions dump;  // debug dumps of named intermediates (off when empty)
+  // This rank's place in a parallel run (a world of one by default); the runner keeps its
+  // slices of the weights (model/sharding.h) and every rank must run every forward.
+  ParallelContext parallel;
 };
 
 class ModelRunner {
  public:
-  // Creates the backend, uploads `weights` (host views) into it, allocates the KV cache and
-  // the workspace. Logs the time from here to ready.
+  // Creates the backend, uploads `weights` (host views of the full model; this rank's slices
+  // under options.parallel) into it, allocates the KV cache and the workspace. Logs the time
+  // from here to ready. config() is then this rank's config (its share of heads and widths).
   ModelRunner(ModelConfig config, ModelWeights weights, const RunnerOptions& options);
 
   const ModelConfig& config() const { return model_->config(); }
@@ -72,7 +77,12 @@ class ModelRunner {
   // Runs one batch: validates and uploads its metadata once, then the model; logits of
   // batch.logit_rows land in `logits` ([rows, vocab]). Throws Error for a batch that does not
   // fit the workspace or the cache.
+  // On rank 0 of a parallel run it first broadcasts the batch (engine/step_broadcast.h), so
+  // the engine drives every rank by calling it; the other ranks run it from run_worker.
   void forward(const ForwardBatch& batch, std::span<float> logits);
+  const ParallelContext& parallel() const { return parallel_; }
+  // Rank 0 of a parallel run: tells the workers to return from run_worker (once, at the end).
+  void stop_workers();
 
   // Tokens each routed expert got in the last step, [n_layers * n_routed_experts] (zero rows
   // for dense layers): copied from backend memory on request, for load metrics.
@@ -88,6 +98,8 @@ class ModelRunner {
   std::unique_ptr<TensorDump> dump_;
   double ready_seconds_ = 0;
   RunnerMemory memory_;
+  ParallelContext parallel_;
+  bool workers_stopped_ = false;
 };
 
 // Bytes of a size such as "1GiB", "512MiB", "2G", "1000000" (plain bytes).

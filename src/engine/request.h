@@ -59,6 +59,7 @@ struct RequestOutput {
   FinishReason finish = FinishReason::finish_none;
   std::optional<int32_t> stop_token;  // the EOS or stop token that ended it (included in tokens)
   std::string error;
+  bool server_unavailable = false;  // the error is the server's (a rank of the group failed): HTTP 503
   int n_prompt_tokens = 0;
   int n_cached_prompt_tokens = 0;  // prompt tokens served from the prefix cache
   int n_generated = 0;             // tokens generated so far, these included

@@ -2,6 +2,7 @@
 
 #include "backend/ops.h"
 #include "core/error.h"
+#include "model/sharding.h"
 
 namespace dsi {
 
@@ -35,8 +36,12 @@ struct DeepSeekModel::Rows {
   Tensor x, h, out, q_a, q, kv, q_full, o_latent, o, gate, up, shared;
 };
 
-DeepSeekModel::DeepSeekModel(ModelConfig config, ModelWeights weights, Backend& backend)
-    : config_(std::move(config)), weights_(std::move(weights)), backend_(backend), rope_(make_rope_table(config_)) {
+DeepSeekModel::DeepSeekModel(ModelConfig config, ModelWeights weights, Backend& backend, ParallelContext parallel)
+    : config_(std::move(config)),
+      weights_(std::move(weights)),
+      backend_(backend),
+      rope_(make_rope_table(config_)),
+      parallel_(std::move(parallel)) {
   if (!weights_.uploaded) fail("DeepSeekModel: the weights are not in backend memory (call upload_weights)");
   const auto& c = config_;
   mla_ = MlaShape{c.n_heads, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank,
@@ -45,6 +50,26 @@ DeepSeekModel::DeepSeekModel(ModelConfig config, ModelWeights weights, Backend& 
   inv_freq_ = backend_.alloc(DType::f32, 1, int64_t(rope_.inv_freq.size()));
   backend_.copy_from_host(rope_.inv_freq.data(), inv_freq_.t);
   backend_.synchronize();
+  if (parallel_.ep_size > 1 && c.n_routed_experts > 0) {
+    n_local_experts_ = n_local_experts(parallel_, c);
+    expert_begin_ = expert_begin(parallel_, c);
+    // One more bucket than local experts: the choices other ranks compute (see routed_experts).
+    local_counts_ = backend_.alloc(DType::i32, 1, n_local_experts_ + 1);
+    local_offsets_ = backend_.alloc(DType::i32, 1, n_local_experts_ + 2);
+  }
+}
+
+void DeepSeekModel::all_reduce(Communicator& comm, Tensor t) {
+  if (comm.size() == 1) return;
+  if (!t.contiguous()) fail("all_reduce: {} is not packed", "the tensor");
+  const size_t n = size_t(t.numel()), bytes = n * dtype_size(t.dtype);
+  host_reduce_.resize(bytes);
+  backend_.copy_to_host(t, host_reduce_.data());
+  if (t.dtype == DType::f32) comm.all_reduce_sum({reinterpret_cast<float*>(host_reduce_.data()), n});
+  else if (t.dtype == DType::bf16) comm.all_reduce_sum_bf16({reinterpret_cast<uint16_t*>(host_reduce_.data()), n});
+  else fail("all_reduce: activations of dtype {} are not supported", dtype_name(t.dtype));
+  // host_reduce_ stays unchanged until the next copy_to_host, which waits for this copy.
+  backend_.copy_from_host(host_reduce_.data(), t);
 }
 
 void DeepSeekModel::forward(Workspace& ws, const KvCacheView& cache, std::span<float> logits) {
@@ -132,6 +157,8 @@ void DeepSeekModel::attention(int layer, const StepContext& ctx, const KvCacheVi
   ops::mla_expand_output(be, s.o_latent, w.kv_b, mla_, s.o);
   dump(layer, "o", s.o);
   ops::linear(be, s.o, w.o, s.out);
+  // Row-parallel o_proj: each TP rank holds its heads' share of the sum.
+  if (parallel_.tp) all_reduce(*parallel_.tp, s.out);
   dump(layer, "attn_out", s.out);
 }
 
@@ -148,9 +175,29 @@ void DeepSeekModel::feed_forward(int layer, const Rows& s, Workspace& ws) {
   };
   if (lw.mlp) {
     mlp(*lw.mlp, s.out);
+    if (parallel_.tp) all_reduce(*parallel_.tp, s.out);  // row-parallel down_proj
     return;
   }
+  routed_experts(layer, s, ws);
   const auto& moe = *lw.moe;
+  if (moe.shared) {
+    mlp(*moe.shared, s.shared);
+    dump(layer, "shared_out", s.shared);
+    ops::add(be, s.out, s.shared);
+  }
+  // Every rank holds its experts' and its shared-expert slice's share: one sum over all ranks.
+  if (parallel_.world) all_reduce(*parallel_.world, s.out);
+}
+
+// The routed experts of every token. Under expert parallelism a rank computes only the
+// choices of its own experts: the others go to one extra bucket, last, whose weight is zero
+// and whose rows are zeroed, so moe_combine adds exactly nothing for them and sums the rest
+// in increasing expert id as one process does; the all-reduce after the shared experts adds
+// the ranks' shares. (All-to-all dispatch, sending each token only to the ranks of its
+// experts, moves fewer bytes once attention is data-parallel: docs/design/parallel.md.)
+void DeepSeekModel::routed_experts(int layer, const Rows& s, Workspace& ws) {
+  const auto& moe = *weights_.layers[size_t(layer)].moe;
+  auto& be = backend_;
   const int64_t n = s.x.rows, m = n * config_.num_experts_per_tok;
   Tensor logits = ws.router_logits.t.slice_rows(0, n), ids = ws.expert_ids.t.slice_rows(0, n),
          weights = ws.expert_weights.t.slice_rows(0, n), row_map = ws.row_map.t.slice_rows(0, n),
@@ -161,18 +208,46 @@ void DeepSeekModel::feed_forward(int layer, const Rows& s, Workspace& ws) {
   ops::moe_route(be, logits, moe.score_bias, routing_, ids, weights, counts);
   dump(layer, "expert_ids", ids);
   dump(layer, "expert_weights", weights);
-  ops::moe_dispatch(be, s.h, ids, counts, x_sorted, ws.expert_offsets.t, row_map);
+  Tensor route_counts = counts, offsets = ws.expert_offsets.t, group_offsets = ws.expert_offsets.t;
+  int64_t n_elsewhere = 0;
+  if (n_local_experts_ > 0) {
+    const size_t nk = size_t(m);
+    host_ids_.resize(nk);
+    host_weights_.resize(nk);
+    host_counts_.assign(size_t(n_local_experts_ + 1), 0);
+    be.copy_to_host(ids, host_ids_.data());
+    be.copy_to_host(weights, host_weights_.data());
+    for (size_t i = 0; i < nk; ++i) {
+      const int32_t local = host_ids_[i] - expert_begin_;
+      if (local >= 0 && local < n_local_experts_) {
+        host_ids_[i] = local;
+      } else {
+        host_ids_[i] = n_local_experts_;
+        host_weights_[i] = 0;
+      }
+      ++host_counts_[size_t(host_ids_[i])];
+    }
+    n_elsewhere = host_counts_.back();
+    be.copy_from_host(host_ids_.data(), ids);
+    be.copy_from_host(host_weights_.data(), weights);
+    be.copy_from_host(host_counts_.data(), local_counts_.t);
+    route_counts = local_counts_.t;
+    offsets = local_offsets_.t;
+    group_offsets = local_offsets_.t.slice_cols(0, n_local_experts_ + 1);
+  }
+  ops::moe_dispatch(be, s.h, ids, route_counts, x_sorted, offsets, row_map);
   dump(layer, "x_sorted", x_sorted);
-  ops::moe_grouped_mlp(be, x_sorted, ws.expert_offsets.t, moe.routed, ws.moe_gate.t.slice_rows(0, m),
+  ops::moe_grouped_mlp(be, x_sorted, group_offsets, moe.routed, ws.moe_gate.t.slice_rows(0, m),
                        ws.moe_up.t.slice_rows(0, m), y_sorted);
+  if (n_elsewhere > 0) {
+    Tensor elsewhere = y_sorted.slice_rows(m - n_elsewhere, n_elsewhere);
+    const size_t bytes = size_t(elsewhere.numel()) * dtype_size(elsewhere.dtype);
+    if (zeros_.size() < bytes) zeros_.assign(bytes, std::byte{0});
+    be.copy_from_host(zeros_.data(), elsewhere);
+  }
   dump(layer, "y_sorted", y_sorted);
   ops::moe_combine(be, y_sorted, row_map, ids, weights, s.out);
   dump(layer, "moe_out", s.out);
-  if (moe.shared) {
-    mlp(*moe.shared, s.shared);
-    dump(layer, "shared_out", s.shared);
-    ops::add(be, s.out, s.shared);
-  }
 }
 
 }  // namespace dsi

@@ -4,6 +4,7 @@
 // step context holds the step's tokens and KV slots, and it returns the logits of the rows the
 // step asks for. Every intermediate has a name (model/tensor_dump.h) for debug dumps.
 #include <span>
+#include <vector>
 
 #include "backend/backend.h"
 #include "model/config.h"
@@ -11,13 +12,16 @@
 #include "model/tensor_dump.h"
 #include "model/weights.h"
 #include "model/workspace.h"
+#include "parallel/parallel_context.h"
 
 namespace dsi {
 
 class DeepSeekModel {
  public:
   // `weights` must be in backend memory (upload_weights); the backend must outlive the model.
-  DeepSeekModel(ModelConfig config, ModelWeights weights, Backend& backend);
+  // Under a parallel layout `config` is this rank's (local_config in model/sharding.h) and
+  // `weights` its slices (shard_weights); every rank of `parallel` must run every forward.
+  DeepSeekModel(ModelConfig config, ModelWeights weights, Backend& backend, ParallelContext parallel = {});
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
@@ -36,6 +40,9 @@ class DeepSeekModel {
   struct Rows;
   void attention(int layer, const StepContext& ctx, const KvCacheView& cache, const Rows& s);
   void feed_forward(int layer, const Rows& s, Workspace& ws);
+  void routed_experts(int layer, const Rows& s, Workspace& ws);
+  // In place: t = sum of t over the ranks of `comm` (through host memory).
+  void all_reduce(Communicator& comm, Tensor t);
   void dump(int layer, const char* name, const Tensor& t) const {
     if (dump_ && dump_->wants(layer, name)) dump_->record(layer, name, t);
   }
@@ -48,6 +55,14 @@ class DeepSeekModel {
   MlaShape mla_;
   RoutingParams routing_;
   TensorDump* dump_ = nullptr;
+  ParallelContext parallel_;
+  // Expert parallelism: this rank's experts [expert_begin_, expert_begin_ + n_local_experts_),
+  // the per-step local routing (host) and its counts and offsets (backend memory).
+  int expert_begin_ = 0, n_local_experts_ = 0;
+  Buffer local_counts_, local_offsets_;
+  std::vector<int32_t> host_ids_, host_counts_;
+  std::vector<float> host_weights_;
+  std::vector<std::byte> host_reduce_, zeros_;
 };
 
 }  // namespace dsi

@@ -10,22 +10,27 @@ class TableBuilder {
  public:
   explicit TableBuilder(bool bind) : bind_(bind) {}
 
+  // A replicated parameter (shard_dim_replicated) has group none; a split one the TP group
+  // unless said otherwise.
   void linear(std::string name, WeightKind kind, std::vector<int64_t> shape, ShardDim shard, Weight* dst,
-              int layer = -1, int expert = -1) {
-    out.push_back({std::move(name), kind, std::move(shape), shard, layer, expert, bind_ ? dst : nullptr, nullptr});
+              int layer = -1, int expert = -1, ShardGroup group = ShardGroup::shard_group_tp) {
+    if (shard == ShardDim::shard_dim_replicated) group = ShardGroup::shard_group_none;
+    out.push_back(
+        {std::move(name), kind, std::move(shape), shard, group, layer, expert, bind_ ? dst : nullptr, nullptr});
   }
   void vector(std::string name, int64_t n, Tensor* dst, int layer = -1) {
-    out.push_back({std::move(name), WeightKind::weight_kind_vector, {n}, ShardDim::shard_dim_replicated, layer, -1,
-                   nullptr, bind_ ? dst : nullptr});
+    out.push_back({std::move(name), WeightKind::weight_kind_vector, {n}, ShardDim::shard_dim_replicated,
+                   ShardGroup::shard_group_none, layer, -1, nullptr, bind_ ? dst : nullptr});
   }
-  void mlp(const std::string& p, int64_t hidden, int64_t inter, MlpWeights* dst, int layer, int expert) {
-    bool routed = expert >= 0;
-    ShardDim up = routed ? ShardDim::shard_dim_expert : ShardDim::shard_dim_rows;
-    ShardDim down = routed ? ShardDim::shard_dim_expert : ShardDim::shard_dim_cols;
+  // Column-parallel gate and up, row-parallel down, across `group`.
+  void mlp(const std::string& p, int64_t hidden, int64_t inter, MlpWeights* dst, int layer, int expert,
+           ShardGroup group) {
     auto L = WeightKind::weight_kind_linear;
-    linear(p + "gate_proj.weight", L, {inter, hidden}, up, dst ? &dst->gate : nullptr, layer, expert);
-    linear(p + "up_proj.weight", L, {inter, hidden}, up, dst ? &dst->up : nullptr, layer, expert);
-    linear(p + "down_proj.weight", L, {hidden, inter}, down, dst ? &dst->down : nullptr, layer, expert);
+    using enum ShardDim;
+    linear(p + "gate_proj.weight", L, {inter, hidden}, shard_dim_rows, dst ? &dst->gate : nullptr, layer, expert, group);
+    linear(p + "up_proj.weight", L, {inter, hidden}, shard_dim_rows, dst ? &dst->up : nullptr, layer, expert, group);
+    linear(p + "down_proj.weight", L, {hidden, inter}, shard_dim_cols, dst ? &dst->down : nullptr, layer, expert,
+           group);
   }
 
   std::vector<WeightSpec> out;
@@ -59,6 +64,7 @@ void lay_out(const ModelConfig& c, ModelWeights& w) {
 std::vector<WeightSpec> weight_table(const ModelConfig& c, ModelWeights* bind) {
   using enum WeightKind;
   using enum ShardDim;
+  using enum ShardGroup;
   const int64_t H = c.hidden_size, nh = c.n_heads;
   ModelWeights scratch;  // destinations when the caller only wants the table
   ModelWeights& w = bind ? *bind : scratch;
@@ -66,7 +72,9 @@ std::vector<WeightSpec> weight_table(const ModelConfig& c, ModelWeights* bind) {
   if (int(w.layers.size()) != c.n_layers) fail("weight_table: weights laid out for another config");
   TableBuilder t(bind != nullptr);
 
-  t.linear("model.embed_tokens.weight", weight_kind_embedding, {c.vocab_size, H}, shard_dim_rows, &w.embed);
+  // The embedding and lm_head are replicated: a vocab-parallel split would save their memory
+  // per rank at the price of an all-gather of the logits (docs/design/parallel.md).
+  t.linear("model.embed_tokens.weight", weight_kind_embedding, {c.vocab_size, H}, shard_dim_replicated, &w.embed);
   for (int l = 0; l < c.n_layers; ++l) {
     LayerWeights& lw = w.layers[size_t(l)];
     MlaWeights& at = lw.attn;
@@ -91,7 +99,7 @@ std::vector<WeightSpec> weight_table(const ModelConfig& c, ModelWeights* bind) {
 
     std::string m = p + "mlp.";
     if (lw.mlp) {
-      t.mlp(m, H, c.intermediate_size, &*lw.mlp, l, -1);
+      t.mlp(m, H, c.intermediate_size, &*lw.mlp, l, -1, shard_group_tp);
       continue;
     }
     MoeWeights& moe = *lw.moe;
@@ -99,12 +107,15 @@ std::vector<WeightSpec> weight_table(const ModelConfig& c, ModelWeights* bind) {
     if (c.topk_method == TopkMethod::noaux_tc)
       t.vector(m + "gate.e_score_correction_bias", c.n_routed_experts, &moe.score_bias, l);
     for (int e = 0; e < c.n_routed_experts; ++e)
-      t.mlp(m + "experts." + std::to_string(e) + ".", H, c.moe_intermediate_size, &moe.experts[size_t(e)], l, e);
-    if (moe.shared) t.mlp(m + "shared_experts.", H, c.moe_intermediate_size * c.n_shared_experts, &*moe.shared, l, -1);
+      t.mlp(m + "experts." + std::to_string(e) + ".", H, c.moe_intermediate_size, &moe.experts[size_t(e)], l, e,
+            shard_group_expert);
+    if (moe.shared)
+      t.mlp(m + "shared_experts.", H, c.moe_intermediate_size * c.n_shared_experts, &*moe.shared, l, -1,
+            shard_group_all_ranks);
   }
   t.vector("model.norm.weight", H, &w.final_norm);
   if (!c.tie_word_embeddings)
-    t.linear("lm_head.weight", weight_kind_linear, {c.vocab_size, H}, shard_dim_rows, &w.lm_head);
+    t.linear("lm_head.weight", weight_kind_linear, {c.vocab_size, H}, shard_dim_replicated, &w.lm_head);
   return std::move(t.out);
 }
 

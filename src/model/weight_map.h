@@ -17,12 +17,19 @@ enum class WeightKind {
   weight_kind_vector,     // norms and the router's correction bias: [n]; kept as float32
 };
 
-// How a parameter splits across ranks (used when tensor / expert parallelism lands).
+// How a parameter splits across ranks (model/sharding.h, docs/design/parallel.md).
 enum class ShardDim {
   shard_dim_replicated,
-  shard_dim_rows,    // output features split (column-parallel linear, vocab-parallel embedding)
-  shard_dim_cols,    // input features split (row-parallel linear, followed by an all-reduce)
-  shard_dim_expert,  // whole experts assigned to ranks
+  shard_dim_rows,  // output features split (column-parallel linear)
+  shard_dim_cols,  // input features split (row-parallel linear, followed by an all-reduce)
+};
+
+// Across which ranks a split parameter is split.
+enum class ShardGroup {
+  shard_group_none,       // replicated
+  shard_group_tp,         // the attention group: heads, the dense MLP
+  shard_group_all_ranks,  // shared experts: every rank a slice, summed with the routed experts
+  shard_group_expert,     // routed expert `expert`: owned by one EP group, split across its ranks
 };
 
 struct WeightSpec {
@@ -30,6 +37,7 @@ struct WeightSpec {
   WeightKind kind;
   std::vector<int64_t> shape;
   ShardDim shard;
+  ShardGroup group;
   int layer = -1;    // -1 for embedding, final norm and lm_head
   int expert = -1;   // routed expert index, -1 otherwise
   Weight* weight = nullptr;  // where a linear, embedding or router goes

@@ -55,6 +55,7 @@ ChoiceDelta ChoiceState::add(const RequestOutput& out) {
       const char* name = finish_reason_name(out.finish);
       finish_reason_ = name ? name : "stop";
       error_ = out.error;
+      server_unavailable_ = out.server_unavailable;
       if (out.finish == FinishReason::finish_stop && out.stop_token &&
           std::find(config_.stop_token_ids.begin(), config_.stop_token_ids.end(), *out.stop_token) !=
               config_.stop_token_ids.end())

@@ -59,6 +59,7 @@ class ChoiceState {
   // vLLM's stop_reason: the stop string or stop token id that ended the text, else none.
   const std::variant<std::monostate, std::string, int32_t>& stop_reason() const { return stop_reason_; }
   const std::string& error() const { return error_; }
+  bool server_unavailable() const { return server_unavailable_; }  // the error is the server's: 503
 
   int n_prompt_tokens() const { return n_prompt_tokens_; }
   int n_cached_prompt_tokens() const { return n_cached_prompt_tokens_; }
@@ -77,6 +78,7 @@ class ChoiceState {
   std::string finish_reason_;
   std::variant<std::monostate, std::string, int32_t> stop_reason_;
   std::string error_;
+  bool server_unavailable_ = false;
   int n_prompt_tokens_ = 0;
   int n_cached_prompt_tokens_ = 0;
   int n_generated_ = 0;

@@ -141,7 +141,9 @@ void Generation::on_output(size_t k, RequestOutput&& out) {
   if (d.finished) {
     ++n_finished_;
     record(c, now);
-    if (c.state.finish_reason() == "error") return fail(500, c.state.error().empty() ? "generation failed" : c.state.error());
+    if (c.state.finish_reason() == "error")
+      return fail(c.state.server_unavailable() ? 503 : 500,
+                  c.state.error().empty() ? "generation failed" : c.state.error());
   }
   if (options().stream) stream_delta(k, d);
   else accumulate(c, std::move(d));

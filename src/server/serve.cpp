@@ -2,7 +2,9 @@
 
 #include <sys/resource.h>
 
+#include <csignal>
 #include <ctime>
+#include <optional>
 #include <algorithm>
 #include <filesystem>
 #include <thread>
@@ -10,6 +12,9 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/threads.h"
+#include "engine/step_broadcast.h"
+#include "model/sharding.h"
+#include "parallel/parallel_runtime.h"
 #include "server/api_router.h"
 #include "server/http_server.h"
 #include "server/shutdown.h"
@@ -85,15 +90,51 @@ RunnerOptions runner_options(const ServeOptions& o) {
 
 }  // namespace
 
-int run_serve(const ServeOptions& o) {
-  check_options(o);
-  raise_open_file_limit();
-  set_num_threads(o.threads);
+namespace {
 
-  Tokenizer tokenizer = load_tokenizer(o);
-  LoadedModel model = load_model(o.source);
+int serve_on_root(const ServeOptions& o, Tokenizer& tokenizer, LoadedModel& model, ModelRunner& runner);
+
+}  // namespace
+
+// Under mpirun every rank loads the model and runs each step; rank 0 alone tokenizes, serves
+// HTTP and schedules (docs/design/parallel.md). Checks fail the same way on every rank and
+// are printed by rank 0; a failure after that ends every rank.
+int run_serve(const ServeOptions& o) {
+  ParallelRuntime rt(o.parallel);
+  const ParallelContext& par = rt.context();
+  std::optional<Tokenizer> tokenizer;
+  LoadedModel model;
+  checked_on_every_rank(par, [&] {
+    check_options(o);
+    raise_open_file_limit();
+    set_num_threads(o.threads);
+    tokenizer.emplace(load_tokenizer(o));
+    model = load_model(o.source);
+    check_parallel_layout(par, model.config);
+  });
+  int code = 0;
+  rt.run([&] {
+    RunnerOptions ro = runner_options(o);
+    ro.parallel = par;
+    ModelRunner runner(std::move(model.config), std::move(model.weights), ro);
+    if (!par.is_root()) {
+      // mpirun forwards SIGTERM and SIGINT to every rank; rank 0 drains its requests and then
+      // stops the workers, which must live until then.
+      std::signal(SIGTERM, SIG_IGN);
+      std::signal(SIGINT, SIG_IGN);
+      return run_worker(runner);
+    }
+    code = serve_on_root(o, *tokenizer, model, runner);
+    if (code != 0 && par.world) fail("the engine failed (see the log above)");
+    runner.stop_workers();
+  });
+  return code;
+}
+
+namespace {
+
+int serve_on_root(const ServeOptions& o, Tokenizer& tokenizer, LoadedModel& model, ModelRunner& runner) {
   ApiOptions api = api_options(o, model.name);
-  ModelRunner runner(std::move(model.config), std::move(model.weights), runner_options(o));
   spdlog::info("load-to-ready: {:.2f} s (loading {:.2f} s, upload and allocation {:.2f} s)",
                model.load_seconds + runner.ready_seconds(), model.load_seconds, runner.ready_seconds());
   // Destroyed first (below): requests it still holds keep connections alive through their
@@ -138,5 +179,7 @@ int run_serve(const ServeOptions& o) {
   spdlog::info("dsinfer serve: stopped");
   return engine_failed ? 1 : 0;
 }
+
+}  // namespace
 
 }  // namespace dsi::server

@@ -11,6 +11,8 @@
 #include "engine/model_runner.h"
 #include "server/http_connection.h"
 
+#include "parallel/parallel_context.h"
+
 namespace dsi::server {
 
 struct ServeOptions {
@@ -36,6 +38,7 @@ struct ServeOptions {
   int preprocess_threads = 2;      // threads that parse, template and tokenize requests
   std::string reasoning_parser;  // "" or deepseek-r1
   std::string tool_call_parser;  // "" or deepseek-v3
+  ParallelOptions parallel;      // under mpirun: rank 0 serves, the others run its steps
 };
 
 // Runs the server until it is signalled; returns the exit code.

@@ -5,6 +5,7 @@
 
 #include "core/log.h"
 #include "engine/device_flags.h"
+#include "engine/parallel_flags.h"
 #include "engine/model_runner.h"
 #include "server/commands.h"
 #include "server/serve.h"
@@ -36,6 +37,7 @@ void add_model_flags(CLI::App* cmd, ServeFlags& f) {
                   "model name(s) the API accepts; the first is reported (default: the model folder's name)");
   cmd->add_option("--threads", o.threads, "CPU threads of the model (0: one per core)")->capture_default_str();
   add_device_flags(cmd, o.backend);
+  add_parallel_flags(cmd, o.parallel);
 }
 
 void add_engine_flags(CLI::App* cmd, ServeFlags& f) {

@@ -22,6 +22,12 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("DSINFER_BIN", os.path.join(HERE, "..", "..", "build", "bin", "dsinfer"))
 DATA = os.environ.get("DSINFER_DATA", os.path.join(HERE, "..", "data"))
+# DSINFER_SERVE_RANKS=N runs every server as N ranks under mpirun with the layout flags of
+# DSINFER_SERVE_LAYOUT (e.g. "--enable-expert-parallel"): the same tests against a multi-rank
+# server (tests/server/CMakeLists.txt registers a few that way, label mpi).
+SERVE_RANKS = int(os.environ.get("DSINFER_SERVE_RANKS", "1"))
+SERVE_LAYOUT = os.environ.get("DSINFER_SERVE_LAYOUT", "").split()
+MPIRUN = ["mpirun", "--oversubscribe", "--allow-run-as-root", "--mca", "btl_vader_single_copy_mechanism", "none"]
 DEVICE_ARGS = shlex.split(os.environ.get("DSINFER_DEVICE_ARGS", ""))
 SERVE_ARGS = shlex.split(os.environ.get("DSINFER_SERVE_ARGS", ""))
 
@@ -41,9 +47,14 @@ class Server:
     def __init__(self, *args, ready_timeout=300):
         self.port = free_port()
         threads = [] if "--threads" in args else ["--threads", "1"]
-        self.args = [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), *threads, *DEVICE_ARGS, *SERVE_ARGS, *args]
+        self.args = [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), *threads, *DEVICE_ARGS, *SERVE_ARGS,
+                     *args]
+        env = None
+        if SERVE_RANKS > 1:
+            self.args = [*MPIRUN, "-np", str(SERVE_RANKS), *self.args, *SERVE_LAYOUT]
+            env = dict(os.environ, OMP_NUM_THREADS="1")
         self.log = tempfile.NamedTemporaryFile(prefix="dsinfer-serve-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + ready_timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -97,10 +108,29 @@ class Server:
         assert status == 200
         return parse_prometheus(data.decode())
 
+    def rank0_pid(self):
+        """The process that serves: mpirun's rank-0 child under DSINFER_SERVE_RANKS, else the server."""
+        if SERVE_RANKS == 1:
+            return self.proc.pid
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                if ppid != self.proc.pid:
+                    continue
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if b"\0OMPI_COMM_WORLD_RANK=0\0" in b"\0" + f.read():
+                        return int(entry)
+            except (OSError, ValueError, IndexError):
+                continue
+        return self.proc.pid
+
     def stop(self, sig=signal.SIGTERM, timeout=120):
-        """Signals the server and waits for it; returns the exit code."""
+        """Signals the server and waits for it; returns the exit code. A multi-rank server is
+        signalled at rank 0, which drains and then stops the other ranks (mpirun's own
+        SIGTERM handling would end every rank at once: docs/multi-rank.md)."""
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            os.kill(self.rank0_pid(), sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -1,0 +1,38 @@
+#include "engine/parallel_flags.h"
+
+namespace dsi {
+
+void add_parallel_flags(CLI::App* cmd, ParallelOptions& o) {
+  const std::string group = "Parallelism (launch with mpirun -np N; see docs/multi-rank.md)";
+  cmd->add_option("--tensor-parallel-size", o.tensor_parallel_size,
+                  "ranks that split attention heads, the dense MLP and the shared experts (also -tp)")
+      ->group(group)
+      ->capture_default_str();
+  cmd->add_option("--expert-parallel-size", o.expert_parallel_size,
+                  "expert groups the routed experts are split across (each owns n_routed_experts / E); must divide "
+                  "the number of ranks")
+      ->group(group)
+      ->capture_default_str();
+  cmd->add_option("--data-parallel-size", o.data_parallel_size,
+                  "data-parallel attention groups (not implemented yet: must be 1)")
+      ->group(group)
+      ->capture_default_str();
+  cmd->add_flag("--enable-expert-parallel", o.enable_expert_parallel,
+                "expert parallelism over all ranks (vLLM's meaning): --expert-parallel-size = number of ranks")
+      ->group(group);
+  cmd->add_option("--collective-timeout", o.collective_timeout_s,
+                  "seconds a rank waits in one collective for its peers before failing (a dead or hung rank)")
+      ->group(group)
+      ->capture_default_str();
+}
+
+std::vector<std::string> expand_short_parallel_flags(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  for (auto& a : args) {
+    if (a == "-tp") a = "--tensor-parallel-size";
+    else if (a.rfind("-tp=", 0) == 0) a = "--tensor-parallel-size=" + a.substr(4);
+  }
+  return args;
+}
+
+}  // namespace dsi

@@ -1,0 +1,47 @@
+#pragma once
+// Where this process sits in the parallel layout (docs/design/parallel.md), passed explicitly
+// to the model and the engine: no globals, so two engines can live in one test process.
+//
+// Ranks 0..world-1 form tp_size-rank attention groups (rank r: tp_rank = r % tp_size); every
+// group runs the same batch (data-parallel attention, where groups run different batches,
+// is not built yet). Attention heads, dense MLPs and shared experts split across a TP group.
+// Routed experts split across ep_size expert groups of world/ep_size ranks each (rank r:
+// ep_rank = r / (world/ep_size)); within an expert group each expert's intermediate width is
+// split across its expert_tp_size ranks. Shared experts split across all ranks, so an MoE
+// layer ends in one world all-reduce and an attention block in one TP all-reduce.
+#include <memory>
+#include <string>
+
+#include "parallel/communicator.h"
+
+namespace dsi {
+
+// What the user asked for (--tensor-parallel-size, --expert-parallel-size,
+// --data-parallel-size, --enable-expert-parallel).
+struct ParallelOptions {
+  int tensor_parallel_size = 1;
+  int expert_parallel_size = 1;
+  int data_parallel_size = 1;
+  bool enable_expert_parallel = false;  // vLLM's meaning: expert parallelism over all ranks
+  double collective_timeout_s = 60;
+};
+
+struct ParallelContext {
+  int world_rank = 0, world_size = 1;
+  int tp_rank = 0, tp_size = 1;
+  int ep_rank = 0, ep_size = 1;
+  int expert_tp_rank = 0, expert_tp_size = 1;  // a routed expert's width split inside its EP group
+  int dp_rank = 0, dp_size = 1;
+  // Groups; null in a world of one (no collective is ever needed then).
+  std::shared_ptr<Communicator> world;
+  std::shared_ptr<Communicator> tp;  // this rank's attention group
+
+  bool single() const { return world_size == 1; }
+  bool is_root() const { return world_rank == 0; }
+};
+
+// The ranks and sizes for `options` in a world of `world_size` (no communicators), or an Error
+// that names the flag: world size not a multiple of tp x dp, experts not divisible, ...
+ParallelContext make_parallel_layout(const ParallelOptions& options, int world_rank, int world_size);
+
+}  // namespace dsi
