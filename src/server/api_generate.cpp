@@ -3,6 +3,7 @@
 // the generation.
 #include <algorithm>
 
+#include "core/log.h"
 #include "server/api_error.h"
 #include "server/api_handlers.h"
 #include "server/generation.h"
@@ -27,6 +28,36 @@ void check_vocabulary(const ApiContext& context, const std::vector<int32_t>& ids
     if (id >= vocab)
       fail_param(param, "'{}' holds token id {}, outside the model's vocabulary of {} tokens{}", param, id, vocab,
                  context.tokenizer.vocab_size() > vocab ? " (the tokenizer does not belong to this model)" : "");
+}
+
+// One line per request naming the vLLM fields accepted without effect (openai_request.h).
+void warn_ignored(const std::vector<std::string>& fields) {
+  if (fields.empty()) return;
+  std::string names;
+  for (const auto& f : fields) names += (names.empty() ? "" : ", ") + f;
+  spdlog::warn("request fields accepted but ignored (no effect in dsinfer): {}", names);
+}
+
+// vLLM's truncate_prompt_tokens: keep only the last N tokens of each prompt.
+void truncate_prompts(GenerationInput& in) {
+  if (!in.options.truncate_prompt_tokens) return;
+  const size_t keep = size_t(*in.options.truncate_prompt_tokens);
+  for (auto& p : in.prompts)
+    if (p.size() > keep) p.erase(p.begin(), p.end() - ptrdiff_t(keep));
+}
+
+// splitmix64's finaliser: seeds of consecutive requests that share no bit pattern.
+uint64_t mix_seed(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+void apply_default_seed(const ApiContext& context, GenerationOptions& o) {
+  if (o.sampling.seed || !context.options.default_seed) return;
+  uint64_t k = context.unseeded_requests.fetch_add(1);
+  o.sampling.seed = mix_seed(*context.options.default_seed ^ mix_seed(k));
 }
 
 // Sets the final max_tokens for every prompt: the request's (all must fit the context) or,
@@ -55,6 +86,7 @@ void fit_context(const ApiContext& context, GenerationInput& in, const char* par
     o.sampling.max_tokens = *o.max_tokens;
   } else {
     o.sampling.max_tokens = int(max_len - int64_t(longest));
+    if (o.default_max_tokens) o.sampling.max_tokens = std::min(o.sampling.max_tokens, *o.default_max_tokens);
   }
   if (o.sampling.min_tokens > o.sampling.max_tokens)
     fail_param("min_tokens", "'min_tokens' ({}) exceeds the {} tokens left for the output", o.sampling.min_tokens,
@@ -64,8 +96,9 @@ void fit_context(const ApiContext& context, GenerationInput& in, const char* par
 }  // namespace
 
 GenerationInput prepare_completions(const ApiContext& context, const std::string& body) {
-  CompletionRequest r = parse_completion_request(parse_request_body(body));
+  CompletionRequest r = parse_completion_request(parse_request_body(body), context.options.defaults);
   check_model_name(context, r.model);
+  warn_ignored(r.ignored_fields);
   GenerationInput in;
   in.kind = ApiKind::api_completion;
   const bool add_special = r.options.add_special_tokens.value_or(true);
@@ -76,6 +109,8 @@ GenerationInput prepare_completions(const ApiContext& context, const std::string
     in.prompts.push_back(std::move(ids));
   }
   in.options = std::move(r.options);
+  truncate_prompts(in);
+  apply_default_seed(context, in.options);
   fit_context(context, in, "prompt");
   return in;
 }
@@ -96,8 +131,9 @@ std::string cut_after_final_message(const std::string& text, const nlohmann::ord
 }  // namespace
 
 GenerationInput prepare_chat_completions(const ApiContext& context, const std::string& raw) {
-  ChatRequest r = parse_chat_request(parse_request_body(raw), raw);
+  ChatRequest r = parse_chat_request(parse_request_body(raw), raw, context.options.defaults);
   check_model_name(context, r.model);
+  warn_ignored(r.ignored_fields);
   if (!context.tokenizer.has_chat_template())
     throw ApiError(400, "the tokenizer has no chat template: give one with `dsinfer serve --chat-template FILE`, or "
                         "use /v1/completions", "messages");
@@ -113,6 +149,8 @@ GenerationInput prepare_chat_completions(const ApiContext& context, const std::s
   in.prompts.push_back(std::move(ids));
   in.parse_tool_calls = context.options.tool_parser_v3 && !r.tools.is_null() && !r.tool_choice_none;
   in.options = std::move(r.options);
+  truncate_prompts(in);
+  apply_default_seed(context, in.options);
   fit_context(context, in, "messages");
   return in;
 }

@@ -14,7 +14,7 @@ namespace {
 using OrderedJson = nlohmann::ordered_json;
 
 constexpr int kMaxN = 128;            // choices per prompt
-constexpr int kMaxTopLogprobs = 20;   // as vLLM
+constexpr int kMaxTopLogprobs = 20;   // as vLLM; --max-logprobs may only lower it (the sampler keeps 20)
 constexpr size_t kMaxStopStrings = 16;
 
 // Fields both endpoints know. Each list is sorted only for reading; lookups are linear.
@@ -25,7 +25,22 @@ constexpr std::string_view kCommonFields[] = {
     "return_tokens_as_token_ids", "safety_identifier", "seed", "service_tier", "skip_special_tokens",
     "spaces_between_special_tokens", "stop", "stop_token_ids", "store", "stream", "stream_options",
     "temperature", "top_k", "top_p", "user"};
-constexpr std::string_view kCompletionFields[] = {"echo", "prompt", "suffix"};
+constexpr std::string_view kCompletionFields[] = {"echo", "max_completion_tokens", "prompt", "suffix"};
+// vLLM's extensions whose effect is not a different result here: accepted, and the handler
+// logs one warning per request naming those present (request_id is honoured: the response id).
+// guided_decoding_backend / guided_whitespace_pattern only tune guided decoding, which a
+// request without guided_* does not use; length_penalty only acts with beam search.
+constexpr std::string_view kIgnoredFields[] = {
+    "guided_decoding_backend", "guided_whitespace_pattern", "kv_transfer_params", "length_penalty",
+    "mm_processor_kwargs", "vllm_xargs"};
+// vLLM's extensions that would change the result and that dsinfer cannot honour yet: a 400
+// that says so rather than "unrecognized", and their harmless values (false, 0, empty) pass.
+constexpr std::string_view kUnsupportedFields[] = {
+    "allowed_token_ids", "bad_words", "cache_salt", "documents", "guided_choice", "guided_grammar",
+    "guided_json", "guided_regex", "logits_processors", "prompt_logprobs", "structural_tag", "structured_outputs",
+    "use_beam_search"};
+// Handled below: request_id (the response id), priority (0 only), truncate_prompt_tokens.
+constexpr std::string_view kVllmFields[] = {"priority", "request_id", "truncate_prompt_tokens"};
 constexpr std::string_view kChatFields[] = {
     "add_generation_prompt", "audio", "chat_template", "chat_template_kwargs", "continue_final_message",
     "function_call", "functions", "max_completion_tokens", "messages", "modalities", "parallel_tool_calls",
@@ -36,12 +51,32 @@ bool contains(const std::string_view (&list)[N], std::string_view key) {
   return std::find(std::begin(list), std::end(list), key) != std::end(list);
 }
 
-void check_known_fields(const Json& body, bool chat) {
+// A value that asks for nothing: null, false, 0, "" or an empty array / object.
+bool is_harmless(const Json& v) {
+  return v.is_null() || (v.is_boolean() && !v.get<bool>()) || (v.is_number() && v.get<double>() == 0) ||
+         (v.is_string() && v.get_ref<const std::string&>().empty()) ||
+         ((v.is_array() || v.is_object()) && v.empty());
+}
+
+// Returns the names of the accepted-and-ignored fields present, in the body's order.
+std::vector<std::string> check_known_fields(const Json& body, bool chat) {
+  std::vector<std::string> ignored;
   for (const auto& [key, value] : body.items()) {
-    if (contains(kCommonFields, key) || (chat ? contains(kChatFields, key) : contains(kCompletionFields, key)))
+    if (contains(kCommonFields, key) || contains(kVllmFields, key) ||
+        (chat ? contains(kChatFields, key) : contains(kCompletionFields, key)))
       continue;
+    if (contains(kIgnoredFields, key)) {
+      ignored.push_back(key);
+      continue;
+    }
+    if (contains(kUnsupportedFields, key)) {
+      if (is_harmless(value)) continue;
+      fail_param(key, "'{}' is not supported by dsinfer yet (it would change the result, so it is refused rather "
+                 "than ignored)", key);
+    }
     fail_param(key, "Unrecognized request argument supplied: {}", clip_text(key));
   }
+  return ignored;
 }
 
 std::string type_name(const Json& j) { return std::string(json_type_name(j)); }
@@ -154,17 +189,17 @@ void parse_stream_options(const Json& body, GenerationOptions& o) {
 }
 
 // Everything but the prompt, logprobs and the endpoint-specific token limit.
-GenerationOptions parse_common(const Json& body) {
+GenerationOptions parse_common(const Json& body, const RequestDefaults& d) {
   GenerationOptions o;
   SamplingParams& s = o.sampling;
-  s.temperature = get_number_in(body, "temperature", 0, 100, 1.0);
-  s.top_p = get_number_in(body, "top_p", 0, 1, 1.0, true);
-  s.top_k = get_int_in(body, "top_k", -1, std::numeric_limits<int32_t>::max(), 0);
+  s.temperature = get_number_in(body, "temperature", 0, 100, d.temperature);
+  s.top_p = get_number_in(body, "top_p", 0, 1, d.top_p, true);
+  s.top_k = get_int_in(body, "top_k", -1, std::numeric_limits<int32_t>::max(), d.top_k);
   if (s.top_k == -1) s.top_k = 0;
-  s.min_p = get_number_in(body, "min_p", 0, 1, 0.0);
+  s.min_p = get_number_in(body, "min_p", 0, 1, d.min_p);
   s.presence_penalty = get_number_in(body, "presence_penalty", -2, 2, 0.0);
   s.frequency_penalty = get_number_in(body, "frequency_penalty", -2, 2, 0.0);
-  s.repetition_penalty = get_number_in(body, "repetition_penalty", 0, kMaxRepetitionPenalty, 1.0, true);
+  s.repetition_penalty = get_number_in(body, "repetition_penalty", 0, kMaxRepetitionPenalty, d.repetition_penalty, true);
   if (auto seed = get_integer(body, "seed")) s.seed = uint64_t(*seed);  // negative seeds wrap, as a bit pattern
   s.min_tokens = get_int_in(body, "min_tokens", 0, std::numeric_limits<int32_t>::max(), 0);
   s.ignore_eos = get_bool(body, "ignore_eos").value_or(false);
@@ -195,6 +230,17 @@ GenerationOptions parse_common(const Json& body) {
   get_string(body, "prompt_cache_key");
   get_string(body, "safety_identifier");
   get_bool(body, "store");
+  if (auto id = get_string(body, "request_id")) o.request_id = clip_text(*id);
+  // vLLM refuses a non-zero priority unless --scheduling-policy priority; dsinfer schedules
+  // first come, first served only.
+  if (auto priority = get_integer(body, "priority"); priority && *priority != 0)
+    fail_param("priority", "'priority' {} needs priority scheduling, which dsinfer does not have (first come, first "
+               "served); send 0 or leave it out", *priority);
+  if (auto t = get_integer(body, "truncate_prompt_tokens")) {
+    if (*t < 1 || *t > std::numeric_limits<int32_t>::max())
+      fail_param("truncate_prompt_tokens", "'truncate_prompt_tokens' must be a positive integer, got {}", *t);
+    o.truncate_prompt_tokens = int(*t);
+  }
   if (const Json* md = field(body, "metadata"); md && !md->is_object())
     fail_param("metadata", "'metadata' must be an object, got {}", type_name(*md));
   return o;
@@ -205,6 +251,11 @@ int parse_max_tokens(const Json& body, const char* key) {
   if (*v < 1) fail_param(key, "'{}' must be at least 1, got {}", key, *v);
   if (*v > std::numeric_limits<int32_t>::max()) fail_param(key, "'{}' = {} is out of range", key, *v);
   return int(*v);
+}
+
+void check_logprobs(const GenerationOptions& o, const RequestDefaults& d, const char* key) {
+  if (o.logprobs && o.top_logprobs > d.max_logprobs)
+    fail_param(key, "'{}' = {} exceeds the server's --max-logprobs {}", key, o.top_logprobs, d.max_logprobs);
 }
 
 void check_min_tokens(GenerationOptions& o) {
@@ -345,14 +396,14 @@ Json parse_request_body(std::string_view body) {
   }
 }
 
-CompletionRequest parse_completion_request(const Json& body) {
+CompletionRequest parse_completion_request(const Json& body, const RequestDefaults& defaults) {
   require_object(body);
-  check_known_fields(body, false);
   CompletionRequest r;
+  r.ignored_fields = check_known_fields(body, false);
   r.model = parse_model(body);
   if (auto suffix = get_string(body, "suffix"); suffix && !suffix->empty())
     fail_param("suffix", "'suffix' is not supported");
-  r.options = parse_common(body);
+  r.options = parse_common(body, defaults);
   r.prompts = parse_prompt(body);
   r.echo = get_bool(body, "echo").value_or(false);
   GenerationOptions& o = r.options;
@@ -362,16 +413,20 @@ CompletionRequest parse_completion_request(const Json& body) {
     o.logprobs = true;
     o.sampling.logprobs = o.top_logprobs;
   }
+  check_logprobs(o, defaults, "logprobs");
   if (r.echo && o.logprobs) fail_param("echo", "'echo' together with 'logprobs' is not supported (no prompt logprobs)");
-  o.max_tokens = field(body, "max_tokens") ? std::optional<int>(parse_max_tokens(body, "max_tokens")) : std::optional<int>(16);
+  // max_completion_tokens (vLLM takes it here too) wins over max_tokens, as in chat.
+  if (field(body, "max_completion_tokens")) o.max_tokens = parse_max_tokens(body, "max_completion_tokens");
+  else if (field(body, "max_tokens")) o.max_tokens = parse_max_tokens(body, "max_tokens");
+  else o.max_tokens = defaults.max_tokens.value_or(16);
   check_min_tokens(o);
   return r;
 }
 
-ChatRequest parse_chat_request(const Json& body, std::string_view raw_body) {
+ChatRequest parse_chat_request(const Json& body, std::string_view raw_body, const RequestDefaults& defaults) {
   require_object(body);
-  check_known_fields(body, true);
   ChatRequest r;
+  r.ignored_fields = check_known_fields(body, true);
   r.model = parse_model(body);
   reject_if_present(body, "functions", "use 'tools'");
   reject_if_present(body, "function_call", "use 'tool_choice'");
@@ -384,7 +439,7 @@ ChatRequest parse_chat_request(const Json& body, std::string_view raw_body) {
   get_string(body, "reasoning_effort");
   get_string(body, "verbosity");
   get_bool(body, "parallel_tool_calls");
-  r.options = parse_common(body);
+  r.options = parse_common(body, defaults);
   GenerationOptions& o = r.options;
 
   // Chat's logprobs is a flag; top_logprobs counts alternatives.
@@ -394,8 +449,10 @@ ChatRequest parse_chat_request(const Json& body, std::string_view raw_body) {
     o.top_logprobs = get_int_in(body, "top_logprobs", 0, kMaxTopLogprobs, 0);
   }
   if (o.logprobs) o.sampling.logprobs = o.top_logprobs;
+  check_logprobs(o, defaults, "top_logprobs");
   if (field(body, "max_completion_tokens")) o.max_tokens = parse_max_tokens(body, "max_completion_tokens");
   else if (field(body, "max_tokens")) o.max_tokens = parse_max_tokens(body, "max_tokens");
+  o.default_max_tokens = defaults.max_tokens;  // a cap on what the context leaves, not a request
   check_min_tokens(o);
 
   r.add_generation_prompt = get_bool(body, "add_generation_prompt").value_or(true);

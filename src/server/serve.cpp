@@ -13,6 +13,7 @@
 #include "server/api_router.h"
 #include "server/http_server.h"
 #include "server/shutdown.h"
+#include "server/vllm_compat.h"
 
 namespace dsi::server {
 
@@ -58,6 +59,8 @@ void check_options(const ServeOptions& o) {
     fail("--reasoning-parser {} is not supported (deepseek-r1)", o.reasoning_parser);
   if (!o.tool_call_parser.empty() && o.tool_call_parser != "deepseek-v3")
     fail("--tool-call-parser {} is not supported (deepseek-v3)", o.tool_call_parser);
+  if (o.max_logprobs < 0 || o.max_logprobs > 20)
+    fail("--max-logprobs {} must be in [0, 20] (the sampler returns at most 20 alternatives)", o.max_logprobs);
 }
 
 ApiOptions api_options(const ServeOptions& o, const std::string& model_name) {
@@ -67,6 +70,10 @@ ApiOptions api_options(const ServeOptions& o, const std::string& model_name) {
   api.reasoning_parser_r1 = o.reasoning_parser == "deepseek-r1";
   api.tool_parser_v3 = o.tool_call_parser == "deepseek-v3";
   api.created = int64_t(std::time(nullptr));
+  api.default_seed = o.seed;
+  RequestDefaults base;
+  base.max_logprobs = o.max_logprobs;
+  api.defaults = load_generation_config(o.generation_config, o.source.path, base);
   return api;
 }
 
@@ -91,7 +98,9 @@ int run_serve(const ServeOptions& o) {
 
   Tokenizer tokenizer = load_tokenizer(o);
   LoadedModel model = load_model(o.source);
-  ApiOptions api = api_options(o, model.name);
+  check_quantization(o.quantization, model.config, o.source.path.empty() ? model.name : o.source.path);
+  // As vLLM: the API's model name is --model as the user typed it.
+  ApiOptions api = api_options(o, o.source.path.empty() ? model.name : o.source.path);
   ModelRunner runner(std::move(model.config), std::move(model.weights), runner_options(o));
   spdlog::info("load-to-ready: {:.2f} s (loading {:.2f} s, upload and allocation {:.2f} s)",
                model.load_seconds + runner.ready_seconds(), model.load_seconds, runner.ready_seconds());
