@@ -60,11 +60,30 @@ void apply_default_seed(const ApiContext& context, GenerationOptions& o) {
   o.sampling.seed = mix_seed(*context.options.default_seed ^ mix_seed(k));
 }
 
+// vLLM's bad_words: each word's tokens as written (leading spaces dropped) and with one
+// leading space, so the word is barred mid-sentence too.
+void tokenize_bad_words(const ApiContext& context, GenerationOptions& o) {
+  for (const auto& word : o.bad_words) {
+    std::string bare = word.substr(std::min(word.find_first_not_of(' '), word.size()));
+    if (bare.empty()) continue;
+    for (const std::string& text : {bare, " " + bare}) {
+      std::vector<int32_t> ids = context.tokenizer.encode(text, false);
+      if (!ids.empty()) o.sampling.bad_words_ids.push_back(std::move(ids));
+    }
+  }
+}
+
 // Sets the final max_tokens for every prompt: the request's (all must fit the context) or,
 // when it gave none (chat), what the longest prompt leaves of the context.
 void fit_context(const ApiContext& context, GenerationInput& in, const char* param) {
   // Here, not only in the engine, so that the error names the field.
   check_vocabulary(context, in.options.sampling.stop_token_ids, "stop_token_ids");
+  check_vocabulary(context, in.options.sampling.allowed_token_ids, "allowed_token_ids");
+  std::vector<int32_t> biased;
+  for (auto [t, bias] : in.options.sampling.logit_bias) biased.push_back(t);
+  check_vocabulary(context, biased, "logit_bias");
+  tokenize_bad_words(context, in.options);
+  for (const auto& w : in.options.sampling.bad_words_ids) check_vocabulary(context, w, "bad_words");
   const int64_t max_len = context.engine.max_model_len();
   size_t longest = 0;
   for (const auto& p : in.prompts) {

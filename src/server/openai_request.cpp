@@ -36,11 +36,12 @@ constexpr std::string_view kIgnoredFields[] = {
 // vLLM's extensions that would change the result and that dsinfer cannot honour yet: a 400
 // that says so rather than "unrecognized", and their harmless values (false, 0, empty) pass.
 constexpr std::string_view kUnsupportedFields[] = {
-    "allowed_token_ids", "bad_words", "cache_salt", "documents", "guided_choice", "guided_grammar",
+    "cache_salt", "documents", "guided_choice", "guided_grammar",
     "guided_json", "guided_regex", "logits_processors", "prompt_logprobs", "structural_tag", "structured_outputs",
     "use_beam_search"};
 // Handled below: request_id (the response id), priority (0 only), truncate_prompt_tokens.
-constexpr std::string_view kVllmFields[] = {"priority", "request_id", "truncate_prompt_tokens"};
+constexpr std::string_view kVllmFields[] = {"allowed_token_ids", "bad_words", "priority", "request_id",
+                                            "truncate_prompt_tokens"};
 constexpr std::string_view kChatFields[] = {
     "add_generation_prompt", "audio", "chat_template", "chat_template_kwargs", "continue_final_message",
     "function_call", "functions", "max_completion_tokens", "messages", "modalities", "parallel_tool_calls",
@@ -219,8 +220,45 @@ GenerationOptions parse_common(const Json& body, const RequestDefaults& d) {
   o.add_special_tokens = get_bool(body, "add_special_tokens");
   parse_stream_options(body, o);
 
-  if (const Json* bias = field(body, "logit_bias"); bias && !(bias->is_object() && bias->empty()))
-    fail_param("logit_bias", "'logit_bias' is not supported");
+  if (const Json* bias = field(body, "logit_bias")) {
+    if (!bias->is_object()) fail_param("logit_bias", "'logit_bias' must be an object of token id -> bias");
+    for (const auto& [key, value] : bias->items()) {
+      // Keys are token ids written as strings ("50256"), as in the OpenAI API.
+      size_t used = 0;
+      long long t = -1;
+      try {
+        t = std::stoll(key, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != key.size() || t < 0 || t > std::numeric_limits<int32_t>::max())
+        fail_param("logit_bias", "'logit_bias' keys must be token ids, got \"{}\"", clip_text(key));
+      if (!value.is_number() || !(value.get<double>() >= -100 && value.get<double>() <= 100))
+        fail_param("logit_bias", "'logit_bias' values must be numbers in [-100, 100], got {} for token {}",
+                   clip_text(value.dump()), t);
+      s.logit_bias.emplace_back(int32_t(t), float(value.get<double>()));
+    }
+    std::sort(s.logit_bias.begin(), s.logit_bias.end());
+    for (size_t i = 1; i < s.logit_bias.size(); ++i)
+      if (s.logit_bias[i].first == s.logit_bias[i - 1].first)
+        fail_param("logit_bias", "'logit_bias' names token {} twice", s.logit_bias[i].first);
+  }
+  if (const Json* ids = field(body, "allowed_token_ids")) {
+    if (!ids->is_array() || ids->empty())
+      fail_param("allowed_token_ids", "'allowed_token_ids' must be a non-empty array of token ids");
+    s.allowed_token_ids = parse_id_list(*ids, "allowed_token_ids");
+    std::sort(s.allowed_token_ids.begin(), s.allowed_token_ids.end());
+    s.allowed_token_ids.erase(std::unique(s.allowed_token_ids.begin(), s.allowed_token_ids.end()),
+                              s.allowed_token_ids.end());
+  }
+  if (const Json* words = field(body, "bad_words")) {
+    if (!words->is_array()) fail_param("bad_words", "'bad_words' must be an array of strings");
+    for (const auto& w : *words) {
+      if (!w.is_string() || w.get_ref<const std::string&>().empty())
+        fail_param("bad_words", "'bad_words' must hold non-empty strings");
+      o.bad_words.push_back(w.get<std::string>());
+    }
+  }
   if (const Json* rf = field(body, "response_format")) {
     if (!rf->is_object() || rf->value("type", "") != "text")
       fail_param("response_format", "'response_format' other than {{\"type\": \"text\"}} is not supported");

@@ -38,6 +38,7 @@ struct GenerationOptions {
   std::optional<bool> add_special_tokens;   // unset: endpoint default (completions true, chat false)
   std::string request_id;                   // vLLM: the response id becomes cmpl-/chatcmpl-<request_id>
   std::optional<int> truncate_prompt_tokens;  // vLLM: keep only the prompt's last N tokens
+  std::vector<std::string> bad_words;         // vLLM: tokenized by the server into sampling.bad_words_ids
 };
 
 // Server-wide defaults a request's own fields override: `dsinfer serve --generation-config`

@@ -158,11 +158,49 @@ class RequestFields(unittest.TestCase):
                              ({"guided_choice": ["a", "b"]}, "guided_choice"), ({"prompt_logprobs": 1},
                                                                                  "prompt_logprobs"),
                              ({"cache_salt": "t1"}, "cache_salt"), ({"logprobs": 6}, "logprobs"),
+                             ({"guided_json": {"type": "object"}}, "guided_json"),
                              ({"truncate_prompt_tokens": 0}, "truncate_prompt_tokens"),
                              ({"no_such_field": 1}, "no_such_field")]:
             status, body = server.post("/v1/completions", {"prompt": PROMPT, "max_tokens": 2, **extra})
             self.assertEqual(status, 400, (extra, body))
             self.assertEqual(body["error"]["param"], param, body)
+
+    def test_allowed_token_ids_logit_bias_and_bad_words_steer_sampling(self):
+        allowed = [11, 12, 13]
+        for seed in range(3):
+            out = sample(server, temperature=1.0, seed=seed, allowed_token_ids=allowed, max_tokens=8)[0]
+            self.assertTrue(set(out) <= set(allowed), out)
+        # A +100 bias makes a token the greedy choice at every step; -100 removes the greedy one.
+        self.assertEqual(sample(server, temperature=0, logit_bias={"77": 100})[0], [77] * 6)
+        greedy = sample(server, temperature=0)[0]
+        barred = sample(server, temperature=0, logit_bias={str(greedy[0]): -100})[0]
+        self.assertNotEqual(barred[0], greedy[0])
+        # The raw logprobs stay the model's, and a token it all but excludes is -9999, not -inf.
+        r = client.completions.create(model=MODEL_DIR, prompt=PROMPT, max_tokens=3, temperature=0, logprobs=2,
+                                      logit_bias={"77": 100})
+        self.assertTrue(all(lp <= 0 for lp in r.choices[0].logprobs.token_logprobs))
+        for bad in ({"logit_bias": {"77": 101}}, {"logit_bias": {"x": 1}}, {"logit_bias": {"5000": 1}},
+                    {"allowed_token_ids": []}, {"allowed_token_ids": [5000]}, {"bad_words": [""]}):
+            status, body = server.post("/v1/completions", {"prompt": PROMPT, "max_tokens": 2, **bad})
+            self.assertEqual(status, 400, (bad, body))
+            self.assertEqual(body["error"]["param"], next(iter(bad)), body)
+
+    def test_bad_words_are_never_completed(self):
+        # vLLM's rule: a word is barred as written and after a space. "a" and " a" are single
+        # tokens of the DeepSeek-V3 tokenizer with ids inside the fixture's 1024.
+        def ids(text):
+            status, body = server.post("/tokenize", {"prompt": text, "add_special_tokens": False})
+            self.assertEqual(status, 200, body)
+            return body["tokens"]
+        a, space_a = ids("a"), ids(" a")
+        self.assertEqual((len(a), len(space_a)), (1, 1))
+        bias = {str(a[0]): 100, str(space_a[0]): 99}
+        self.assertEqual(sample(server, temperature=0, logit_bias=bias)[0], a * 6)
+        out = sample(server, temperature=0, logit_bias=bias, bad_words=["a"])[0]
+        self.assertFalse(set(out) & {a[0], space_a[0]}, out)
+        # A word spelt in ids outside the model's vocabulary is a 400 naming the field.
+        status, body = server.post("/v1/completions", {"prompt": PROMPT, "max_tokens": 2, "bad_words": [" !"]})
+        self.assertEqual((status, body["error"]["param"]), (400, "bad_words"), body)
 
     def test_truncate_prompt_tokens_keeps_the_tail(self):
         long_prompt = [100 + i for i in range(20)] + PROMPT
