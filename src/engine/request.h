@@ -7,6 +7,9 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <memory>
+
+#include "engine/token_constraint.h"
 #include <vector>
 
 namespace dsi {
@@ -38,6 +41,8 @@ struct SamplingParams {
   std::vector<std::pair<int32_t, float>> logit_bias{};
   std::vector<int32_t> allowed_token_ids{};
   std::vector<std::vector<int32_t>> bad_words_ids{};
+  // Structured outputs: only the tokens it allows (and EOS where it may end) can come.
+  std::shared_ptr<const TokenConstraint> constraint{};
 };
 
 struct TokenLogprob {

@@ -44,7 +44,7 @@ bool apply_penalties(std::span<float> logits, const SamplingParams& p, const Sam
 float process(std::span<float> logits, const SamplingParams& p, const SamplerState& state, const SampleContext& ctx) {
   float max_value = check_logits(logits);
   bool changed = apply_penalties(logits, p, state, ctx.prompt);
-  if (ctx.n_generated < p.min_tokens || !p.allowed_token_ids.empty() || !p.bad_words_ids.empty()) {
+  if (ctx.n_generated < p.min_tokens || !p.allowed_token_ids.empty() || !p.bad_words_ids.empty() || p.constraint) {
     for (int32_t t : masked_tokens(p, ctx, int64_t(logits.size()))) logits[size_t(t)] = kNegInf;
     changed = true;
   }
@@ -259,6 +259,10 @@ void fail_non_finite_logits(const char* what, int64_t token, int64_t vocab) {
 }
 
 void fail_all_masked(const SamplingParams& p) {
+  if (p.constraint)
+    fail("sampling: every token is masked (the structured-output grammar allows no token of the vocabulary here, "
+         "or EOS and stop_token_ids are masked until min_tokens = {} tokens are generated)",
+         p.min_tokens);
   if (!p.allowed_token_ids.empty() || !p.bad_words_ids.empty())
     fail("sampling: every token is masked (by allowed_token_ids / bad_words, and EOS and stop_token_ids until "
          "min_tokens = {} tokens are generated)",
@@ -297,6 +301,20 @@ std::vector<int32_t> masked_tokens(const SamplingParams& p, const SampleContext&
     for (int32_t t = 0; t < int32_t(vocab); ++t) {
       while (k < p.allowed_token_ids.size() && p.allowed_token_ids[k] < t) ++k;
       if (k == p.allowed_token_ids.size() || p.allowed_token_ids[k] != t) masked.push_back(t);
+    }
+  }
+  if (p.constraint) {
+    // Everything outside the grammar's next tokens, except EOS where the output may end.
+    const TokenConstraint::Next next = p.constraint->next(ctx.output);
+    const std::vector<int32_t> none;
+    const std::vector<int32_t>& ok = next.tokens ? *next.tokens : none;
+    size_t k = 0;
+    for (int32_t t = 0; t < int32_t(vocab); ++t) {
+      while (k < ok.size() && ok[k] < t) ++k;
+      const bool allowed = (k < ok.size() && ok[k] == t) ||
+                           (next.can_end && std::find(ctx.eos_token_ids.begin(), ctx.eos_token_ids.end(), t) !=
+                                                ctx.eos_token_ids.end());
+      if (!allowed) masked.push_back(t);
     }
   }
   for (const auto& word : p.bad_words_ids) {

@@ -30,7 +30,7 @@ void prepare_sampling_row(const SamplingParams& p, SamplerState& state, const Sa
     e.ops |= sampling::apply_offset;
     e.offset = offset;
   }
-  if (ctx.n_generated < p.min_tokens || !p.allowed_token_ids.empty() || !p.bad_words_ids.empty())
+  if (ctx.n_generated < p.min_tokens || !p.allowed_token_ids.empty() || !p.bad_words_ids.empty() || p.constraint)
     for (int32_t t : masked_tokens(p, ctx, vocab)) {
       check_token(t, "masked");
       entry(t).ops |= sampling::apply_mask;

@@ -9,6 +9,7 @@
 
 #include "engine/engine.h"
 #include "server/openai_request.h"
+#include "server/structured_output.h"
 #include "server/metrics.h"
 #include "server/work_pool.h"
 #include "tokenizer/tokenizer.h"
@@ -34,6 +35,7 @@ struct ApiContext {
   // --seed: the k-th unseeded request gets a seed derived from (seed, k), so a fresh server
   // answering the same requests in the same order repeats itself, as vLLM's --seed does.
   mutable std::atomic<uint64_t> unseeded_requests{0};
+  StructuredOutputs* structured = nullptr;  // compiled structured-output grammars (serve.cpp owns it)
   const std::string& model_name() const { return options.served_model_names.front(); }
 };
 

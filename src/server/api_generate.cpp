@@ -83,6 +83,8 @@ void fit_context(const ApiContext& context, GenerationInput& in, const char* par
   for (auto [t, bias] : in.options.sampling.logit_bias) biased.push_back(t);
   check_vocabulary(context, biased, "logit_bias");
   tokenize_bad_words(context, in.options);
+  if (context.structured) context.structured->apply(in.options);
+  else if (!in.options.structured_kind.empty()) fail_param(in.options.structured_param, "structured outputs are off");
   for (const auto& w : in.options.sampling.bad_words_ids) check_vocabulary(context, w, "bad_words");
   const int64_t max_len = context.engine.max_model_len();
   size_t longest = 0;

@@ -36,12 +36,11 @@ constexpr std::string_view kIgnoredFields[] = {
 // vLLM's extensions that would change the result and that dsinfer cannot honour yet: a 400
 // that says so rather than "unrecognized", and their harmless values (false, 0, empty) pass.
 constexpr std::string_view kUnsupportedFields[] = {
-    "cache_salt", "documents", "guided_choice", "guided_grammar",
-    "guided_json", "guided_regex", "logits_processors", "prompt_logprobs", "structural_tag", "structured_outputs",
-    "use_beam_search"};
+    "cache_salt", "documents", "logits_processors", "prompt_logprobs", "structural_tag", "use_beam_search"};
 // Handled below: request_id (the response id), priority (0 only), truncate_prompt_tokens.
-constexpr std::string_view kVllmFields[] = {"allowed_token_ids", "bad_words", "priority", "request_id",
-                                            "truncate_prompt_tokens"};
+constexpr std::string_view kVllmFields[] = {"allowed_token_ids", "bad_words", "guided_choice", "guided_grammar",
+                                            "guided_json", "guided_regex", "priority", "request_id",
+                                            "structured_outputs", "truncate_prompt_tokens"};
 constexpr std::string_view kChatFields[] = {
     "add_generation_prompt", "audio", "chat_template", "chat_template_kwargs", "continue_final_message",
     "function_call", "functions", "max_completion_tokens", "messages", "modalities", "parallel_tool_calls",
@@ -189,6 +188,78 @@ void parse_stream_options(const Json& body, GenerationOptions& o) {
   o.continuous_usage_stats = get_bool(*so, "continuous_usage_stats").value_or(false);
 }
 
+void set_structured(GenerationOptions& o, const char* param, std::string kind, Json spec) {
+  if (!o.structured_kind.empty())
+    fail_param(param, "'{}' and '{}' both ask for a structured output: give one", o.structured_param, param);
+  o.structured_kind = std::move(kind);
+  o.structured_spec = std::move(spec);
+  o.structured_param = param;
+}
+
+// A schema given as an object or as JSON text (vLLM takes both for guided_json).
+Json schema_of(const Json& v, const char* param) {
+  if (v.is_object() || v.is_boolean()) return v;
+  if (v.is_string()) {
+    try {
+      return parse_json_bounded<Json>(v.get_ref<const std::string&>());
+    } catch (const std::exception& e) {
+      fail_param(param, "'{}' is not a JSON schema: {}", param, e.what());
+    }
+  }
+  fail_param(param, "'{}' must be a JSON schema (an object), got {}", param, json_type_name(v));
+}
+
+// response_format, vLLM's guided_* and structured_outputs: at most one structured output.
+void parse_structured(const Json& body, GenerationOptions& o) {
+  if (const Json* rf = field(body, "response_format")) {
+    if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
+      fail_param("response_format", "'response_format' must be an object with a string 'type'");
+    const std::string type = (*rf)["type"].get<std::string>();
+    if (type == "json_object") {
+      set_structured(o, "response_format", "json_object", nullptr);
+    } else if (type == "json_schema") {
+      const Json* js = field(*rf, "json_schema");
+      if (!js || !js->is_object())
+        fail_param("response_format", "'response_format' json_schema needs a 'json_schema' object");
+      const Json* schema = field(*js, "schema");
+      if (!schema) schema = field(*js, "json_schema");  // an older spelling some clients send
+      set_structured(o, "response_format", "json_schema",
+                     schema ? schema_of(*schema, "response_format") : Json::object());
+    } else if (type != "text") {
+      fail_param("response_format", "'response_format' type '{}' is not supported (text, json_object, json_schema)",
+                 clip_text(type));
+    }
+  }
+  if (const Json* g = field(body, "guided_json")) set_structured(o, "guided_json", "json_schema", schema_of(*g, "guided_json"));
+  if (const Json* g = field(body, "guided_regex")) {
+    if (!g->is_string()) fail_param("guided_regex", "'guided_regex' must be a string");
+    set_structured(o, "guided_regex", "regex", *g);
+  }
+  if (const Json* g = field(body, "guided_choice")) {
+    if (!g->is_array() || g->empty()) fail_param("guided_choice", "'guided_choice' must be a non-empty array of strings");
+    set_structured(o, "guided_choice", "choice", *g);
+  }
+  if (field(body, "guided_grammar"))
+    fail_param("guided_grammar", "'guided_grammar' (EBNF) is not supported yet: use guided_regex or guided_json");
+  if (const Json* so = field(body, "structured_outputs")) {
+    if (!so->is_object()) fail_param("structured_outputs", "'structured_outputs' must be an object");
+    for (const auto& [key, value] : so->items()) {
+      if (value.is_null() || key == "disable_fallback" || key == "disable_any_whitespace" ||
+          key == "disable_additional_properties" || key == "whitespace_pattern")
+        continue;
+      if (key == "json") set_structured(o, "structured_outputs", "json_schema", schema_of(value, "structured_outputs"));
+      else if (key == "regex" && value.is_string()) set_structured(o, "structured_outputs", "regex", value);
+      else if (key == "choice" && value.is_array()) set_structured(o, "structured_outputs", "choice", value);
+      else if (key == "json_object" && value.is_boolean()) {
+        if (value.get<bool>()) set_structured(o, "structured_outputs", "json_object", nullptr);
+      } else if (key == "grammar" || key == "structural_tag")
+        fail_param("structured_outputs", "'structured_outputs.{}' is not supported yet (json, regex, choice, json_object)", key);
+      else
+        fail_param("structured_outputs", "'structured_outputs.{}' is not recognised or has the wrong type", clip_text(key));
+    }
+  }
+}
+
 // Everything but the prompt, logprobs and the endpoint-specific token limit.
 GenerationOptions parse_common(const Json& body, const RequestDefaults& d) {
   GenerationOptions o;
@@ -259,10 +330,7 @@ GenerationOptions parse_common(const Json& body, const RequestDefaults& d) {
       o.bad_words.push_back(w.get<std::string>());
     }
   }
-  if (const Json* rf = field(body, "response_format")) {
-    if (!rf->is_object() || rf->value("type", "") != "text")
-      fail_param("response_format", "'response_format' other than {{\"type\": \"text\"}} is not supported");
-  }
+  parse_structured(body, o);
   get_string(body, "user");
   get_string(body, "service_tier");
   get_string(body, "prompt_cache_key");

@@ -39,6 +39,11 @@ struct GenerationOptions {
   std::string request_id;                   // vLLM: the response id becomes cmpl-/chatcmpl-<request_id>
   std::optional<int> truncate_prompt_tokens;  // vLLM: keep only the prompt's last N tokens
   std::vector<std::string> bad_words;         // vLLM: tokenized by the server into sampling.bad_words_ids
+  // Structured output: kind "regex", "choice", "json_schema" or "json_object" with its spec
+  // (response_format, guided_*, structured_outputs); compiled by the server (src/grammar/).
+  std::string structured_kind;
+  Json structured_spec;
+  std::string structured_param;  // the field it came from, for errors
 };
 
 // Server-wide defaults a request's own fields override: `dsinfer serve --generation-config`

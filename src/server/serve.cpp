@@ -113,7 +113,9 @@ int run_serve(const ServeOptions& o) {
   ServerMetrics metrics;
   // Declared after the io_context: destroyed (its queue run, its threads joined) before it.
   WorkPool preprocess(o.preprocess_threads, size_t(std::max(1, o.engine.max_waiting_requests)));
+  StructuredOutputs structured(tokenizer, engine.config().vocab_size);
   ApiContext context{engine, tokenizer, metrics, api, preprocess};
+  context.structured = &structured;
   HttpServer server(ioc, o.limits, metrics, [&context](const std::shared_ptr<HttpConnection>& c, HttpRequest&& r) {
     handle_api_request(context, c, std::move(r));
   });
