@@ -28,7 +28,7 @@ namespace {
 const std::string kChar = R"((?:[^"\\\u0000-\u001f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4}))";
 const std::string kString = "\"" + kChar + "*\"";
 const std::string kInteger = "-?(?:0|[1-9][0-9]{0,15})";
-const std::string kNumber = kInteger + R"((?:\.[0-9]{1,16})?(?:[eE][+-]?[0-9]{1,3})?)";
+const std::string kNumber = kInteger + R"((?:\.[0-9]{1,16})?(?:[eE][+-]?[0-9]{1,2})?)";
 
 std::string group(const std::string& r) { return "(?:" + r + ")"; }
 

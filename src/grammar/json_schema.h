@@ -8,7 +8,7 @@
 // into #/$defs or #/definitions (recursion up to kMaxRefDepth), strings with minLength /
 // maxLength, pattern (the pattern's characters as written: JSON escapes inside it are not
 // generated) and the formats date, time, date-time, uuid, email; integers (at most 16
-// digits; minimum / maximum: a range of at most 1000 values is exact, minimum >= 0 drops the
+// digits; numbers have exponents of at most two digits, so they fit a double; minimum / maximum: a range of at most 1000 values is exact, minimum >= 0 drops the
 // sign) and numbers; boolean, null. A schema without a type is any JSON value (nesting
 // bounded by kAnyDepth). Anything else is an Error naming the keyword.
 #include <string>

@@ -169,6 +169,9 @@ GenerationInput prepare_chat_completions(const ApiContext& context, const std::s
   check_vocabulary(context, ids, "messages");
   in.prompts.push_back(std::move(ids));
   in.parse_tool_calls = context.options.tool_parser_v3 && !r.tools.is_null() && !r.tool_choice_none;
+  if (r.tool_choice_forced && !context.options.tool_parser_v3)
+    fail_param("tool_choice", "'tool_choice' required or named needs the server started with --tool-call-parser "
+               "deepseek_v3 (to turn the calls into tool_calls)");
   in.options = std::move(r.options);
   truncate_prompts(in);
   apply_default_seed(context, in.options);

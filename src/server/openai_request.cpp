@@ -5,6 +5,8 @@
 #include <limits>
 #include <string_view>
 
+#include "grammar/json_schema.h"
+#include "grammar/regex.h"
 #include "server/api_error.h"
 
 namespace dsi::server {
@@ -490,6 +492,33 @@ OrderedJson parse_tools(const OrderedJson& raw) {
   return raw.empty() ? OrderedJson(nullptr) : raw;
 }
 
+// tool_choice "required" or a named function: the output must be DeepSeek-V3 tool calls (the
+// format tool_call_parser.h reads) whose arguments follow each tool's parameters schema.
+std::string tool_call_regex(const OrderedJson& tools, const std::string& only) {
+  using grammar::escape_regex;
+  std::string alt;
+  for (const auto& t : tools) {
+    const std::string name = t["function"]["name"].get<std::string>();
+    if (!only.empty() && name != only) continue;
+    Json params = Json::object({{"type", "object"}});
+    if (t["function"].contains("parameters") && t["function"]["parameters"].is_object())
+      params = Json::parse(t["function"]["parameters"].dump());
+    std::string args;
+    try {
+      args = grammar::json_schema_regex(params);
+    } catch (const std::exception& e) {
+      fail_param("tools", "the parameters of tool '{}' cannot be followed: {}", clip_text(name), e.what());
+    }
+    if (!alt.empty()) alt += '|';
+    alt += escape_regex("<｜tool▁call▁begin｜>function<｜tool▁sep｜>" + name + "\n```json\n") + "(?:" + args + ")" +
+           escape_regex("\n```<｜tool▁call▁end｜>");
+  }
+  if (alt.empty()) fail_param("tool_choice", "'tool_choice' names function '{}', which is not in 'tools'", clip_text(only));
+  const std::string call = "(?:" + alt + ")";
+  // One call, or a few (parallel tool calls), separated by newlines as the template writes them.
+  return escape_regex("<｜tool▁calls▁begin｜>") + call + "(?:\n" + call + "){0,3}" + escape_regex("<｜tool▁calls▁end｜>");
+}
+
 }  // namespace
 
 Json parse_request_body(std::string_view body) {
@@ -567,15 +596,23 @@ ChatRequest parse_chat_request(const Json& body, std::string_view raw_body, cons
     fail_param("continue_final_message", "'continue_final_message' and 'add_generation_prompt' exclude each other");
   if (r.continue_final_message) r.add_generation_prompt = false;
 
+  std::string forced_tool;  // tool_choice: "required" (any tool) or {"type": "function", "function": {"name": N}}
+  bool tool_required = false;
   if (const Json* tc = field(body, "tool_choice")) {
     if (tc->is_string()) {
       std::string choice = tc->get<std::string>();
-      if (choice == "required") fail_param("tool_choice", "'tool_choice' \"required\" is not supported (auto or none)");
-      if (choice != "auto" && choice != "none")
-        fail_param("tool_choice", "'tool_choice' must be \"auto\" or \"none\", got \"{}\"", clip_text(choice));
+      if (choice != "auto" && choice != "none" && choice != "required")
+        fail_param("tool_choice", "'tool_choice' must be \"auto\", \"none\", \"required\" or a named function, got "
+                   "\"{}\"", clip_text(choice));
       r.tool_choice_none = choice == "none";
+      tool_required = choice == "required";
+    } else if (tc->is_object() && tc->contains("function") && (*tc)["function"].is_object() &&
+               (*tc)["function"].contains("name") && (*tc)["function"]["name"].is_string()) {
+      forced_tool = (*tc)["function"]["name"].get<std::string>();
+      tool_required = true;
     } else {
-      fail_param("tool_choice", "'tool_choice' naming a function is not supported (auto or none)");
+      fail_param("tool_choice", "'tool_choice' must be a string or {{\"type\": \"function\", \"function\": "
+                 "{{\"name\": ...}}}}");
     }
   }
   if (const Json* kw = field(body, "chat_template_kwargs"); kw && !kw->is_object())
@@ -588,6 +625,15 @@ ChatRequest parse_chat_request(const Json& body, std::string_view raw_body, cons
   r.tools = parse_tools(ordered.contains("tools") ? ordered["tools"] : OrderedJson(nullptr));
   if (ordered.contains("chat_template_kwargs") && ordered["chat_template_kwargs"].is_object())
     r.template_kwargs = ordered["chat_template_kwargs"];
+  if (tool_required) {
+    if (r.tools.is_null()) fail_param("tool_choice", "'tool_choice' requires tools, but 'tools' is empty");
+    if (!o.structured_kind.empty())
+      fail_param("tool_choice", "a forced tool call and '{}' both constrain the output: give one", o.structured_param);
+    o.structured_kind = "regex";
+    o.structured_spec = tool_call_regex(r.tools, forced_tool);
+    o.structured_param = "tool_choice";
+    r.tool_choice_forced = true;
+  }
   if (r.continue_final_message && r.messages.back()["role"] != "assistant")
     fail_param("continue_final_message", "'continue_final_message' needs the last message to be the assistant's");
   return r;

@@ -79,6 +79,7 @@ struct ChatRequest {
   nlohmann::ordered_json tools;     // null or an array of {type: function, function: {...}}
   nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();
   bool tool_choice_none = false;  // "none": tools reach the template but calls are not parsed
+  bool tool_choice_forced = false;  // "required" or a named function: the output is constrained to calls
   bool add_generation_prompt = true;
   bool continue_final_message = false;
   GenerationOptions options;
