@@ -32,14 +32,30 @@ const std::string kNumber = kInteger + R"((?:\.[0-9]{1,16})?(?:[eE][+-]?[0-9]{1,
 
 std::string group(const std::string& r) { return "(?:" + r + ")"; }
 
+// Any JSON value (a schema without constraints, json_object): nesting up to `depth`, strings
+// of at most kAnyString characters, so that a model that never chooses to close a string
+// still ends with a valid document.
+// Members and items repeat in a loop (a bounded count would copy the nested automaton).
+constexpr int kAnyString = 32;
+const std::string kAnyStr = "\"" + kChar + "{0," + std::to_string(kAnyString) + "}\"";
+const std::string kMore = ")*";
+
+std::string any_value(int depth);
+std::string any_object(int depth) {  // members' values nest up to depth - 1
+  std::string inner = any_value(depth - 1);
+  return R"(\{(?:)" + kAnyStr + ":" + inner + "(?:," + kAnyStr + ":" + inner + kMore + R"()?\})";
+}
 std::string any_value(int depth) {
-  std::string scalar = kString + "|" + kNumber + "|true|false|null";
+  std::string scalar = kAnyStr + "|" + kNumber + "|true|false|null";
   if (depth <= 0) return group(scalar);
   std::string inner = any_value(depth - 1);
-  std::string object = R"(\{(?:)" + kString + ":" + inner + "(?:," + kString + ":" + inner + R"()*)?\})";
-  std::string array = R"(\[(?:)" + inner + "(?:," + inner + R"()*)?\])";
-  return group(scalar + "|" + object + "|" + array);
+  std::string array = R"(\[(?:)" + inner + "(?:," + inner + kMore + R"()?\])";
+  return group(scalar + "|" + any_object(depth) + "|" + array);
 }
+
+}  // namespace
+
+namespace {
 
 class Compiler {
  public:
@@ -247,9 +263,6 @@ class Compiler {
 
 std::string json_schema_regex(const Json& schema) { return Compiler(schema).value(schema, 0); }
 
-std::string json_object_regex() {
-  std::string inner = any_value(kAnyDepth - 1);
-  return R"(\{(?:)" + kString + ":" + inner + "(?:," + kString + ":" + inner + R"()*)?\})";
-}
+std::string json_object_regex() { return any_object(kAnyDepth); }
 
 }  // namespace dsi::grammar
