@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <unordered_set>
 
@@ -290,41 +291,56 @@ std::vector<std::pair<int32_t, float>> token_offsets(const SamplingParams& p, co
 }
 
 std::vector<int32_t> masked_tokens(const SamplingParams& p, const SampleContext& ctx, int64_t vocab) {
-  std::vector<int32_t> masked;
+  // The large parts (the complement of allowed_token_ids or of the grammar's tokens) are made
+  // in token order; the few others are sorted and merged in, so no pass sorts the vocabulary.
+  std::vector<int32_t> extra;
   if (ctx.n_generated < p.min_tokens) {
     for (int64_t e : ctx.eos_token_ids)
-      if (e >= 0 && e < vocab) masked.push_back(int32_t(e));
-    for (int32_t t : p.stop_token_ids) masked.push_back(t);
-  }
-  if (!p.allowed_token_ids.empty()) {
-    size_t k = 0;  // allowed_token_ids is sorted: one merge pass over the vocabulary
-    for (int32_t t = 0; t < int32_t(vocab); ++t) {
-      while (k < p.allowed_token_ids.size() && p.allowed_token_ids[k] < t) ++k;
-      if (k == p.allowed_token_ids.size() || p.allowed_token_ids[k] != t) masked.push_back(t);
-    }
-  }
-  if (p.constraint) {
-    // Everything outside the grammar's next tokens, except EOS where the output may end.
-    const TokenConstraint::Next next = p.constraint->next(ctx.output);
-    const std::vector<int32_t> none;
-    const std::vector<int32_t>& ok = next.tokens ? *next.tokens : none;
-    size_t k = 0;
-    for (int32_t t = 0; t < int32_t(vocab); ++t) {
-      while (k < ok.size() && ok[k] < t) ++k;
-      const bool allowed = (k < ok.size() && ok[k] == t) ||
-                           (next.can_end && std::find(ctx.eos_token_ids.begin(), ctx.eos_token_ids.end(), t) !=
-                                                ctx.eos_token_ids.end());
-      if (!allowed) masked.push_back(t);
-    }
+      if (e >= 0 && e < vocab) extra.push_back(int32_t(e));
+    for (int32_t t : p.stop_token_ids) extra.push_back(t);
   }
   for (const auto& word : p.bad_words_ids) {
     if (word.empty()) continue;
     const size_t head = word.size() - 1;
     if (ctx.output.size() < head) continue;
-    if (std::equal(word.begin(), word.end() - 1, ctx.output.end() - std::ptrdiff_t(head))) masked.push_back(word.back());
+    if (std::equal(word.begin(), word.end() - 1, ctx.output.end() - std::ptrdiff_t(head))) extra.push_back(word.back());
   }
-  std::sort(masked.begin(), masked.end());
-  masked.erase(std::unique(masked.begin(), masked.end()), masked.end());
+  // One sorted list of the tokens outside `ok` (sorted), EOS kept where `eos_ok`.
+  auto complement = [&](const std::vector<int32_t>& ok, bool eos_ok) {
+    std::vector<int32_t> out;
+    out.reserve(size_t(vocab) - std::min(ok.size(), size_t(vocab)));
+    int32_t from = 0;
+    auto gap = [&](int32_t to) {  // [from, to)
+      for (int32_t t = from; t < to; ++t)
+        if (!eos_ok || std::find(ctx.eos_token_ids.begin(), ctx.eos_token_ids.end(), t) == ctx.eos_token_ids.end())
+          out.push_back(t);
+    };
+    for (int32_t t : ok) {
+      gap(std::min(t, int32_t(vocab)));
+      from = std::max(from, t + 1);
+    }
+    gap(int32_t(vocab));
+    return out;
+  };
+  std::vector<int32_t> masked;
+  auto merge_in = [&](std::vector<int32_t> part) {
+    if (masked.empty()) {
+      masked = std::move(part);
+      return;
+    }
+    std::vector<int32_t> both;
+    both.reserve(masked.size() + part.size());
+    std::set_union(masked.begin(), masked.end(), part.begin(), part.end(), std::back_inserter(both));
+    masked = std::move(both);
+  };
+  if (!p.allowed_token_ids.empty()) merge_in(complement(p.allowed_token_ids, false));
+  if (p.constraint) {
+    const TokenConstraint::Next next = p.constraint->next(ctx.output);
+    merge_in(complement(next.tokens ? *next.tokens : std::vector<int32_t>{}, next.can_end));
+  }
+  std::sort(extra.begin(), extra.end());
+  extra.erase(std::unique(extra.begin(), extra.end()), extra.end());
+  merge_in(std::move(extra));
   return masked;
 }
 
