@@ -12,6 +12,7 @@
 #include "plan/commands.h"
 #include "server/commands.h"
 #include "tokenizer/commands.h"
+#include "topo/commands.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"dsinfer: an inference engine for DeepSeek mixture-of-experts models"};
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   dsi::register_server_commands(app);
   dsi::register_bench_commands(app);
   dsi::register_tokenizer_commands(app);
+  dsi::register_topo_commands(app);
 
   try {
     app.parse(argc, argv);

@@ -18,6 +18,7 @@ packages=(
   libgtest-dev libgmock-dev
   libopenmpi-dev openmpi-bin   # multi-process runs (mpirun)
   clang libclang-rt-14-dev     # libFuzzer targets
+  prometheus              # promtool: the tests check /metrics, the alert rules and their rule tests with it
   python3 python3-venv
 )
 missing=()

@@ -5,11 +5,17 @@
 // (attention, dense MLP, shared experts, router, lm_head), the routed experts its tokens chose,
 // and each sequence's KV cache. The roofline is those bytes over the measured read bandwidth.
 //
+// Prefill speed is timed too: steps of --prefill-seqs prompts of --prefill-len tokens each.
+//
 //   bench_decode [--config FILE] [--fp8] [--threads N] [--context 256] [--steps 32]
-//                [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16]
+//                [--batches 1,16] [--prefill-len 512] [--prefill-seqs 4]
+//                [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16] [--bandwidth-gbps B]
+// --bandwidth-gbps replaces the host read bandwidth in the roofline (on a GPU: the device copy
+// bandwidth measured by cuda_gemm_bench in the same run, scripts/device/run.sh).
 #include <immintrin.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -187,6 +193,36 @@ Result run_batch(ModelRunner& runner, int batch, int context, int steps, double 
   return {batch * steps / secs, 1000 * secs / steps, batch * bandwidth / bytes, flops / per_token};
 }
 
+// Prompt tokens per second: steps of n_seqs fresh prompts of len tokens, best of 3.
+double run_prefill(ModelRunner& runner, int len, int n_seqs) {
+  const auto& c = runner.config();
+  const int bs = runner.block_size();
+  double best = 0;
+  std::vector<float> logits(size_t(n_seqs) * size_t(c.vocab_size));
+  for (int rep = 0; rep < 3; ++rep) {
+    ForwardBatch b;
+    std::vector<std::vector<int32_t>> tables(static_cast<size_t>(n_seqs));
+    for (int s = 0; s < n_seqs; ++s) {
+      auto& t = tables[size_t(s)];
+      for (int i = 0; i < (len + bs - 1) / bs; ++i) t.push_back(*runner.blocks().allocate());
+      const int32_t first = int32_t(b.token_ids.size());
+      for (int i = 0; i < len; ++i) {
+        b.token_ids.push_back(int32_t((rep * 31 + s * 7919 + i * 104729) % c.vocab_size));
+        b.positions.push_back(i);
+        b.kv_slots.push_back(int64_t(t[size_t(i / bs)]) * bs + i % bs);
+      }
+      b.logit_rows.push_back(first + len - 1);
+      b.sequences.push_back({first, len, 0, t});
+    }
+    auto t0 = Clock::now();
+    runner.forward(b, logits);
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    best = std::max(best, double(len) * n_seqs / secs);
+    for (auto& t : tables) runner.blocks().release(t);
+  }
+  return best;
+}
+
 }  // namespace
 }  // namespace dsi
 
@@ -194,7 +230,9 @@ int main(int argc, char** argv) {
   using namespace dsi;
   std::string config_path = DSINFER_BENCH_DECODE_CONFIG;
   bool fp8 = false;
-  int threads = 0, context = 256, steps = 32;
+  int threads = 0, context = 256, steps = 32, prefill_len = 512, prefill_seqs = 4;
+  double bandwidth_override = 0;
+  std::vector<int> batches{1, 16};
   BackendOptions backend;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -206,10 +244,24 @@ int main(int argc, char** argv) {
     else if (a == "--steps") steps = std::stoi(next());
     else if (a == "--device") backend.device = parse_device(next());
     else if (a == "--dtype") backend.dtype = next();
+    else if (a == "--prefill-len") prefill_len = std::stoi(next());
+    else if (a == "--prefill-seqs") prefill_seqs = std::stoi(next());
+    else if (a == "--bandwidth-gbps") bandwidth_override = std::stod(next()) * 1e9;
+    else if (a == "--batches") {
+      batches.clear();
+      std::string list = next();
+      for (size_t at = 0; at < list.size();) {
+        size_t comma = list.find(',', at);
+        if (comma == std::string::npos) comma = list.size();
+        batches.push_back(std::stoi(list.substr(at, comma - at)));
+        at = comma + 1;
+      }
+    }
     else {
       std::fprintf(stderr,
                    "usage: bench_decode [--config FILE] [--fp8] [--threads N] [--context N] [--steps N] "
-                   "[--device auto|cpu|cuda] [--dtype auto|float32|bfloat16]\n");
+                   "[--batches 1,16] [--prefill-len N] [--prefill-seqs N] [--device auto|cpu|cuda] "
+                   "[--dtype auto|float32|bfloat16] [--bandwidth-gbps B]\n");
       return 2;
     }
   }
@@ -223,25 +275,39 @@ int main(int argc, char** argv) {
   std::printf("model: %s, %.2fB parameters, %s weights, %.2f GiB\n", config_path.c_str(), double(n_params) / 1e9,
               fp8 ? "FP8 (128x128 blocks)" : "BF16", double(w.n_bytes) / double(1ull << 30));
   std::printf("machine: %u hardware threads, %d used\n", std::thread::hardware_concurrency(), num_threads());
-  const double bw = measure_read_bandwidth();
+  const double bw = bandwidth_override > 0 ? bandwidth_override : measure_read_bandwidth();
   const double flops = measure_peak_flops();
-  std::printf("measured read bandwidth: %.1f GB/s, float32 FMA peak: %.1f GFLOP/s\n\n", bw / 1e9, flops / 1e9);
+  std::printf("%s bandwidth: %.1f GB/s, host float32 FMA peak: %.1f GFLOP/s\n\n",
+              bandwidth_override > 0 ? "given (--bandwidth-gbps)" : "measured host read", bw / 1e9, flops / 1e9);
+  const int max_batch = *std::max_element(batches.begin(), batches.end());
   RunnerOptions o;
   o.block_size = 64;
   o.prefix_caching = false;
-  o.kv_cache_bytes = int64_t(1) << 30;
+  // Room for every batch's sequences and the prefill prompts at once.
+  const int64_t cache_tokens = std::max<int64_t>(int64_t(max_batch) * (context + steps + 64),
+                                                 int64_t(prefill_seqs) * (prefill_len + 64));
+  o.max_kv_blocks = cache_tokens / o.block_size + 1;
+  o.kv_cache_bytes = o.max_kv_blocks * o.block_size * c.kv_cache_dim() * 4 * c.n_layers;
   o.backend = backend;
-  o.max_num_batched_tokens = std::max(context, 16);  // a prefill of `context`, or 16 decodes
-  o.max_num_seqs = 16;
+  o.max_num_batched_tokens = std::max({context, max_batch, prefill_len * prefill_seqs});
+  o.max_num_seqs = std::max({max_batch, prefill_seqs, 1});
   ModelRunner runner(c, std::move(w), o);
-  std::printf("backend: %s, %s activations\n\n", runner.backend().name().c_str(),
-              std::string(dtype_name(runner.backend().activation_dtype())).c_str());
+  const auto& mem = runner.memory();
+  std::printf("backend: %s, %s activations; ready %.2f s after loading; memory: weights %.2f GiB, workspace %.2f GiB, "
+              "KV cache %.2f GiB, device %.2f GiB free of %.2f\n\n",
+              runner.backend().name().c_str(), std::string(dtype_name(runner.backend().activation_dtype())).c_str(),
+              runner.ready_seconds(), double(mem.weight_bytes) / double(1 << 30),
+              double(mem.workspace_bytes) / double(1 << 30), double(mem.kv_cache_bytes) / double(1 << 30),
+              double(mem.device_free_bytes) / double(1 << 30), double(mem.device_total_bytes) / double(1 << 30));
+  if (prefill_len > 0 && prefill_seqs > 0)
+    std::printf("prefill: %d prompts of %d tokens per step: %.1f tokens/s\n\n", prefill_seqs, prefill_len,
+                run_prefill(runner, prefill_len, prefill_seqs));
   // The memory roof (weights + KV read once per step) is the bound the issue asks about; the
   // compute roof (weights' FMAs per token) is printed too because batch 16 on two cores is
   // bound by it instead.
   std::printf("%6s %9s %10s %14s %7s %15s %7s\n", "batch", "step ms", "tokens/s", "memory roof", "ratio",
               "compute roof", "ratio");
-  for (int batch : {1, 16}) {
+  for (int batch : batches) {
     auto r = run_batch(runner, batch, context, steps, bw, flops);
     std::printf("%6d %9.2f %10.1f %14.1f %6.0f%% %15.1f %6.0f%%\n", batch, r.step_ms, r.tokens_per_second,
                 r.memory_roof_tokens_per_second, 100 * r.tokens_per_second / r.memory_roof_tokens_per_second,

@@ -19,7 +19,7 @@ if command -v ccache >/dev/null; then
   launchers=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 fi
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDSINFER_CUDA=ON "${launchers[@]}" >/dev/null
-bins=(cuda_ops_test cuda_no_gpu_test cuda_gemm_bench cuda_kernels_bench cuda_sampling_bench dsinfer)
+bins=(cuda_ops_test cuda_no_gpu_test cuda_parity_test cuda_gemm_bench cuda_kernels_bench cuda_sampling_bench bench_decode dsinfer)
 cmake --build "$build" -j"${JOBS:-2}" --target "${bins[@]}"
 
 stage=$(mktemp -d)
@@ -35,4 +35,5 @@ git rev-parse HEAD > "$stage/COMMIT" 2>/dev/null || echo unknown > "$stage/COMMI
 mkdir -p "$dest"
 tar -C "$stage" -cJf "$dest/dsinfer-device.tar.xz" .
 cp scripts/device/run.sh "$dest/run.sh"
+mkdir -p "$dest/checks" && cp scripts/device/checks/*.sh "$dest/checks/"
 echo "packed $(du -h "$dest/dsinfer-device.tar.xz" | cut -f1) into $dest: ${bins[*]} + $(ls "$stage/lib" | tr '\n' ' ')"

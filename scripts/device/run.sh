@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Runs THERE (the GPU machine): unpacks the tarball pack.sh made beside this script, shows the
-# GPU, checks that every binary finds its libraries, runs the CUDA tests (label `cuda`: the
-# cuda_ops_test binary, whole) and the GEMM benchmark, and prints a summary table last. Logs go
-# to $OUT (the device tool's folder that comes back), else to ./device-out.
-#   bash run.sh [--tests-only | --bench-only] [extra gtest args, e.g. --gtest_filter=CudaGemm.*]
+# GPU, checks that every binary finds its libraries, runs the CUDA tests (label `cuda`: every
+# kernel against the CPU op, and the whole model on the four fixtures against their references:
+# cuda_ops_test, cuda_parity_test), the OpenAI server tests against `dsinfer serve --device cuda
+# --dtype float32` (tests/server, with the openai client from wheels in .whl when the repo root
+# has them), the GEMM benchmark (copy bandwidth, bf16/FP8 peaks), the V2-Lite-shaped decode and
+# prefill benchmark with dummy weights, and prints a summary table last. Logs go to $OUT (the
+# device tool's folder that comes back), else to ./device-out. Run from the repo root.
+#   bash run.sh [--tests-only | --bench-only] [extra gtest args for cuda_ops_test]
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$PWD/device-out}
 mkdir -p "$out"
 mode=all
 case "${1:-}" in --tests-only) mode=tests; shift ;; --bench-only) mode=bench; shift ;; esac
+# PHASES picks what runs (default all): ops parity server gemm decode serve topo sanitize.
+phases=" ${PHASES:-ops parity server gemm decode serve topo sanitize} "
+want() { [[ "$phases" == *" $1 "* ]]; }
 root=$(mktemp -d /tmp/dsinfer-device.XXXX)
 tar -C "$root" -xJf "$here/dsinfer-device.tar.xz" || { echo "run.sh: cannot unpack $here/dsinfer-device.tar.xz"; exit 1; }
 echo "== dsinfer $(cat "$root/COMMIT")"
@@ -47,7 +54,7 @@ declare -a rows
 run_tests() {  # name binary args...
   local name=$1 bin=$2; shift 2
   local t0=$SECONDS
-  "$root/bin/$bin" "$@" > "$out/$name.log" 2>&1
+  timeout "${TEST_TIMEOUT_S:-200}" "$root/bin/$bin" "$@" > "$out/$name.log" 2>&1
   local rc=$?
   local passed failed
   passed=$(grep -c '^\[       OK \]' "$out/$name.log")
@@ -59,22 +66,96 @@ run_tests() {  # name binary args...
 if [ "$mode" != bench ]; then
   echo "== tests"
   run_tests cuda_no_gpu_test cuda_no_gpu_test
+  if want ops; then
   run_tests cuda_ops_test cuda_ops_test "$@"
+  fi
+  if want parity; then
+  # Where the first GPU forward of a fixture stops, if it does: every launch traced.
+  DSINFER_CUDA_TRACE=1 timeout 20 "$root/bin/dsinfer" logits --device cuda --model tests/data/tiny-v2-lite \
+    --tokens 0,17,5 --out /tmp/l.st > "$out/trace_logits.log" 2>&1
+  echo "traced logits: rc $? after $(grep -c 'cuda launch' "$out/trace_logits.log") launches; last: $(grep 'cuda launch' "$out/trace_logits.log" | tail -2 | tr '\n' ' ')"
+  if command -v compute-sanitizer >/dev/null; then
+    timeout 60 compute-sanitizer --tool memcheck "$root/bin/dsinfer" logits --device cuda --model tests/data/tiny-v3-fp8 \
+      --tokens 0,17,5,9,11 --out /tmp/l2.st > "$out/memcheck_logits.log" 2>&1
+    echo "memcheck of logits --device cuda: rc $? $(grep -E 'ERROR SUMMARY' "$out/memcheck_logits.log" | tail -1)"
+    grep -m3 -A6 "Invalid\|Error" "$out/memcheck_logits.log" | head -30
+  fi
+  # Layer by layer, CPU against CUDA (bf16) on one fixture (docs/design/cuda_notes.md shows it).
+  for dev in cpu cuda; do
+    "$root/bin/dsinfer" --log-level warn logits --device $dev --model tests/data/tiny-v3-fp8 --tokens 0,17,5,9,11,3,7,1 \
+      --out /tmp/l-$dev.st --dump-tensors '*' --dump-layers 0,1,2 --dump-dir /tmp/dump-$dev > "$out/dump_$dev.log" 2>&1
+  done
+  "$root/bin/dsinfer" compare-dumps /tmp/dump-cuda /tmp/dump-cpu > "$out/compare_dumps.txt" 2>&1
+  echo "compare-dumps cuda vs cpu: rc $?"; head -60 "$out/compare_dumps.txt"
+  # One test at a time, each bounded, so one that hangs costs only itself.
+  for t in $("$root/bin/cuda_parity_test" --gtest_list_tests | awk '/^[^ ]/{s=$1} /^  /{print s $1}'); do
+    TEST_TIMEOUT_S=25 DSINFER_DATA=$PWD/tests/data run_tests "parity_${t//\//_}" cuda_parity_test --gtest_filter="$t"
+    grep -hE '^\[ parity' "$out/parity_${t//\//_}.log"
+  done
+  fi
+  if want ops; then
   # cuBLASLt's own reasons when it refuses an FP8 problem (log level 3: hints).
   CUBLASLT_LOG_LEVEL=3 timeout 60 "$root/bin/cuda_ops_test" --gtest_filter='CudaGemm.Fp8ScaleLayout*' \
     > "$out/fp8_probe_cublaslt.log" 2>&1
   grep -iE "unsupported|not supported|must be|hint" "$out/fp8_probe_cublaslt.log" | sort | uniq -c | sort -rn | head -8
   grep -E "^  NVIDIA|sm_" "$out/cuda_ops_test.log" | head -2
+  fi
 fi
 if [ "$mode" != tests ]; then
   echo "== benchmark"
+  if want gemm; then
   timeout 150 "$root/bin/cuda_gemm_bench" > "$out/cuda_gemm_bench.log" 2>&1
   rows+=("$(printf '%-22s rc %-3s' cuda_gemm_bench "$?")")
   cat "$out/cuda_gemm_bench.log"
+  fi
+  # The copy bandwidth just measured is the roofline's bandwidth (bytes read + written / 2 ->
+  # the read side is what weights stream at; the bench counts read + written, as the issue does).
+  gbps=$(grep -oE 'copy[^0-9]*[0-9.]+ (GB|TB)/s' "$out/cuda_gemm_bench.log" 2>/dev/null | head -1 |
+         awk '{v=$(NF-1); u=$NF; if (u ~ /TB/) v*=1000; print v}')
+  gbps=${gbps:-${COPY_GBPS:-}}
+  if want decode; then
+  echo "== V2-Lite shape, dummy bf16 weights, --device cuda (roofline at ${gbps:-host} GB/s)"
+  timeout 240 "$root/bin/bench_decode" --config assets/models/deepseek-v2-lite.json --device cuda \
+    --batches 1,16,64 --context 128 --steps 32 ${gbps:+--bandwidth-gbps $gbps} > "$out/bench_decode_v2_lite.log" 2>&1
+  rows+=("$(printf '%-22s rc %-3s' bench_decode_v2_lite "$?")")
+  cat "$out/bench_decode_v2_lite.log"
+  fi
+fi
+if want serve; then
+  echo "== serve --device cuda, V2-Lite shape, bench at 1/16/64 streams (checks/serve_bench.sh)"
+  ROOT=$root bash "$here/checks/serve_bench.sh"
+fi
+if want topo; then
+  echo "== topo (checks/topo.sh)"
+  DSINFER_BIN="$root/bin/dsinfer" bash "$here/checks/topo.sh"
+fi
+# The server tests take what time is left (DEADLINE_S seconds after the start, default 560).
+if [ "$mode" != bench ] && want server; then
+  if [ -d tests/server ]; then
+  echo "== server tests on --device cuda --dtype float32"
+  site=/tmp/dsinfer-pysite
+  if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl \
+      > "$out/pip.log" 2>&1 || echo "run.sh: wheel install failed (pip.log)"
+  fi
+  t0=$SECONDS
+  for t in test_openai_api test_fixture_model test_preemption test_robustness test_admission test_hardening; do
+    left=$((${DEADLINE_S:-560} - SECONDS))
+    if [ $left -lt 40 ]; then rows+=("$(printf '%-22s skipped (out of time)' "$t")"); continue; fi
+    PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH} DSINFER_BIN="$root/bin/dsinfer" DSINFER_DATA=$PWD/tests/data \
+      DSINFER_DEVICE_ARGS="--device cuda --dtype float32 --kv-cache-dtype float32" \
+        DSINFER_SERVE_ARGS="--gpu-memory-utilization 0.3" PYTHONUNBUFFERED=1 \
+      timeout $((left - 10)) python3 -m pytest -q -x -p no:cacheprovider "tests/server/$t.py" > "$out/server_$t.log" 2>&1
+    rc=$?
+    rows+=("$(printf '%-22s rc %-3s %s' "$t" "$rc" "$(tail -1 "$out/server_$t.log")")")
+    [ $rc = 0 ] || grep -E "Error|error|FAILED|assert" "$out/server_$t.log" | head -20
+  done
+  rows+=("$(printf '%-22s %ss' "server tests total" $((SECONDS - t0)))")
+fi
 fi
 # Last, so that a long sanitizer run costs only itself if the call runs out of time.
 if [ "$mode" != bench ]; then
-  if command -v compute-sanitizer >/dev/null && [ "${SANITIZE:-1}" = 1 ]; then
+  if command -v compute-sanitizer >/dev/null && want sanitize && [ $SECONDS -lt 480 ]; then
     echo "== compute-sanitizer memcheck (elementwise and foundation tests)"
     timeout 90 compute-sanitizer --tool memcheck --error-exitcode 9 "$root/bin/cuda_ops_test" \
       --gtest_filter='CudaElementwise.*:CudaFoundation.Arena*:CudaFoundation.Pinned*' > "$out/memcheck.log" 2>&1

@@ -114,6 +114,13 @@ struct RoutingParams {
   float scaling;        // routed_scaling_factor
 };
 
+// Memory of the device a backend computes on (a GPU's HBM; the host's RAM for the CPU).
+struct DeviceMemory {
+  int64_t total = 0;  // bytes
+  int64_t free = 0;   // bytes free now, for every process
+  int64_t used_by_backend = 0;  // bytes this backend took since it was created (GPU: free then - free now)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -122,6 +129,7 @@ class Backend {
   // (GEMMs accumulate in f32 whatever they are) and the KV cache's rows.
   virtual DType activation_dtype() const = 0;
   virtual DType kv_dtype() const = 0;
+  virtual DeviceMemory device_memory() = 0;
 
   // ---- memory (all of it owned by the backend, released when it is destroyed or, for alloc,
   // when the last copy of the Buffer goes)
@@ -133,6 +141,8 @@ class Backend {
   // block scales kept as FP8 + scales). `host_owner` keeps the host memory alive; a backend that
   // computes on host memory (CPU) may return views of it and keep `host_owner` instead of copying.
   virtual Weight upload(const Weight& host, const std::shared_ptr<void>& host_owner) = 0;
+  // A float32 vector [1, n] (norm weights, the routing score bias), kept in f32 on every backend.
+  virtual Tensor upload_vector(const Tensor& host, const std::shared_ptr<void>& host_owner) = 0;
   // One projection of all routed experts of a layer (n_experts host matrices of equal shape and
   // dtype); a GPU stacks them into one allocation (ExpertWeight).
   virtual ExpertWeight upload_experts(std::span<const Weight> host, const std::shared_ptr<void>& host_owner) = 0;

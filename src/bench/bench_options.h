@@ -2,6 +2,7 @@
 // What `dsinfer bench` is asked to do: where the server is, what to send, and how fast.
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <string>
 
 namespace dsi::bench {
@@ -13,7 +14,13 @@ struct BenchOptions {
   std::string model;                               // empty: the first of GET /v1/models
   std::string api_key;                             // sent as Bearer when set
   Endpoint endpoint = Endpoint::endpoint_completions;
-  // Prompts: random ones of these lengths, or a JSON-lines file.
+  // Prompts: a dataset (random: of these lengths; sharegpt: the first two turns of each
+  // conversation in dataset_path; prefix-repetition: num_prefixes shared prefixes, each with
+  // random suffixes), or a JSON-lines file.
+  std::string dataset_name = "random";
+  std::string dataset_path;
+  int sharegpt_output_len = 0;  // > 0: max_tokens of every ShareGPT request (else its answer's length)
+  int prefix_len = 256, suffix_len = 256, num_prefixes = 10, prefix_output_len = 128;
   std::string prompts_file;
   int input_len = 256;
   int output_len = 128;
@@ -32,6 +39,11 @@ struct BenchOptions {
   double timeout_s = 600;
   std::string result_file;
   bool server_metrics = true;  // read dsinfer's /metrics before and after, when there is one
+  double metrics_interval_s = 1;  // and this often during the run, for the expert load over time
+  bool progress = true;        // a progress bar, when stderr is a terminal
+  // Service-level objectives in ms ("ttft", "tpot", "e2el"): a request meeting all of them is
+  // good; request_goodput is good requests per second.
+  std::map<std::string, double> goodput_ms;
 };
 
 }  // namespace dsi::bench

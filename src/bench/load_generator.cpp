@@ -18,8 +18,9 @@ const char* endpoint_path(Endpoint e) {
 class LoadGenerator {
  public:
   LoadGenerator(const BenchOptions& opts, const ServerAddress& address, const std::string& model,
-                const std::vector<BenchPrompt>& prompts)
+                const std::vector<BenchPrompt>& prompts, ProgressCallback on_progress)
       : opts_(opts),
+        on_progress_(std::move(on_progress)),
         model_(model),
         prompts_(prompts),
         t0_(Clock::now()),
@@ -76,12 +77,14 @@ class LoadGenerator {
       ++n_errors_logged_;
     }
     run_.results[i] = std::move(r);
-    if (n_done_ % std::max<size_t>(1, prompts_.size() / 10) == 0)
+    if (on_progress_) on_progress_(n_done_, prompts_.size());
+    else if (n_done_ % std::max<size_t>(1, prompts_.size() / 10) == 0)
       spdlog::info("{} / {} requests done", n_done_, prompts_.size());
     launch_ready();
   }
 
   const BenchOptions& opts_;
+  ProgressCallback on_progress_;
   const std::string& model_;
   const std::vector<BenchPrompt>& prompts_;
   net::io_context ioc_{1};
@@ -101,10 +104,10 @@ class LoadGenerator {
 }  // namespace
 
 LoadRun run_load(const BenchOptions& opts, const ServerAddress& address, const std::string& model,
-                 const std::vector<BenchPrompt>& prompts) {
+                 const std::vector<BenchPrompt>& prompts, ProgressCallback on_progress) {
   if (opts.concurrency < 1) fail("--concurrency must be at least 1, got {}", opts.concurrency);
   if (!(opts.request_rate > 0)) fail("--request-rate must be positive (inf: all at once), got {}", opts.request_rate);
-  LoadGenerator generator(opts, address, model, prompts);
+  LoadGenerator generator(opts, address, model, prompts, std::move(on_progress));
   return generator.run();
 }
 

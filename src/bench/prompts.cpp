@@ -40,11 +40,67 @@ bool use_ids(const BenchOptions& o) {
   return o.endpoint == Endpoint::endpoint_completions;
 }
 
+// n random token ids, or n random words, from rng.
+Json random_ids(const BenchOptions& o, int n, std::mt19937_64& rng) {
+  std::uniform_int_distribution<int64_t> token(o.vocab_low, o.vocab_high - 1);
+  Json list = Json::array();
+  for (int t = 0; t < n; ++t) list.push_back(token(rng));
+  return list;
+}
+std::string random_text(int n, std::mt19937_64& rng) {
+  std::uniform_int_distribution<size_t> word(0, kNumWords - 1);
+  std::string text;
+  for (int t = 0; t < n; ++t) {
+    if (t) text += ' ';
+    text += kWords[word(rng)];
+  }
+  return text;
+}
+Json as_prompt(const BenchOptions& o, const std::string& text) {
+  return o.endpoint == Endpoint::endpoint_chat ? Json::array({{{"role", "user"}, {"content", text}}}) : Json(text);
+}
+
+void check_token_range(const BenchOptions& o) {
+  if (o.vocab_low < 0 || o.vocab_high <= o.vocab_low) fail("--random-token-range must be LOW,HIGH with 0 <= LOW < HIGH");
+}
+
+// vLLM's prefix-repetition dataset: num_prefixes random prefixes, each prompt one of them (in
+// turn) followed by a random suffix, in shuffled order: a prefix cache's best case at a known
+// hit rate of prefix_len / (prefix_len + suffix_len) once every prefix was seen.
+std::vector<BenchPrompt> prefix_repetition_prompts(const BenchOptions& o) {
+  if (o.prefix_len < 1) fail("--prefix-repetition-prefix-len must be at least 1, got {}", o.prefix_len);
+  if (o.suffix_len < 1) fail("--prefix-repetition-suffix-len must be at least 1, got {}", o.suffix_len);
+  if (o.num_prefixes < 1) fail("--prefix-repetition-num-prefixes must be at least 1, got {}", o.num_prefixes);
+  if (o.prefix_output_len < 1) fail("--prefix-repetition-output-len must be at least 1, got {}", o.prefix_output_len);
+  check_token_range(o);
+  std::mt19937_64 rng(o.seed);
+  const bool ids = use_ids(o);
+  std::vector<Json> prefixes;
+  for (int k = 0; k < o.num_prefixes; ++k)
+    prefixes.push_back(ids ? random_ids(o, o.prefix_len, rng) : Json(random_text(o.prefix_len, rng)));
+  std::vector<BenchPrompt> out;
+  for (int i = 0; i < o.num_prompts; ++i) {
+    BenchPrompt p;
+    p.max_tokens = o.prefix_output_len;
+    p.expected_input_len = o.prefix_len + o.suffix_len;
+    const Json& prefix = prefixes[size_t(i % o.num_prefixes)];
+    if (ids) {
+      p.prompt = prefix;
+      for (const Json& t : random_ids(o, o.suffix_len, rng)) p.prompt.push_back(t);
+    } else {
+      p.prompt = as_prompt(o, prefix.get<std::string>() + " " + random_text(o.suffix_len, rng));
+    }
+    out.push_back(std::move(p));
+  }
+  std::shuffle(out.begin(), out.end(), rng);
+  return out;
+}
+
 std::vector<BenchPrompt> random_prompts(const BenchOptions& o) {
   if (o.input_len < 1) fail("--input-len must be at least 1, got {}", o.input_len);
   if (o.output_len < 1) fail("--output-len must be at least 1, got {}", o.output_len);
   if (o.range_ratio < 0 || o.range_ratio >= 1) fail("--random-range-ratio must be in [0, 1), got {}", o.range_ratio);
-  if (o.vocab_low < 0 || o.vocab_high <= o.vocab_low) fail("--random-token-range must be LOW,HIGH with 0 <= LOW < HIGH");
+  check_token_range(o);
   std::mt19937_64 rng(o.seed);
   const bool ids = use_ids(o);
   std::vector<BenchPrompt> out;
@@ -53,21 +109,7 @@ std::vector<BenchPrompt> random_prompts(const BenchOptions& o) {
     int n_in = jittered(o.input_len, o.range_ratio, rng);
     p.max_tokens = jittered(o.output_len, o.range_ratio, rng);
     p.expected_input_len = n_in;
-    if (ids) {
-      std::uniform_int_distribution<int64_t> token(o.vocab_low, o.vocab_high - 1);
-      Json list = Json::array();
-      for (int t = 0; t < n_in; ++t) list.push_back(token(rng));
-      p.prompt = std::move(list);
-    } else {
-      std::uniform_int_distribution<size_t> word(0, kNumWords - 1);
-      std::string text;
-      for (int t = 0; t < n_in; ++t) {
-        if (t) text += ' ';
-        text += kWords[word(rng)];
-      }
-      p.prompt = o.endpoint == Endpoint::endpoint_chat ? Json::array({{{"role", "user"}, {"content", text}}})
-                                                       : Json(text);
-    }
+    p.prompt = ids ? random_ids(o, n_in, rng) : as_prompt(o, random_text(n_in, rng));
     out.push_back(std::move(p));
   }
   return out;
@@ -109,7 +151,14 @@ std::vector<BenchPrompt> file_prompts(const BenchOptions& o) {
 
 std::vector<BenchPrompt> make_prompts(const BenchOptions& opts) {
   if (opts.num_prompts < 1) fail("--num-prompts must be at least 1, got {}", opts.num_prompts);
-  return opts.prompts_file.empty() ? random_prompts(opts) : file_prompts(opts);
+  if (!opts.prompts_file.empty()) {
+    if (opts.dataset_name != "random") fail("--prompts-file and --dataset-name {}: give one of them", opts.dataset_name);
+    return file_prompts(opts);
+  }
+  if (opts.dataset_name == "random") return random_prompts(opts);
+  if (opts.dataset_name == "prefix-repetition") return prefix_repetition_prompts(opts);
+  if (opts.dataset_name == "sharegpt") return sharegpt_prompts(opts);
+  fail("--dataset-name {}: expected random, sharegpt or prefix-repetition", opts.dataset_name);
 }
 
 std::string request_body(const BenchOptions& opts, const std::string& model, const BenchPrompt& p) {

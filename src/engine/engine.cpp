@@ -4,6 +4,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -46,6 +47,7 @@ struct Engine::Impl {
   Scheduler scheduler;
   EngineStats stats;
   std::vector<float> logits;
+  std::optional<ExpertLoadWindow> expert_load;  // MoE models with the readback on
 };
 
 Engine::Engine(ModelRunner& runner, const EngineOptions& options)
@@ -70,6 +72,17 @@ Engine::Engine(ModelRunner& runner, const EngineOptions& options)
          options.max_num_batched_tokens, options.max_num_seqs, max_model_len_, ws.max_tokens, ws.max_seqs,
          ws.max_logit_rows, ws.max_blocks_per_seq * runner.block_size());
   impl_->stats.kv_blocks_total = runner.blocks().n_blocks();
+  impl_->stats.memory = runner.memory();
+  const ModelConfig& c = runner.config();
+  std::vector<int> moe_layers;
+  for (int l = 0; l < c.n_layers; ++l)
+    if (c.is_moe_layer(l)) moe_layers.push_back(l);
+  if (options.expert_load_window_steps < 0)
+    fail("expert_load_window_steps {} must be at least 0", options.expert_load_window_steps);
+  if (options.expert_load_window_steps > 0 && !moe_layers.empty()) {
+    impl_->expert_load.emplace(c.n_layers, c.n_routed_experts, std::move(moe_layers), options.expert_load_window_steps);
+    impl_->stats.expert_load = impl_->expert_load->load();
+  }
   impl_->published = impl_->stats;
   spdlog::info("engine: max_model_len {}, max_num_seqs {}, max_num_batched_tokens {}", max_model_len_,
                options.max_num_seqs, options.max_num_batched_tokens);
@@ -217,6 +230,7 @@ bool Engine::step() {
     out.n_prompt_tokens = seq->n_prompt;
     out.n_cached_prompt_tokens = std::max(seq->n_cached_prompt, 0);
     out.n_generated = seq->n_generated();
+    out.first_scheduled = seq->first_scheduled;
     seq->on_output(std::move(out));
     std::lock_guard lock(im.mutex);
     --im.n_queued;
@@ -233,6 +247,7 @@ bool Engine::step() {
     const KvCacheStats kv = runner_.blocks().stats();
     im.stats.kv_blocks_used = kv.n_used;
     im.stats.kv_blocks_cached = kv.n_cached;
+    if (im.expert_load) im.stats.expert_load = im.expert_load->load();
     std::lock_guard lock(im.mutex);
     im.published = im.stats;
   };
@@ -243,6 +258,10 @@ bool Engine::step() {
     publish();
     return !finishes.empty() || !arrived.empty();
   }
+
+  const auto scheduled_at = Clock::now();
+  for (const auto& s : batch_plan)
+    if (!s.seq->first_scheduled) s.seq->first_scheduled = scheduled_at;
 
   // The batch: each sequence's new tokens, positions and cache slots, in plan order.
   ForwardBatch batch;
@@ -278,6 +297,9 @@ bool Engine::step() {
     publish();
     return true;
   }
+  // The router's per-expert counts of this step (a few KiB; the step has synchronised on its
+  // logits already). Counted as forward time: it is the model's output.
+  if (im.expert_load) im.expert_load->add(runner_.expert_counts());
   const auto t2 = Clock::now();
   im.stats.forward_seconds_total += std::chrono::duration<double>(t2 - t1).count();
 
@@ -340,6 +362,7 @@ bool Engine::step() {
       out.n_prompt_tokens = seq.n_prompt;
       out.n_cached_prompt_tokens = std::max(seq.n_cached_prompt, 0);
       out.n_generated = seq.n_generated();
+      out.first_scheduled = seq.first_scheduled;
       seq.on_output(std::move(out));
     } else {
       end_sequence(im.scheduler.remove(seq.id), reason, std::move(out));

@@ -5,6 +5,7 @@
 // abort requests and read stats. See docs/design/engine.md for the request lifecycle.
 #include <memory>
 
+#include "engine/expert_load.h"
 #include "engine/model_runner.h"
 #include "engine/request.h"
 
@@ -17,6 +18,9 @@ struct EngineOptions {
   // Requests queued beyond a full batch (max_num_seqs running); more are refused with a
   // SubmitError (submit_overloaded: the server answers 503).
   int max_waiting_requests = 4096;
+  // Steps the expert-load window of /metrics spans (its counts are read back after each step
+  // of a MoE model); 0: no readback, no expert-load series.
+  int expert_load_window_steps = 64;
 };
 
 // Why submit refused requests that were valid in themselves.
@@ -51,6 +55,9 @@ struct EngineStats {
   double scheduler_seconds_total = 0;  // scheduling and bookkeeping, forward and sampling excluded
   double forward_seconds_total = 0;
   double sampling_seconds_total = 0;
+  double communication_seconds_total = 0;  // between ranks; 0 until the engine runs on several
+  RunnerMemory memory;     // fixed at startup
+  ExpertLoad expert_load;  // the latest window (no layers: a dense model, or readback off)
 };
 
 class Engine {

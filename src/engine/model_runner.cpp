@@ -15,19 +15,48 @@ namespace {
 
 int64_t kv_row_bytes(const ModelConfig& c, DType kv_dtype) { return c.kv_cache_dim() * int64_t(dtype_size(kv_dtype)); }
 
-int64_t block_count(const ModelConfig& c, const RunnerOptions& o, const Backend& backend) {
-  if (o.block_size <= 0 || o.block_size > 4096) fail("--block-size {} must be in [1, 4096]", o.block_size);
+int64_t block_bytes(const ModelConfig& c, const RunnerOptions& o, const Backend& backend) {
+  return int64_t(c.n_layers) * o.block_size * kv_row_bytes(c, backend.kv_dtype());
+}
+
+int64_t capped(int64_t n, const RunnerOptions& o) { return o.max_kv_blocks > 0 ? std::min(n, o.max_kv_blocks) : n; }
+
+// Blocks of an explicit --kv-cache-memory (or the CPU's default).
+int64_t block_count(const ModelConfig& c, const RunnerOptions& o, const Backend& backend, int64_t kv_bytes) {
   // Checked before the block bookkeeping is sized by it: a cache in host memory cannot be
   // larger than the machine's memory.
   const int64_t total = host_memory().total_bytes;
-  if (backend.name() == "cpu" && total > 0 && o.kv_cache_bytes > total)
-    fail("--kv-cache-memory {} bytes is more than this machine has: {}", o.kv_cache_bytes, host_memory_summary());
-  const int64_t per_block = int64_t(c.n_layers) * o.block_size * kv_row_bytes(c, backend.kv_dtype());
-  int64_t n = o.kv_cache_bytes / per_block;
-  if (o.max_kv_blocks > 0) n = std::min(n, o.max_kv_blocks);
+  if (backend.name() == "cpu" && total > 0 && kv_bytes > total)
+    fail("--kv-cache-memory {} bytes is more than this machine has: {}", kv_bytes, host_memory_summary());
+  const int64_t per_block = block_bytes(c, o, backend);
+  const int64_t n = capped(kv_bytes / per_block, o);
   if (n < 1)
-    fail("--kv-cache-memory {} bytes holds no block of {} tokens ({} bytes per block for {} layers)", o.kv_cache_bytes,
+    fail("--kv-cache-memory {} bytes holds no block of {} tokens ({} bytes per block for {} layers)", kv_bytes,
          o.block_size, per_block, c.n_layers);
+  return n;
+}
+
+double gib(int64_t bytes) { return double(bytes) / double(int64_t(1) << 30); }
+
+// Blocks that --gpu-memory-utilization leaves on a GPU once everything else is allocated,
+// with vLLM's meaning: the fraction of the whole GPU this process may use (other processes on
+// the GPU do not count against it, but the cache never takes more than is free).
+int64_t gpu_block_count(const ModelConfig& c, const RunnerOptions& o, Backend& backend, int64_t weights,
+                        int64_t workspace) {
+  const double u = o.gpu_memory_utilization;
+  if (!(u > 0 && u <= 1)) fail("--gpu-memory-utilization {} must be in (0, 1]", u);
+  const DeviceMemory m = backend.device_memory();
+  const int64_t budget = int64_t(u * double(m.total));
+  const int64_t per_block = block_bytes(c, o, backend);
+  const int64_t room = std::min(budget - m.used_by_backend, m.free) - kGpuKvReserveBytes;
+  const int64_t n = capped(room > 0 ? room / per_block : 0, o);
+  if (n < 1)
+    fail("--gpu-memory-utilization {} allows this process {:.2f} GiB of {}'s {:.2f} GiB; it holds {:.2f} GiB "
+         "already (weights {:.2f} GiB, workspace {:.2f} GiB, the rest scratch) and {:.2f} GiB are free, which leaves "
+         "no room for one KV block of {} tokens ({} bytes) beside a reserve of {} MiB for the CUDA context and "
+         "libraries: raise --gpu-memory-utilization, lower --max-num-batched-tokens, or set --kv-cache-memory",
+         u, gib(budget), backend.name(), gib(m.total), gib(m.used_by_backend), gib(weights), gib(workspace),
+         gib(m.free), o.block_size, per_block, kGpuKvReserveBytes >> 20);
   return n;
 }
 
@@ -47,43 +76,87 @@ StepLimits make_step_limits(const ModelConfig& c, const RunnerOptions& o, int64_
 }  // namespace
 
 ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerOptions& options)
-    : backend_(make_backend(options.backend)),
-      blocks_(block_count(config, options, *backend_), options.block_size, options.prefix_caching) {
+    : backend_(make_backend(options.backend)) {
   const auto start = std::chrono::steady_clock::now();
   Backend& be = *backend_;
+  if (options.block_size <= 0 || options.block_size > 4096)
+    fail("--block-size {} must be in [1, 4096]", options.block_size);
+  const bool on_host = be.name() == "cpu";
+  const bool sized_by_utilization = options.kv_cache_bytes <= 0 && !on_host;
+  const int64_t free_before = be.device_memory().free;
+  const int64_t weight_bytes = int64_t(weights.n_bytes);
   weights = upload_weights(be, std::move(weights));
+  // On a GPU the weights take what the upload converted them to (e.g. FP8 dequantised).
+  memory_.weight_bytes = on_host ? weight_bytes : free_before - be.device_memory().free;
+
+  // Everything a step uses is allocated before the cache (the workspace here, the backend's
+  // scratch at its creation), so a cache sized by what is left never starves a step.
+  int64_t n_blocks = 0;
+  if (!sized_by_utilization)
+    n_blocks = block_count(config, options, be, options.kv_cache_bytes > 0 ? options.kv_cache_bytes : kDefaultCpuKvBytes);
+  const int64_t context_blocks =
+      n_blocks > 0 ? n_blocks : (config.max_position_embeddings + options.block_size - 1) / options.block_size;
+  const StepLimits limits = make_step_limits(config, options, context_blocks);
+  // Sized by utilization, the block count is known only once the workspace exists: until then
+  // the bounds carry the largest count the context allows.
+  workspace_ = std::make_unique<Workspace>(be, config, limits,
+                                           StepBounds{config.vocab_size, n_blocks > 0 ? n_blocks : context_blocks,
+                                                      options.block_size});
+  memory_.workspace_bytes = workspace_->n_bytes();
+  spdlog::info("workspace: {:.1f} MiB for steps of up to {} tokens, {} sequences, {} logit rows",
+               double(workspace_->n_bytes()) / double(1 << 20), limits.max_tokens, limits.max_seqs,
+               limits.max_logit_rows);
+  if (sized_by_utilization) {
+    n_blocks = gpu_block_count(config, options, be, memory_.weight_bytes, memory_.workspace_bytes);
+    workspace_->step.bounds.n_kv_blocks = n_blocks;
+  }
+  blocks_ = std::make_unique<KvBlockManager>(n_blocks, options.block_size, options.prefix_caching);
+
   cache_.n_layers = config.n_layers;
-  cache_.n_blocks = blocks_.n_blocks();
+  cache_.n_blocks = n_blocks;
   cache_.block_size = options.block_size;
   const int64_t n_rows = cache_.n_layers * cache_.n_blocks * cache_.block_size;
   // A size beyond the machine must be a startup error that says so, not std::bad_alloc.
   const int64_t n_bytes = n_rows * kv_row_bytes(config, be.kv_dtype());
+  if (!on_host) {
+    const DeviceMemory m = be.device_memory();
+    if (n_bytes > m.free)
+      fail("--kv-cache-memory {} bytes ({} blocks of {} tokens) is more than {} has free: {:.2f} GiB free of {:.2f} GiB "
+           "after the weights ({:.2f} GiB) and the workspace ({:.2f} GiB)",
+           options.kv_cache_bytes > 0 ? options.kv_cache_bytes : n_bytes, n_blocks, options.block_size, be.name(),
+           gib(m.free), gib(m.total), gib(memory_.weight_bytes), gib(memory_.workspace_bytes));
+  }
   try {
     cache_memory_ = be.alloc(be.kv_dtype(), n_rows, config.kv_cache_dim());
   } catch (const std::bad_alloc&) {
     fail("--kv-cache-memory: allocating {} bytes ({} blocks) on {} failed; host memory: {}", n_bytes, cache_.n_blocks,
          be.name(), host_memory_summary());
+  } catch (const Error& e) {
+    fail("--kv-cache-memory: {} bytes ({} blocks) do not fit on {}: {}", n_bytes, cache_.n_blocks, be.name(), e.what());
   }
+  memory_.kv_cache_bytes = n_bytes;
   cache_.pool = cache_memory_.t;
   const int64_t kv_token_bytes = kv_row_bytes(config, be.kv_dtype()) * config.n_layers;
-  spdlog::info("KV cache: {} blocks of {} tokens ({} tokens, {:.1f} MiB of {}, {} bytes per token)", cache_.n_blocks,
-               cache_.block_size, cache_.n_blocks * cache_.block_size,
-               double(cache_.pool.numel() * int64_t(dtype_size(be.kv_dtype()))) / double(1 << 20),
-               dtype_name(be.kv_dtype()), kv_token_bytes);
-  const StepLimits limits = make_step_limits(config, options, cache_.n_blocks);
-  const StepBounds bounds{config.vocab_size, cache_.n_blocks, cache_.block_size};
-  workspace_ = std::make_unique<Workspace>(be, config, limits, bounds);
-  spdlog::info("workspace: {:.1f} MiB for steps of up to {} tokens, {} sequences, {} logit rows", 
-               double(workspace_->n_bytes()) / double(1 << 20), limits.max_tokens, limits.max_seqs,
-               limits.max_logit_rows);
+  spdlog::info("KV cache: {} blocks of {} tokens ({} tokens, {:.1f} MiB of {}, {} bytes per token){}", cache_.n_blocks,
+               cache_.block_size, cache_.n_blocks * cache_.block_size, double(n_bytes) / double(1 << 20),
+               dtype_name(be.kv_dtype()), kv_token_bytes,
+               sized_by_utilization ? fmt::format(", sized by --gpu-memory-utilization {}", options.gpu_memory_utilization)
+                                    : std::string());
   model_ = std::make_unique<DeepSeekModel>(std::move(config), std::move(weights), be);
   if (options.dump.enabled()) {
     dump_ = std::make_unique<TensorDump>(be, options.dump);
     model_->set_dump(dump_.get());
   }
   be.synchronize();
+  memory_.device = be.name();
+  const DeviceMemory device = be.device_memory();
+  memory_.device_free_bytes = device.free;
+  memory_.device_total_bytes = device.total;
   ready_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  spdlog::info("model ready on {} in {:.2f} s after loading (upload, cache, workspace)", be.name(), ready_seconds_);
+  spdlog::info("model ready on {} in {:.2f} s after loading (upload, cache, workspace); memory: weights {:.2f} GiB, "
+               "workspace {:.2f} GiB, KV cache {:.2f} GiB; device {:.2f} GiB free of {:.2f}",
+               be.name(), ready_seconds_, gib(memory_.weight_bytes), gib(memory_.workspace_bytes),
+               gib(memory_.kv_cache_bytes), gib(device.free), gib(device.total));
 }
 
 int64_t ModelRunner::kv_bytes_per_token() const {

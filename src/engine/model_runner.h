@@ -5,6 +5,7 @@
 // commands (logits, generate) drive it. Not thread-safe: one thread runs it.
 #include <memory>
 #include <span>
+#include <string>
 
 #include "backend/backend_factory.h"
 #include "kvcache/block_manager.h"
@@ -14,9 +15,29 @@
 
 namespace dsi {
 
+inline constexpr int64_t kDefaultCpuKvBytes = int64_t(1) << 30;
+// Left beside the KV cache on a GPU for what the CUDA context, the driver and cuBLASLt take
+// outside our buffers (not visible to the backend's own accounting).
+inline constexpr int64_t kGpuKvReserveBytes = int64_t(512) << 20;
+
+// What the runner holds in its backend's memory, for /metrics, logs and the planner's check.
+struct RunnerMemory {
+  std::string device;             // the backend's name: "cpu", "cuda:0"
+  int64_t weight_bytes = 0;       // the weights as the backend holds them (a GPU: after conversion)
+  int64_t kv_cache_bytes = 0;     // the paged KV pool
+  int64_t workspace_bytes = 0;    // per-step activations and metadata
+  int64_t device_free_bytes = 0;  // free memory of the device once everything is allocated
+  int64_t device_total_bytes = 0;
+};
+
 struct RunnerOptions {
   BackendOptions backend;
-  int64_t kv_cache_bytes = int64_t(1) << 30;
+  // Bytes of the KV cache; 0 (auto): kDefaultCpuKvBytes on the CPU, and on a GPU what
+  // gpu_memory_utilization x total leaves once this process's weights, workspace and backend
+  // scratch are allocated (everything a step uses is allocated before the cache, so no step
+  // needs more later), minus kGpuKvReserveBytes, and at most what is free.
+  int64_t kv_cache_bytes = 0;
+  double gpu_memory_utilization = 0.9;
   int block_size = 64;
   bool prefix_caching = true;
   int64_t max_kv_blocks = 0;  // caps the block count (0: as many as the memory holds)
@@ -39,13 +60,14 @@ class ModelRunner {
   const ModelConfig& config() const { return model_->config(); }
   DeepSeekModel& model() { return *model_; }
   Backend& backend() { return *backend_; }
-  KvBlockManager& blocks() { return blocks_; }
+  KvBlockManager& blocks() { return *blocks_; }
   const KvCacheView& cache() const { return cache_; }
   int block_size() const { return cache_.block_size; }
   const StepLimits& step_limits() const { return workspace_->step.limits; }
   // Bytes of cache one token takes in every layer (MLA: the latent plus the rotary key).
   int64_t kv_bytes_per_token() const;
   double ready_seconds() const { return ready_seconds_; }  // upload + allocation at startup
+  const RunnerMemory& memory() const { return memory_; }
 
   // Runs one batch: validates and uploads its metadata once, then the model; logits of
   // batch.logit_rows land in `logits` ([rows, vocab]). Throws Error for a batch that does not
@@ -61,10 +83,11 @@ class ModelRunner {
   std::unique_ptr<DeepSeekModel> model_;
   Buffer cache_memory_;
   KvCacheView cache_;
-  KvBlockManager blocks_;
+  std::unique_ptr<KvBlockManager> blocks_;
   std::unique_ptr<Workspace> workspace_;
   std::unique_ptr<TensorDump> dump_;
   double ready_seconds_ = 0;
+  RunnerMemory memory_;
 };
 
 // Bytes of a size such as "1GiB", "512MiB", "2G", "1000000" (plain bytes).

@@ -75,6 +75,8 @@ struct RequestOutput {
   int n_prompt_tokens = 0;
   int n_cached_prompt_tokens = 0;  // prompt tokens served from the prefix cache
   int n_generated = 0;             // tokens generated so far, these included
+  // When the request first entered a batch (unset: never scheduled), for its queue time.
+  std::optional<std::chrono::steady_clock::time_point> first_scheduled;
 };
 
 // Called on the engine's thread for every event of the request; it must return quickly and

@@ -34,6 +34,7 @@ struct Sequence {
   SamplerState sampler;
   OutputCallback on_output;
   std::chrono::steady_clock::time_point arrival;
+  std::optional<std::chrono::steady_clock::time_point> first_scheduled;  // its first batch
 
   int n_generated() const { return int(tokens.size()) - n_prompt; }
   std::span<const int32_t> generated() const { return std::span(tokens).subspan(size_t(n_prompt)); }

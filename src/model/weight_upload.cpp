@@ -30,10 +30,9 @@ class Uploader {
   }
   void vector(Tensor& t) {
     if (!t.data) return;
-    Weight w;
-    w.w = t;
-    weight(w);
-    t = w.w;
+    const int64_t n = t.numel() * int64_t(dtype_size(t.dtype));
+    t = be_.upload_vector(t, owner_);
+    advance(n);
   }
   void mlp(MlpWeights& m) {
     weight(m.gate);

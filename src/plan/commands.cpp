@@ -3,7 +3,10 @@
 #include <cstdio>
 #include <memory>
 
+#include "core/log.h"
+#include "plan/auto_gpus.h"
 #include "plan/report.h"
+#include "topo/nvml.h"
 
 namespace dsi {
 
@@ -15,6 +18,7 @@ struct PlanOptions {
   int64_t context = 32768, concurrency = 64, max_batched_tokens = 8192;
   int64_t train_seq_len = 4096, micro_batch = 1, lora_rank = 16;
   bool json = false, with_mtp = false;
+  std::string nvml_library = topo::kNvmlLibrary;
 };
 
 void require_range(const char* flag, int64_t v, int64_t lo, int64_t hi) {
@@ -38,7 +42,12 @@ void run_plan(const PlanOptions& o) {
   req.serving.with_mtp = o.with_mtp;
   req.training = {o.train_seq_len, o.micro_batch, o.lora_rank};
   Calibration cal = o.calibration.empty() ? Calibration{} : Calibration::from_file(o.calibration);
-  Cluster cluster = parse_cluster(o.gpus, o.nodes, GpuTable::builtin());
+  std::string gpus = o.gpus;
+  if (gpus == "auto") {
+    gpus = plan::gpus_spec_from_topology(topo::read_topology(o.nvml_library), GpuTable::builtin());
+    spdlog::info("--gpus auto: {} (from NVML)", gpus);
+  }
+  Cluster cluster = parse_cluster(gpus, o.nodes, GpuTable::builtin());
   Plan p = make_plan(load_model_source(o.model), std::move(cluster), req, cal);
   std::string out = o.json ? plan_json(p).dump(2) + "\n" : plan_text(p);
   std::fwrite(out.data(), 1, out.size(), stdout);
@@ -58,7 +67,7 @@ void register_plan_commands(CLI::App& app) {
       ->required();
   sub->add_option("--gpus", o->gpus,
                   "GPUs of one node as COUNTxNAME, comma-separated groups allowed: 8xH200, 8xH100-80GB, 4xA100-40GB, "
-                  "2xRTX4090, or COUNTxMEMGB (8x96GB) for a GPU not in the table")
+                  "2xRTX4090, or COUNTxMEMGB (8x96GB) for a GPU not in the table; auto: this machine's GPUs (dsinfer topo)")
       ->required();
   sub->add_option("--nodes", o->nodes, "Nodes, each with the --gpus GPUs")->capture_default_str();
   sub->add_option("--context", o->context, "Tokens per sequence (prompt + output) the KV cache must hold")
@@ -79,6 +88,7 @@ void register_plan_commands(CLI::App& app) {
   sub->add_option("--micro-batch", o->micro_batch, "Fine-tuning: sequences per GPU per step")->capture_default_str();
   sub->add_option("--lora-rank", o->lora_rank, "Fine-tuning: LoRA rank")->capture_default_str();
   sub->add_flag("--json", o->json, "Print the plan as JSON instead of a table");
+  sub->add_option("--nvml-library", o->nvml_library, "--gpus auto: the NVML library to load")->capture_default_str();
   sub->callback([o] { run_plan(*o); });
 }
 

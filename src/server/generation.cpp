@@ -37,13 +37,16 @@ class Generation : public std::enable_shared_from_this<Generation> {
     int n_calls_sent = 0;
     bool sent_prompt_ids = false;  // streaming with return_token_ids: in the choice's first chunk
     int64_t text_offset = 0;  // completions logprobs: characters before the next token
-    std::optional<Clock::time_point> first_token, last_token;
+    std::optional<Clock::time_point> first_token, last_token, first_scheduled;
+    std::vector<double> token_gaps;  // seconds between consecutive token events (inter-token latency)
   };
 
   bool chat() const { return input_.kind == ApiKind::api_chat; }
   const GenerationOptions& options() const { return input_.options; }
   Usage usage() const;
   void record(Choice& c, Clock::time_point now);
+  // The choice's timings so far (its token gaps move out).
+  RequestTiming timing(Choice& c, Clock::time_point now) const;
   void stream_start();
   void stream_delta(size_t k, const ChoiceDelta& d);
   void accumulate(Choice& c, ChoiceDelta&& d);
@@ -129,8 +132,10 @@ void Generation::on_output(size_t k, RequestOutput&& out) {
   Choice& c = *choices_[k];
   if (ended_ || c.state.finished()) return;
   const auto now = Clock::now();
+  if (out.first_scheduled && !c.first_scheduled) c.first_scheduled = out.first_scheduled;
   if (!out.tokens.empty()) {
     if (!c.first_token) c.first_token = now;
+    else c.token_gaps.push_back(seconds_between(*c.last_token, now));
     c.last_token = now;
   }
   ChoiceDelta d = c.state.add(out);
@@ -152,12 +157,8 @@ void Generation::abort_all() {
   for (auto& c : choices_) {
     if (c->state.finished()) continue;
     context_.engine.abort(c->id);
-    RequestTiming t;
-    t.e2e_latency = seconds_between(input_.arrival, now);
-    t.n_prompt_tokens = int(input_.prompts[c->prompt_index].size());
-    t.n_generation_tokens = c->state.n_generated();
+    RequestTiming t = timing(*c, now);
     t.finish_reason = "abort";
-    if (c->first_token) t.time_to_first_token = seconds_between(input_.arrival, *c->first_token);
     context_.metrics.record_request(t);
   }
 }
@@ -165,15 +166,30 @@ void Generation::abort_all() {
 void Generation::record(Choice& c, Clock::time_point now) {
   if (c.recorded) return;
   c.recorded = true;
+  RequestTiming t = timing(c, now);
+  t.finish_reason = c.state.finish_reason();
+  context_.metrics.record_request(t);
+}
+
+RequestTiming Generation::timing(Choice& c, Clock::time_point now) const {
   RequestTiming t;
   t.e2e_latency = seconds_between(input_.arrival, now);
   t.n_prompt_tokens = int(input_.prompts[c.prompt_index].size());
   t.n_generation_tokens = c.state.n_generated();
-  t.finish_reason = c.state.finish_reason();
   if (c.first_token) t.time_to_first_token = seconds_between(input_.arrival, *c.first_token);
   if (c.first_token && t.n_generation_tokens > 1)
     t.time_per_output_token = seconds_between(*c.first_token, *c.last_token) / double(t.n_generation_tokens - 1);
-  context_.metrics.record_request(t);
+  // vLLM's phases: queued until the first batch, prefill until the first token, decode after.
+  if (c.first_scheduled) {
+    t.queue_time = std::max(0.0, seconds_between(input_.arrival, *c.first_scheduled));
+    if (c.first_token) {
+      t.prefill_time = std::max(0.0, seconds_between(*c.first_scheduled, *c.first_token));
+      t.inference_time = std::max(0.0, seconds_between(*c.first_scheduled, *c.last_token));
+    }
+  }
+  if (c.first_token) t.decode_time = seconds_between(*c.first_token, *c.last_token);
+  t.inter_token_latencies = std::move(c.token_gaps);
+  return t;
 }
 
 Usage Generation::usage() const {

@@ -79,7 +79,8 @@ ApiOptions api_options(const ServeOptions& o, const std::string& model_name) {
 
 RunnerOptions runner_options(const ServeOptions& o) {
   RunnerOptions r;
-  r.kv_cache_bytes = parse_byte_size(o.kv_cache_memory, "--kv-cache-memory");
+  r.kv_cache_bytes = o.kv_cache_memory == "auto" ? 0 : parse_byte_size(o.kv_cache_memory, "--kv-cache-memory");
+  r.gpu_memory_utilization = o.gpu_memory_utilization;
   r.block_size = o.block_size;
   r.prefix_caching = o.prefix_caching;
   r.backend = o.backend;
@@ -110,7 +111,7 @@ int run_serve(const ServeOptions& o) {
   Engine& engine = *engine_owner;
 
   net::io_context ioc(o.http_threads);
-  ServerMetrics metrics;
+  ServerMetrics metrics(api.served_model_names.front());
   // Declared after the io_context: destroyed (its queue run, its threads joined) before it.
   WorkPool preprocess(o.preprocess_threads, size_t(std::max(1, o.engine.max_waiting_requests)));
   StructuredOutputs structured(tokenizer, engine.config().vocab_size);

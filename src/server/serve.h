@@ -24,7 +24,10 @@ struct ServeOptions {
   std::string api_key;
   EngineOptions engine;
   BackendOptions backend;           // --device, --dtype, --kv-cache-dtype
-  std::string kv_cache_memory = "1GiB";
+  // "auto": 1 GiB on the CPU; on a GPU what --gpu-memory-utilization leaves after the weights,
+  // the workspace and the backend's scratch (model_runner.h).
+  std::string kv_cache_memory = "auto";
+  double gpu_memory_utilization = 0.9;
   int block_size = 64;
   bool prefix_caching = true;
   int threads = 0;       // CPU threads of the model (0: one per core)

@@ -21,7 +21,6 @@ struct ServeFlags {
   std::string model_tag;  // the positional MODEL of `vllm serve MODEL`
   std::string max_body = "16MiB";
   std::string max_model_len = "0";
-  double gpu_memory_utilization = -1;
   std::optional<uint64_t> seed;
   bool enable_auto_tool_choice = false;
   // vLLM flags that change nothing here: accepted so a copied command line runs, with a note.
@@ -81,13 +80,18 @@ void add_engine_flags(CLI::App* cmd, ServeFlags& f) {
                   "sequences waiting beyond a full running batch; a request whose choices (prompts x n) do "
                   "not all fit now is answered 503, one that never fits 400")
       ->capture_default_str();
-  cmd->add_option("--kv-cache-memory", o.kv_cache_memory, "memory of the paged KV cache (e.g. 512MiB, 4GiB)")
+  cmd->add_option("--kv-cache-memory", o.kv_cache_memory,
+                  "memory of the paged KV cache (e.g. 512MiB, 4GiB); auto: 1GiB on the CPU, on a GPU what "
+                  "--gpu-memory-utilization leaves after weights and workspace")
       ->capture_default_str();
   cmd->add_option("--block-size", o.block_size, "tokens per KV cache block")->capture_default_str();
   cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o.prefix_caching,
                 "automatic prefix caching (default on; --no-enable-prefix-caching turns it off)");
-  cmd->add_option("--gpu-memory-utilization", f.gpu_memory_utilization,
-                  "accepted for vLLM compatibility; no effect on the CPU backend (use --kv-cache-memory)");
+  cmd->add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
+                  "fraction of the GPU's memory this process may use in all (weights, workspace, KV cache), as in "
+                  "vLLM; sizes the KV cache when --kv-cache-memory is auto; no effect on the CPU backend")
+      ->check(CLI::Range(0.01, 1.0))
+      ->capture_default_str();
 }
 
 void add_http_flags(CLI::App* cmd, ServeFlags& f) {
@@ -168,10 +172,6 @@ void run(ServeFlags& f) {
   o.limits.max_body_bytes = uint64_t(parse_byte_size(f.max_body, "--max-request-body-bytes"));
   if (o.api_key.empty())
     if (const char* env = std::getenv("DSINFER_API_KEY")) o.api_key = env;
-  if (f.gpu_memory_utilization >= 0)
-    spdlog::warn("--gpu-memory-utilization {} has no effect on the CPU backend; size the KV cache with "
-                 "--kv-cache-memory",
-                 f.gpu_memory_utilization);
   for (double t : {o.limits.keep_alive_timeout_s, o.limits.read_timeout_s, o.limits.write_timeout_s})
     if (!(t > 0)) fail("timeouts must be positive seconds, got {}", t);
   if (!(o.shutdown_timeout_s >= 0)) fail("--shutdown-timeout must be 0 or more seconds, got {}", o.shutdown_timeout_s);

@@ -4,8 +4,14 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <set>
 
 #include "bench/bench_report.h"
+#include "bench/expert_scrape.h"
+#include "bench/plot.h"
+#include "bench/progress_bar.h"
+#include "bench/svg.h"
 #include "bench/prompts.h"
 #include "bench/stream_client.h"
 #include "core/error.h"
@@ -133,11 +139,17 @@ TEST(Report, Numbers) {
   Json j = report_json(r);
   EXPECT_EQ(j["request_rate"], "inf");
   EXPECT_EQ(j["failed"], 2);
-  ServerCounters before = parse_server_counters("dsinfer_engine_steps_total 10\ndsinfer_engine_scheduler_seconds_total 0.5\n");
+  ServerCounters before = parse_server_counters(
+      "dsinfer_engine_steps_total{model_name=\"m\"} 10\n"
+      "dsinfer_engine_step_seconds_total{model_name=\"m\",phase=\"schedule\"} 0.5\n");
   ServerCounters after = parse_server_counters(
-      "# TYPE x counter\ndsinfer_engine_steps_total 110\ndsinfer_engine_scheduler_seconds_total 0.6\n"
-      "dsinfer_http_requests_total{route=\"/x\",status=\"200\"} 3\n"
-      "dsinfer_num_requests_running 2\ndsinfer_num_requests_waiting 0\n");
+      "# TYPE x counter\ndsinfer_engine_steps_total{model_name=\"m\"} 110\n"
+      "dsinfer_engine_step_seconds_total{model_name=\"m\",phase=\"schedule\"} 0.6\n"
+      "dsinfer_http_requests_total{model_name=\"a,\\\"b\",route=\"/x\",status=\"200\"} 3\n"
+      "vllm:num_requests_running{engine=\"0\",model_name=\"m\"} 7\n"
+      "dsinfer_num_requests_running{model_name=\"m\"} 2\ndsinfer_num_requests_waiting{model_name=\"m\"} 0\n");
+  EXPECT_EQ(after.at("dsinfer_http_requests_total{route=\"/x\",status=\"200\"}"), 3);
+  EXPECT_EQ(after.count("vllm:num_requests_running"), 0u);
   // The gauges the bench waits on before its last scrape (bench_command.cpp, scrape_settled).
   EXPECT_EQ(after.at("dsinfer_num_requests_running"), 2);
   EXPECT_EQ(after.at("dsinfer_num_requests_waiting"), 0);
@@ -145,6 +157,118 @@ TEST(Report, Numbers) {
   EXPECT_DOUBLE_EQ(r.server["steps"].get<double>(), 100);
   EXPECT_NEAR(r.server["scheduler_ms_per_step"].get<double>(), 1.0, 1e-9);
   EXPECT_FALSE(format_table(r).empty());
+}
+
+TEST(Datasets, ShareGptTakesTheFirstTwoTurns) {
+  const std::string path = testing::TempDir() + "sharegpt.json";
+  {
+    std::ofstream f(path);
+    f << R"([{"id": "a", "conversations": [{"from": "human", "value": "tell me about the long river"},
+                                          {"from": "gpt", "value": "0123456789012345678901234567890123456789"}]},
+             {"id": "b", "conversations": [{"from": "human", "value": "one turn only, skipped"}]},
+             {"id": "c", "conversations": [{"from": "human", "value": "ok"}, {"from": "gpt", "value": "a long answer here"}]},
+             {"id": "d", "conversations": [{"from": "human", "value": "the city and the world"},
+                                          {"from": "gpt", "value": "abcdefghijklmnopqrstuvwx"}, {"from": "human", "value": "x"}]}])";
+  }
+  BenchOptions o;
+  o.dataset_name = "sharegpt";
+  o.dataset_path = path;
+  o.num_prompts = 3;
+  std::vector<BenchPrompt> p = make_prompts(o);
+  ASSERT_EQ(p.size(), 3u);  // a, d, then a again (cycled); b has one turn, c a prompt under 4 tokens
+  EXPECT_EQ(p[0].prompt, "tell me about the long river");
+  EXPECT_EQ(p[0].max_tokens, 10);  // 40 characters, ~4 a token
+  EXPECT_EQ(p[1].prompt, "the city and the world");
+  EXPECT_EQ(p[1].max_tokens, 6);
+  EXPECT_EQ(p[2].prompt, p[0].prompt);
+  o.sharegpt_output_len = 7;
+  o.endpoint = Endpoint::endpoint_chat;
+  p = make_prompts(o);
+  EXPECT_EQ(p[0].max_tokens, 7);
+  EXPECT_EQ(p[0].prompt[0]["content"], "tell me about the long river");
+  o.prompt_format = "ids";
+  EXPECT_THROW(make_prompts(o), Error);
+  o.prompt_format = "auto";
+  o.dataset_path = testing::TempDir() + "missing.json";
+  EXPECT_THROW(make_prompts(o), Error);
+}
+
+TEST(Datasets, PrefixRepetitionSharesPrefixes) {
+  BenchOptions o;
+  o.dataset_name = "prefix-repetition";
+  o.prefix_len = 5;
+  o.suffix_len = 3;
+  o.num_prefixes = 2;
+  o.prefix_output_len = 4;
+  o.num_prompts = 6;
+  std::vector<BenchPrompt> p = make_prompts(o);
+  ASSERT_EQ(p.size(), 6u);
+  std::map<std::vector<int64_t>, int> prefixes;
+  std::set<std::vector<int64_t>> suffixes;
+  for (const BenchPrompt& q : p) {
+    std::vector<int64_t> ids = q.prompt.get<std::vector<int64_t>>();
+    ASSERT_EQ(ids.size(), 8u);
+    EXPECT_EQ(q.max_tokens, 4);
+    ++prefixes[std::vector<int64_t>(ids.begin(), ids.begin() + 5)];
+    suffixes.insert(std::vector<int64_t>(ids.begin() + 5, ids.end()));
+  }
+  EXPECT_EQ(prefixes.size(), 2u);
+  for (const auto& [prefix, n] : prefixes) EXPECT_EQ(n, 3);
+  EXPECT_EQ(suffixes.size(), 6u);
+  o.num_prefixes = 0;
+  EXPECT_THROW(make_prompts(o), Error);
+  o.num_prefixes = 2;
+  o.prompts_file = "x.jsonl";
+  EXPECT_THROW(make_prompts(o), Error);  // a file and a dataset
+}
+
+TEST(Goodput, ParsesSlos) {
+  auto g = parse_goodput({"ttft:500", "tpot:50.5", "e2el:10000"});
+  EXPECT_EQ(g.at("ttft"), 500);
+  EXPECT_EQ(g.at("tpot"), 50.5);
+  EXPECT_EQ(g.at("e2el"), 10000);
+  EXPECT_THROW(parse_goodput({"ttft"}), Error);
+  EXPECT_THROW(parse_goodput({"itl:5"}), Error);
+  EXPECT_THROW(parse_goodput({"ttft:-1"}), Error);
+  EXPECT_THROW(parse_goodput({"ttft:5ms"}), Error);
+}
+
+TEST(Progress, Line) {
+  EXPECT_EQ(progress_line("run", 5, 10, 1.5, 10), "run  5/10 [=====>    ]  50%     1.5 s");
+  EXPECT_EQ(progress_line("run", 10, 10, 2, 4), "run 10/10 [====] 100%     2.0 s");
+}
+
+TEST(Svg, EscapesTextAndAttributes) {
+  Svg svg(10, 10);
+  svg.text(1, 2, "a<b & \"c\"", {{"data-series", "p99 <x>"}});
+  std::string out = svg.finish();
+  EXPECT_NE(out.find(">a&lt;b &amp; &quot;c&quot;</text>"), std::string::npos) << out;
+  EXPECT_NE(out.find("data-series=\"p99 &lt;x&gt;\""), std::string::npos) << out;
+  EXPECT_EQ(out.substr(out.size() - 7), "</svg>\n");
+}
+
+TEST(ExpertScrape, SnapshotFromMetrics) {
+  ServerCounters c = parse_server_counters(
+      "dsinfer_expert_load_tokens{model_name=\"m\",layer=\"2\",expert=\"1\"} 5\n"
+      "dsinfer_expert_load_tokens{model_name=\"m\",layer=\"2\",expert=\"0\"} 3\n"
+      "dsinfer_expert_load_tokens{model_name=\"m\",layer=\"1\",expert=\"0\"} 4\n"
+      "dsinfer_expert_load_tokens{model_name=\"m\",layer=\"1\",expert=\"1\"} 4\n"
+      "dsinfer_expert_load_imbalance{model_name=\"m\",layer=\"2\"} 1.25\n"
+      "dsinfer_expert_load_imbalance_overall{model_name=\"m\"} 1.125\n");
+  ExpertSnapshot s = expert_snapshot(c);
+  EXPECT_EQ(s.layers, (std::vector<int>{1, 2}));
+  EXPECT_EQ(s.tokens[1], (std::vector<double>{3, 5}));
+  EXPECT_EQ(s.imbalance, (std::vector<double>{0, 1.25}));
+  EXPECT_EQ(s.overall, 1.125);
+  Json j = expert_load_json({s}, 0.5);
+  EXPECT_EQ(j["n_experts"], 2);
+  EXPECT_EQ(j["samples"].size(), 1u);
+  EXPECT_TRUE(expert_load_json({expert_snapshot({})}, 1).is_null());
+}
+
+TEST(Plot, RejectsWhatIsNotAResult) {
+  EXPECT_THROW(plot_results_svg({Json::object()}, {"x.json"}), Error);
+  EXPECT_THROW(plot_results_svg({}, {}), Error);
 }
 
 }  // namespace

@@ -1,6 +1,9 @@
 """Starting a real `dsinfer serve` for the server tests, and small raw-HTTP helpers.
 
 The binary comes from $DSINFER_BIN and the fixtures from $DSINFER_DATA (CTest sets both);
+$DSINFER_DEVICE_ARGS (e.g. "--device cuda --dtype float32", scripts/device/run.sh) is added to
+every serve, generate and logits command, and $DSINFER_SERVE_ARGS to every serve, so the same
+tests run on another backend;
 every server listens on a free loopback port and logs to a temporary file that is printed
 when a test fails to start it.
 """
@@ -8,6 +11,7 @@ import http.client
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -18,6 +22,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("DSINFER_BIN", os.path.join(HERE, "..", "..", "build", "bin", "dsinfer"))
 DATA = os.environ.get("DSINFER_DATA", os.path.join(HERE, "..", "data"))
+DEVICE_ARGS = shlex.split(os.environ.get("DSINFER_DEVICE_ARGS", ""))
+SERVE_ARGS = shlex.split(os.environ.get("DSINFER_SERVE_ARGS", ""))
 
 
 def free_port():
@@ -35,7 +41,7 @@ class Server:
     def __init__(self, *args, ready_timeout=300):
         self.port = free_port()
         threads = [] if "--threads" in args else ["--threads", "1"]
-        self.args = [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), *threads, *args]
+        self.args = [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), *threads, *DEVICE_ARGS, *SERVE_ARGS, *args]
         self.log = tempfile.NamedTemporaryFile(prefix="dsinfer-serve-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + ready_timeout
@@ -151,15 +157,36 @@ def parse_sse(data):
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})?\s+(\S+)$')
 
 
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+# Labels every series carries (which server, not which value): left out of parse_prometheus's keys.
+BASE_LABELS = ("model_name", "engine")
+
+
+def parse_samples(text):
+    """[(name, {label: value}, float)] of every sample line, labels unescaped."""
+    samples = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        assert m, f"not a Prometheus sample line: {line!r}"
+        labels = {k: re.sub(r'\\(.)', lambda e: "\n" if e.group(1) == "n" else e.group(1), v)
+                  for k, v in _LABEL.findall(m.group(2) or "")}
+        samples.append((m.group(1), labels, float(m.group(3))))
+    return samples
+
+
 def parse_prometheus(text):
-    """{'name{labels}': value} of every sample; labels as written."""
+    """{'name{labels}': value} of every sample; labels as written, except the model_name and
+    engine labels every series carries."""
     samples = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
         m = _SAMPLE.match(line)
         assert m, f"not a Prometheus sample line: {line!r}"
-        samples[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+        kept = [f'{k}="{v}"' for k, v in _LABEL.findall(m.group(2) or "") if k not in BASE_LABELS]
+        samples[m.group(1) + ("{" + ",".join(kept) + "}" if kept else "")] = float(m.group(3))
     return samples
 
 
@@ -168,7 +195,7 @@ def generate_cli(model_dir, token_ids, max_tokens):
     like the test servers."""
     out = subprocess.run(
         [BIN, "generate", "--model", model_dir, "--tokens", ",".join(map(str, token_ids)),
-         "--max-tokens", str(max_tokens), "--json", "--threads", "1"],
+         "--max-tokens", str(max_tokens), "--json", "--threads", "1", *DEVICE_ARGS],
         check=True, capture_output=True, text=True)
     return json.loads(out.stdout)["token_ids"]
 
@@ -182,7 +209,7 @@ def logits_cli(model_dir, token_ids):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "logits.safetensors")
         subprocess.run([BIN, "--log-level", "warn", "logits", *model, "--tokens", ",".join(map(str, token_ids)),
-                        "--out", out, "--threads", "1"], check=True, capture_output=True, text=True)
+                        "--out", out, "--threads", "1", *DEVICE_ARGS], check=True, capture_output=True, text=True)
         shape, flat = safetensors_io.read(out)["logits"]
     return [flat[i:i + shape[1]] for i in range(0, len(flat), shape[1])]
 

@@ -495,7 +495,7 @@ class Metrics(unittest.TestCase):
                          m["dsinfer_e2e_request_latency_seconds_count"])
         self.assertGreaterEqual(m["dsinfer_generation_tokens_total"], 3)
         self.assertGreaterEqual(m["dsinfer_prompt_tokens_total"], 1)
-        self.assertGreater(m["dsinfer_kv_cache_blocks_total"], 0)
+        self.assertGreater(m["dsinfer_kv_cache_num_blocks"], 0)
         for name in ("dsinfer_num_requests_running", "dsinfer_num_requests_waiting", "dsinfer_kv_cache_blocks_used",
                      "dsinfer_prefix_cache_hit_rate", "dsinfer_num_preemptions_total"):
             self.assertIn(name, m)

@@ -43,7 +43,7 @@ class Preemption(unittest.TestCase):
             together = list(pool.map(streamed, jobs))
         m = server.metrics()
         self.assertGreater(m["dsinfer_num_preemptions_total"], 0, "the cache was meant to be too small")
-        self.assertEqual(m["dsinfer_kv_cache_blocks_total"], 12)
+        self.assertEqual(m["dsinfer_kv_cache_num_blocks"], 12)
         # Alone: on a baseline server (one sequence at a time, no prefix cache, a cache with room
         # to spare), so no KV computed under preemption is reused.
         baseline = baseline_server("--model", MODEL_DIR)

@@ -155,10 +155,9 @@ class RequestFields(unittest.TestCase):
 
     def test_fields_that_would_change_the_result_are_400(self):
         for extra, param in [({"priority": 3}, "priority"), ({"use_beam_search": True}, "use_beam_search"),
-                             ({"guided_choice": ["a", "b"]}, "guided_choice"), ({"prompt_logprobs": 1},
-                                                                                 "prompt_logprobs"),
+                             ({"guided_grammar": "root ::= 'a'"}, "guided_grammar"),
+                             ({"prompt_logprobs": 1}, "prompt_logprobs"),
                              ({"cache_salt": "t1"}, "cache_salt"), ({"logprobs": 6}, "logprobs"),
-                             ({"guided_json": {"type": "object"}}, "guided_json"),
                              ({"truncate_prompt_tokens": 0}, "truncate_prompt_tokens"),
                              ({"no_such_field": 1}, "no_such_field")]:
             status, body = server.post("/v1/completions", {"prompt": PROMPT, "max_tokens": 2, **extra})

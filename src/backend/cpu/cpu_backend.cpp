@@ -6,6 +6,7 @@
 #include "backend/cpu/gemm.h"
 #include "core/aligned_buffer.h"
 #include "core/error.h"
+#include "core/host_memory.h"
 
 namespace dsi::cpu {
 
@@ -24,6 +25,17 @@ void CpuBackend::retain(const std::shared_ptr<void>& owner) {
 Weight CpuBackend::upload(const Weight& host, const std::shared_ptr<void>& host_owner) {
   retain(host_owner);
   return host;
+}
+
+Tensor CpuBackend::upload_vector(const Tensor& host, const std::shared_ptr<void>& host_owner) {
+  if (host.dtype != DType::f32) fail("upload_vector: expected f32, got {}", dtype_name(host.dtype));
+  retain(host_owner);
+  return host;
+}
+
+DeviceMemory CpuBackend::device_memory() {
+  const HostMemory m = host_memory();
+  return {m.total_bytes, m.available_bytes};
 }
 
 ExpertWeight CpuBackend::upload_experts(std::span<const Weight> host, const std::shared_ptr<void>& host_owner) {

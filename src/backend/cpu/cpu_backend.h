@@ -17,10 +17,12 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
   DType activation_dtype() const override { return DType::f32; }
   DType kv_dtype() const override { return DType::f32; }
+  DeviceMemory device_memory() override;
 
   Buffer alloc(DType dtype, int64_t rows, int64_t cols) override;
   Buffer alloc_staging(DType dtype, int64_t rows, int64_t cols) override { return alloc(dtype, rows, cols); }
   Weight upload(const Weight& host, const std::shared_ptr<void>& host_owner) override;
+  Tensor upload_vector(const Tensor& host, const std::shared_ptr<void>& host_owner) override;
   ExpertWeight upload_experts(std::span<const Weight> host, const std::shared_ptr<void>& host_owner) override;
   void copy_from_host(const void* src, Tensor dst) override;
   void copy_to_host(const Tensor& src, void* dst) override;

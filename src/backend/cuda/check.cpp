@@ -1,5 +1,8 @@
 #include "backend/cuda/check.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 #include "backend/cuda/args.h"
 #include "core/error.h"
 
@@ -11,8 +14,25 @@ void fail_cuda_call(const char* expr, const std::string& error, const char* file
 
 void fail_argument(const std::string& message) { throw Error(message); }
 
+namespace {
+// DSINFER_CUDA_TRACE=1: every launch is logged to stderr before the stream is synchronised
+// after it, so a fault or a hang shows which kernel it was (the last name printed).
+bool trace_launches() {
+  static const bool on = [] {
+    const char* v = std::getenv("DSINFER_CUDA_TRACE");
+    return v && *v && std::string(v) != "0";
+  }();
+  return on;
+}
+}  // namespace
+
 void check_launch(cudaStream_t stream, const char* kernel, const char* file, int line) {
   check_cuda(cudaGetLastError(), kernel, file, line);
+  if (trace_launches()) {
+    std::fprintf(stderr, "cuda launch: %s (%s:%d)\n", kernel, file, line);
+    check_cuda(cudaStreamSynchronize(stream), kernel, file, line);
+    return;
+  }
 #ifdef DSINFER_CUDA_SYNC_CHECK
   check_cuda(cudaStreamSynchronize(stream), kernel, file, line);
 #else

@@ -158,14 +158,16 @@ __global__ void binary_rows_kernel(const TA* a, int64_t a_stride, const TB* b, i
   }
 }
 
-// dst[dst_row(r)] = src[r]; dst_rows == nullptr: the same row; a slot outside [0, n_dst) is skipped.
+// dst[dst_row(r)] = src[src_row(r)] for r < n; a null row map is the identity; a row outside
+// [0, n_src) / [0, n_dst) is skipped (the host checked them; this only keeps a bad one in bounds).
 template <class TS, class TD, int VEC>
-__global__ void copy_rows_kernel(const TS* src, int64_t src_stride, TD* dst, int64_t dst_stride,
-                                 const int64_t* dst_rows, int64_t n_dst, int64_t n, int64_t d) {
+__global__ void copy_rows_kernel(const TS* src, int64_t src_stride, const int32_t* src_rows, int64_t n_src, TD* dst,
+                                 int64_t dst_stride, const int64_t* dst_rows, int64_t n_dst, int64_t n, int64_t d) {
   for (int64_t r = blockIdx.x; r < n; r += gridDim.x) {
     const int64_t slot = dst_rows ? dst_rows[r] : r;
-    if (slot < 0 || slot >= n_dst) continue;
-    const TS* sr = src + r * src_stride;
+    const int64_t from = src_rows ? int64_t(src_rows[r]) : r;
+    if (slot < 0 || slot >= n_dst || from < 0 || from >= n_src) continue;
+    const TS* sr = src + from * src_stride;
     TD* dr = dst + slot * dst_stride;
     for (int64_t c = int64_t(threadIdx.x) * VEC; c < d; c += int64_t(blockDim.x) * VEC) {
       const Vec<TS, VEC> v = *reinterpret_cast<const Vec<TS, VEC>*>(sr + c);
@@ -211,10 +213,11 @@ void launch_binary(const char* name, const Tensor& a, const Tensor& b, const Ten
   DSI_CUDA_CHECK_LAUNCH(stream, name);
 }
 
-void launch_copy_rows(const char* name, const Tensor& src, const Tensor& dst, const int64_t* dst_rows,
-                      cudaStream_t stream) {
+// n rows: dst[dst_rows[r]] = src[src_rows[r]] (null: identity).
+void launch_copy_rows(const char* name, const Tensor& src, const int32_t* src_rows, const Tensor& dst,
+                      const int64_t* dst_rows, int64_t n, cudaStream_t stream) {
   const bool vec = vec_ok(src, 4) && vec_ok(dst, 4);
-  const int64_t n = src.rows, d = src.cols;
+  const int64_t d = src.cols;
   if (n == 0 || d == 0) return;
   dispatch_float(src.dtype, [&](auto ts) {
     dispatch_float(dst.dtype, [&](auto td) {
@@ -224,10 +227,10 @@ void launch_copy_rows(const char* name, const Tensor& src, const Tensor& dst, co
       auto* pd = static_cast<TD*>(dst.data);
       if (vec)
         copy_rows_kernel<TS, TD, 4><<<row_grid(n), row_threads(d, 4), 0, stream>>>(
-            ps, src.row_stride, pd, dst.row_stride, dst_rows, dst.rows, n, d);
+            ps, src.row_stride, src_rows, src.rows, pd, dst.row_stride, dst_rows, dst.rows, n, d);
       else
         copy_rows_kernel<TS, TD, 1><<<row_grid(n), row_threads(d, 1), 0, stream>>>(
-            ps, src.row_stride, pd, dst.row_stride, dst_rows, dst.rows, n, d);
+            ps, src.row_stride, src_rows, src.rows, pd, dst.row_stride, dst_rows, dst.rows, n, d);
     });
   });
   DSI_CUDA_CHECK_LAUNCH(stream, name);
@@ -356,7 +359,7 @@ void convert(const ConvertParams& p, cudaStream_t stream) {
   require_float(p.dst, "convert", "dst");
   require_shape(p.src, p.src.rows, p.src.cols, "convert", "src");
   require_shape(p.dst, p.src.rows, p.src.cols, "convert", "dst");
-  launch_copy_rows("convert", p.src, p.dst, nullptr, stream);
+  launch_copy_rows("convert", p.src, nullptr, p.dst, nullptr, p.src.rows, stream);
 }
 
 void kv_cache_write(const KvCacheWriteParams& p, cudaStream_t stream) {
@@ -365,7 +368,16 @@ void kv_cache_write(const KvCacheWriteParams& p, cudaStream_t stream) {
   require_shape(p.pool, p.pool.rows, p.pool.cols, "kv_cache_write", "pool");
   require_shape(p.kv, p.kv.rows, p.pool.cols, "kv_cache_write", "kv");
   if (p.kv.rows > 0 && !p.slots) fail_argument("kv_cache_write: no slots");
-  launch_copy_rows("kv_cache_write", p.kv, p.pool, p.slots, stream);
+  launch_copy_rows("kv_cache_write", p.kv, nullptr, p.pool, p.slots, p.kv.rows, stream);
+}
+
+void gather_rows(const GatherRowsParams& p, cudaStream_t stream) {
+  require_float(p.x, "gather_rows", "x");
+  require_float(p.out, "gather_rows", "out");
+  require_shape(p.x, p.x.rows, p.out.cols, "gather_rows", "x");
+  require_shape(p.out, p.out.rows, p.out.cols, "gather_rows", "out");
+  if (p.out.rows > 0 && !p.rows) fail_argument("gather_rows: no row indices");
+  launch_copy_rows("gather_rows", p.x, p.rows, p.out, nullptr, p.out.rows, stream);
 }
 
 }  // namespace dsi::cuda

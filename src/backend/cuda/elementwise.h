@@ -1,5 +1,5 @@
 #pragma once
-// Row-wise kernels of the CUDA backend: embedding gather, RMSNorm (optionally fused with the
+// Row-wise kernels of the CUDA backend: embedding gather, row gather, RMSNorm (optionally fused with the
 // residual add), rotary embedding, SiLU gating, add, dtype conversion and the KV cache write.
 // Activations are f32 or bf16 (Tensor.dtype); all arithmetic is f32 (sums of squares f64), as in
 // the CPU backend, so results differ from it only by rounding (tests/backend/cuda states how
@@ -79,5 +79,13 @@ struct KvCacheWriteParams {
 };
 // pool[slots[i]] = kv[i], converted to pool's dtype.
 void kv_cache_write(const KvCacheWriteParams& p, cudaStream_t stream);
+
+struct GatherRowsParams {
+  Tensor x;             // [n, d] f32 or bf16
+  const int32_t* rows;  // [out.rows] rows of x (the host checked them; one outside is skipped)
+  Tensor out;           // [m, d] f32 or bf16
+};
+// out[i] = x[rows[i]], converted to out's dtype.
+void gather_rows(const GatherRowsParams& p, cudaStream_t stream);
 
 }  // namespace dsi::cuda

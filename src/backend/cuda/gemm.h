@@ -8,9 +8,11 @@
 //     (VEC128_32F for the activations, BLK128x128_32F for the weight), f32 accumulation.
 // The FP8 kind needs in and out to be multiples of 128 (fp8_gemm_supported); other FP8 weights
 // are widened to bf16 at upload (fp8.h dequantize_fp8) and take the bf16 kind.
-// STATUS: on the H200 with cuBLASLt 13.1 the heuristic refused block scaling (NOT_SUPPORTED) for
-// every scale layout at n <= 64 tokens (docs/design/cuda_notes.md); until a device run shows the
-// FP8 kind right, callers widen every FP8 weight to bf16. The bf16 and f32 kinds are verified.
+// STATUS: on the H200 with cuBLASLt 13.1 the heuristic refuses block scaling (NOT_SUPPORTED) at
+// 1, 5, 7 and 33 tokens for every scale layout, and takes 64, 128 and 2048 tokens, where
+// kFp8ScaleOrder computes right (docs/design/cuda_notes.md): a prefill GEMM only. The CUDA
+// backend therefore dequantises dense FP8 weights to bf16 at upload for now; the bf16 and f32
+// kinds are verified on every shape.
 //
 // A GemmContext owns the cuBLASLt handle and a cache of plans (descriptors and the heuristic's
 // algorithm) per shape, dtype, stride and alignment, so a shape pays the heuristic once. Its

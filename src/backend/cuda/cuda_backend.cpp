@@ -1,0 +1,263 @@
+// CudaBackend: construction, memory and uploads (the ops are in cuda_backend_ops.cpp).
+#include "backend/cuda/cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "backend/cuda/check.h"
+#include "backend/cuda/elementwise.h"
+#include "backend/cuda/fp8.h"
+#include "core/error.h"
+#include "core/log.h"
+
+namespace dsi::cuda {
+
+namespace {
+
+constexpr size_t kGemmWorkspaceBytes = size_t(32) << 20;  // cuBLASLt split-K on Hopper
+constexpr size_t kStagingBytes = size_t(64) << 20;         // two 32 MiB halves
+
+DType parse_float_dtype(const std::string& s, const char* flag) {
+  if (s == "float32") return DType::f32;
+  if (s == "bfloat16") return DType::bf16;
+  fail("{} {}: the CUDA backend takes float32 or bfloat16", flag, s);
+}
+
+size_t bytes_of(const Tensor& t) { return size_t(t.numel()) * dtype_size(t.dtype); }
+
+// Host rows packed one after another (a view with a row stride is copied row by row).
+std::vector<unsigned char> packed_host(const Tensor& t) {
+  std::vector<unsigned char> out(bytes_of(t));
+  const size_t row = size_t(t.cols) * dtype_size(t.dtype);
+  for (int64_t r = 0; r < t.rows; ++r)
+    std::memcpy(out.data() + size_t(r) * row,
+                static_cast<const unsigned char*>(t.data) + size_t(r * t.row_stride) * dtype_size(t.dtype), row);
+  return out;
+}
+
+// Any float dtype widened to f32 on the host (exact): f16 has no kernel path.
+std::vector<float> widened_f32(const Tensor& t) {
+  std::vector<float> out(size_t(t.numel()));
+  for (int64_t r = 0; r < t.rows; ++r)
+    for (int64_t c = 0; c < t.cols; ++c)
+      out[size_t(r * t.cols + c)] = load_as_f32(t.data, t.dtype, r * t.row_stride + c);
+  return out;
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend(const BackendOptions& options) : options_(options) {
+  info_ = query_device(options.device_index);  // also makes it current
+  free_at_start_ = info_.free_memory;
+  if (info_.cc_major < 9)
+    fail("--device cuda: GPU {} is {} (sm_{}{}); this build's kernels are for sm_90a (Hopper)", info_.index, info_.name,
+         info_.cc_major, info_.cc_minor);
+  name_ = "cuda:" + std::to_string(info_.index);
+  act_ = parse_float_dtype(options.dtype, "--dtype");
+  kv_ = parse_float_dtype(options.kv_cache_dtype, "--kv-cache-dtype");
+  stream_ = std::make_unique<Stream>();
+  gemm_workspace_ = DeviceBuffer(kGemmWorkspaceBytes);
+  gemm_ = std::make_unique<GemmContext>(gemm_workspace_.data(), gemm_workspace_.size());
+  staging_ = std::make_unique<PinnedStaging>(kStagingBytes);
+  // The split picker gives at most about 2 x (2 SMs) split-rows of 16 heads (its comment):
+  // splits * tokens * heads <= 64 SMs, each row holding r + 2 <= 514 floats.
+  attention_scratch_floats_ = int64_t(64) * info_.n_sms * 514;
+  attention_scratch_ = DeviceBuffer(size_t(attention_scratch_floats_) * sizeof(float));
+  spdlog::info("CUDA: {}", describe(info_));
+}
+
+CudaBackend::~CudaBackend() {
+  if (stream_) (void)cudaStreamSynchronize(stream_->get());
+}
+
+void CudaBackend::bind() const { DSI_CUDA_CHECK(cudaSetDevice(info_.index)); }
+
+DeviceMemory CudaBackend::device_memory() {
+  bind();
+  size_t free_b = 0, total_b = 0;
+  DSI_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  return {int64_t(total_b), int64_t(free_b), free_at_start_ - int64_t(free_b)};
+}
+
+Buffer CudaBackend::alloc(DType dtype, int64_t rows, int64_t cols) {
+  if (rows < 0 || cols < 0) fail("alloc: negative shape [{}, {}]", rows, cols);
+  bind();
+  auto mem = std::make_shared<DeviceBuffer>(size_t(rows * cols) * dtype_size(dtype));
+  return {Tensor::matrix(mem->data(), dtype, rows, cols), mem};
+}
+
+Buffer CudaBackend::alloc_staging(DType dtype, int64_t rows, int64_t cols) {
+  if (rows < 0 || cols < 0) fail("alloc_staging: negative shape [{}, {}]", rows, cols);
+  bind();
+  void* p = nullptr;
+  const size_t bytes = std::max<size_t>(size_t(rows * cols) * dtype_size(dtype), 1);
+  DSI_CUDA_CHECK(cudaMallocHost(&p, bytes));
+  std::shared_ptr<void> owner(p, [](void* q) { (void)cudaFreeHost(q); });
+  return {Tensor::matrix(p, dtype, rows, cols), owner};
+}
+
+std::shared_ptr<DeviceBuffer> CudaBackend::to_device(const Tensor& host) {
+  auto mem = std::make_shared<DeviceBuffer>(bytes_of(host));
+  if (host.numel() == 0) return mem;
+  if (host.contiguous()) {
+    staging_->upload(mem->data(), host.data, bytes_of(host), stream());
+  } else {
+    const auto packed = packed_host(host);
+    staging_->upload(mem->data(), packed.data(), packed.size(), stream());
+  }
+  return mem;
+}
+
+Buffer CudaBackend::converted(const Tensor& src, DType to) {
+  Buffer out = alloc(to, src.rows, src.cols);
+  convert({src, out.t}, stream());
+  return out;
+}
+
+Weight CudaBackend::keep(Buffer b, const Weight& like) {
+  owned_.push_back(b.owner);
+  Weight w;
+  w.w = b.t;
+  w.block_rows = like.block_rows;
+  w.block_cols = like.block_cols;
+  return w;
+}
+
+// A dense matrix in the activation dtype, whatever the checkpoint stored.
+Weight CudaBackend::upload(const Weight& host, const std::shared_ptr<void>&) {
+  bind();
+  const Tensor& h = host.w;
+  if (h.dtype == DType::f16) {
+    const auto wide = widened_f32(h);
+    Weight f32 = host;
+    f32.w = Tensor::matrix(const_cast<float*>(wide.data()), DType::f32, h.rows, h.cols);
+    Weight out = upload(f32, nullptr);
+    synchronize();  // `wide` dies here
+    return out;
+  }
+  auto raw = to_device(h);
+  Tensor dev = Tensor::matrix(raw->data(), h.dtype, h.rows, h.cols);
+  if (host.quantized()) {
+    // FP8 e4m3 with 128x128 block scales: dequantised once here (MATH.md "FP8 weights"); the
+    // block-scaled FP8 GEMM is the speed issue's (docs/design/cuda_notes.md).
+    if (h.dtype != DType::f8_e4m3) fail("upload: a {} weight with block scales (expected f8_e4m3)", dtype_name(h.dtype));
+    auto scale = to_device(host.scale);
+    Weight q = host;
+    q.w = dev;
+    q.scale = Tensor::matrix(scale->data(), DType::f32, host.scale.rows, host.scale.cols);
+    Buffer out = alloc(act_, h.rows, h.cols);
+    dequantize_fp8({q, out.t}, stream());
+    synchronize();  // raw and scale are freed on return
+    return keep(std::move(out), host);
+  }
+  if (h.dtype != DType::f32 && h.dtype != DType::bf16)
+    fail("upload: weights of dtype {} are not supported on the GPU", dtype_name(h.dtype));
+  if (h.dtype == act_) {
+    owned_.push_back(raw);
+    Weight w;
+    w.w = dev;
+    return w;
+  }
+  Buffer out = converted(dev, act_);
+  synchronize();
+  return keep(std::move(out), host);
+}
+
+// Vectors (norm weights, score bias) stay f32: the kernels read them in f32.
+Tensor CudaBackend::upload_vector(const Tensor& host, const std::shared_ptr<void>&) {
+  bind();
+  if (host.dtype != DType::f32) fail("upload_vector: expected f32, got {}", dtype_name(host.dtype));
+  auto mem = to_device(host);
+  owned_.push_back(mem);
+  return Tensor::matrix(mem->data(), DType::f32, host.rows, host.cols);
+}
+
+// One projection of every routed expert stacked in one allocation ([E * rows, cols]), in the
+// dtype the grouped GEMM reads: FP8 stays FP8 with each expert's own scale grid stacked
+// alike; bf16 stays bf16 (in f32 mode the GEMM widens it exactly); f32 becomes the activation
+// dtype; f16 is widened to f32.
+ExpertWeight CudaBackend::upload_experts(std::span<const Weight> host, const std::shared_ptr<void>&) {
+  bind();
+  ExpertWeight out;
+  if (host.empty()) return out;
+  const Weight& first = host[0];
+  const int64_t rows = first.rows(), cols = first.cols(), n = int64_t(host.size());
+  for (const Weight& w : host)
+    if (w.rows() != rows || w.cols() != cols || w.w.dtype != first.w.dtype || w.quantized() != first.quantized())
+      fail("upload_experts: experts differ in shape or dtype ([{}, {}] {} vs [{}, {}] {})", w.rows(), w.cols(),
+           dtype_name(w.w.dtype), rows, cols, dtype_name(first.w.dtype));
+  DType stored = first.w.dtype;
+  if (stored == DType::f16) stored = DType::f32;
+  if (stored == DType::f32) stored = act_;
+  if (first.quantized() && stored != DType::f8_e4m3)
+    fail("upload_experts: a {} expert with block scales (expected f8_e4m3)", dtype_name(stored));
+  if (stored != DType::f8_e4m3 && stored != DType::bf16 && stored != DType::f32)
+    fail("upload_experts: experts of dtype {} are not supported on the GPU", dtype_name(first.w.dtype));
+  Buffer stacked = alloc(stored, n * rows, cols);
+  owned_.push_back(stacked.owner);
+  out.stacked = stacked.t;
+  const int64_t scale_rows = first.quantized() ? first.scale.rows : 0, scale_cols = first.scale.cols;
+  if (first.quantized()) {
+    Buffer s = alloc(DType::f32, n * scale_rows, scale_cols);
+    owned_.push_back(s.owner);
+    out.stacked_scale = s.t;
+  }
+  for (int64_t e = 0; e < n; ++e) {
+    const Weight& w = host[size_t(e)];
+    Tensor dst = stacked.t.slice_rows(e * rows, rows);
+    if (w.w.dtype == stored) {
+      const auto packed = w.w.contiguous() ? std::vector<unsigned char>{} : packed_host(w.w);
+      staging_->upload(dst.data, packed.empty() ? w.w.data : packed.data(), bytes_of(w.w), stream());
+    } else {
+      // f32 / f16 experts into bf16 (or f16 into f32): widen on the host, convert on the GPU.
+      const auto wide = widened_f32(w.w);  // exact for f32 and f16 alike
+      Tensor h = Tensor::matrix(const_cast<float*>(wide.data()), DType::f32, rows, cols);
+      auto tmp = to_device(h);
+      convert({Tensor::matrix(tmp->data(), DType::f32, rows, cols), dst}, stream());
+      synchronize();
+    }
+    Weight view;
+    view.w = dst;
+    view.block_rows = w.block_rows;
+    view.block_cols = w.block_cols;
+    if (w.quantized()) {
+      if (w.row_offset != 0 || w.scale.rows != scale_rows || w.scale.cols != scale_cols)
+        fail("upload_experts: expert {} has a scale grid [{}, {}] at row offset {} (expected [{}, {}] at 0)", e,
+             w.scale.rows, w.scale.cols, w.row_offset, scale_rows, scale_cols);
+      Tensor sdst = out.stacked_scale.slice_rows(e * scale_rows, scale_rows);
+      const auto packed = w.scale.contiguous() ? std::vector<unsigned char>{} : packed_host(w.scale);
+      staging_->upload(sdst.data, packed.empty() ? w.scale.data : packed.data(), bytes_of(w.scale), stream());
+      view.scale = sdst;
+    }
+    out.experts.push_back(view);
+  }
+  synchronize();
+  return out;
+}
+
+void CudaBackend::copy_from_host(const void* src, Tensor dst) {
+  bind();
+  if (dst.numel() == 0) return;
+  const size_t row = size_t(dst.cols) * dtype_size(dst.dtype);
+  DSI_CUDA_CHECK(cudaMemcpy2DAsync(dst.data, size_t(dst.row_stride) * dtype_size(dst.dtype), src, row, row,
+                                   size_t(dst.rows), cudaMemcpyHostToDevice, stream()));
+}
+
+void CudaBackend::copy_to_host(const Tensor& src, void* dst) {
+  bind();
+  if (src.numel() > 0) {
+    const size_t row = size_t(src.cols) * dtype_size(src.dtype);
+    DSI_CUDA_CHECK(cudaMemcpy2DAsync(dst, row, src.data, size_t(src.row_stride) * dtype_size(src.dtype), row,
+                                     size_t(src.rows), cudaMemcpyDeviceToHost, stream()));
+  }
+  stream_->synchronize();
+}
+
+void CudaBackend::synchronize() {
+  bind();
+  stream_->synchronize();
+}
+
+}  // namespace dsi::cuda

@@ -1,0 +1,94 @@
+#pragma once
+// The CUDA backend: the model's ops (backend/backend.h) on one GPU, stream-ordered on the
+// backend's own non-blocking stream, over the kernels of this folder and cuBLASLt.
+//
+// Memory: every allocation is a cudaMalloc the backend (or the Buffer it returns) owns.
+// Weights are copied at upload through pinned staging and converted once to what the ops
+// compute with: dense matrices become the activation dtype (bf16, or f32 in the strict
+// --dtype float32 mode; FP8 block-scaled matrices are dequantised on the GPU), routed experts
+// are stacked per projection into one allocation and keep their dtype (FP8 experts keep their
+// codes and 128x128 block scales: the grouped GEMM scales them itself).
+// Threads: one thread at a time (the engine's); the entry points that start a step or move
+// memory make this backend's GPU current on the calling thread first.
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/backend_factory.h"
+#include "backend/cuda/device.h"
+#include "backend/cuda/gemm.h"
+#include "backend/cuda/memory.h"
+#include "backend/cuda/stream.h"
+
+namespace dsi::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  // options.dtype / kv_cache_dtype are "float32" or "bfloat16" (the factory resolved them).
+  explicit CudaBackend(const BackendOptions& options);
+  ~CudaBackend() override;
+
+  std::string name() const override { return name_; }
+  DType activation_dtype() const override { return act_; }
+  DType kv_dtype() const override { return kv_; }
+  DeviceMemory device_memory() override;
+  const DeviceInfo& info() const { return info_; }
+
+  Buffer alloc(DType dtype, int64_t rows, int64_t cols) override;
+  Buffer alloc_staging(DType dtype, int64_t rows, int64_t cols) override;
+  Weight upload(const Weight& host, const std::shared_ptr<void>& host_owner) override;
+  Tensor upload_vector(const Tensor& host, const std::shared_ptr<void>& host_owner) override;
+  ExpertWeight upload_experts(std::span<const Weight> host, const std::shared_ptr<void>& host_owner) override;
+  void copy_from_host(const void* src, Tensor dst) override;
+  void copy_to_host(const Tensor& src, void* dst) override;
+  void synchronize() override;
+
+  void embedding(const Weight& table, const StepContext& ctx, Tensor out) override;
+  void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor out) override;
+  void linear(const Tensor& x, const Weight& w, Tensor out) override;
+  void rope(Tensor x, const dsi::RopeParams& rope, const StepContext& ctx) override;
+  void silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override;
+  void add(Tensor x, const Tensor& y) override;
+  void gather_rows(const Tensor& x, const Tensor& rows, Tensor out) override;
+
+  void kv_cache_write(const KvCacheView& cache, int layer, const Tensor& kv, const StepContext& ctx) override;
+  void mla_absorb_query(const Tensor& q, const Weight& kv_b, const MlaShape& shape, Tensor q_full) override;
+  void mla_attention(const Tensor& q_full, const KvCacheView& cache, int layer, const StepContext& ctx,
+                     const MlaShape& shape, Tensor o_latent) override;
+  void mla_expand_output(const Tensor& o_latent, const Weight& kv_b, const MlaShape& shape, Tensor o) override;
+
+  void moe_route(const Tensor& logits, const Tensor& score_bias, const RoutingParams& params, Tensor expert_ids,
+                 Tensor expert_weights, Tensor expert_counts) override;
+  void moe_dispatch(const Tensor& x, const Tensor& expert_ids, const Tensor& expert_counts, Tensor x_sorted,
+                    Tensor expert_offsets, Tensor row_map) override;
+  void moe_grouped_mlp(const Tensor& x_sorted, const Tensor& expert_offsets, const ExpertMlpWeights& experts,
+                       Tensor gate, Tensor up, Tensor y_sorted) override;
+  void moe_combine(const Tensor& y_sorted, const Tensor& row_map, const Tensor& expert_ids,
+                   const Tensor& expert_weights, Tensor out) override;
+
+ private:
+  void bind() const;  // makes this backend's GPU current on the calling thread
+  cudaStream_t stream() const { return stream_->get(); }
+  // A device copy of host rows (packed, any row stride on the host side) in their own dtype.
+  std::shared_ptr<DeviceBuffer> to_device(const Tensor& host);
+  // `src` (device, f32 or bf16) converted into a new allocation of dtype `to`.
+  Buffer converted(const Tensor& src, DType to);
+  Weight keep(Buffer b, const Weight& like);
+
+  BackendOptions options_;
+  DeviceInfo info_;
+  std::string name_;
+  DType act_ = DType::bf16, kv_ = DType::bf16;
+  int64_t free_at_start_ = 0;  // device memory free before this backend allocated anything
+  std::unique_ptr<Stream> stream_;
+  DeviceBuffer gemm_workspace_;
+  std::unique_ptr<GemmContext> gemm_;
+  std::unique_ptr<PinnedStaging> staging_;
+  // Split-KV attention scratch, sized once for the largest split the picker can choose.
+  DeviceBuffer attention_scratch_;
+  int64_t attention_scratch_floats_ = 0;
+  // Uploaded weights, alive as long as the backend.
+  std::vector<std::shared_ptr<void>> owned_;
+};
+
+}  // namespace dsi::cuda

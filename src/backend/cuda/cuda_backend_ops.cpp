@@ -1,0 +1,246 @@
+// CudaBackend's ops: each maps the op layer's (already checked) tensors and the step context's
+// device arrays onto one kernel's params (elementwise.h, gemm.h, mla_*.h, moe.h).
+#include <algorithm>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/elementwise.h"
+#include "backend/cuda/mla_attention.h"
+#include "backend/cuda/mla_projections.h"
+#include "backend/cuda/moe.h"
+#include "backend/step_context.h"
+#include "core/error.h"
+
+namespace dsi::cuda {
+
+namespace {
+
+template <class T>
+const T* ptr(const Tensor& t) {
+  return static_cast<const T*>(t.data);
+}
+template <class T>
+T* mut(const Tensor& t) {
+  return static_cast<T*>(t.data);
+}
+
+DeviceWeight device_weight(const Weight& w) {
+  DeviceWeight d;
+  d.data = w.w.data;
+  d.dtype = w.w.dtype;
+  d.rows = w.rows();
+  d.cols = w.cols();
+  d.ld = w.w.row_stride;
+  if (w.quantized()) {
+    d.scale = ptr<float>(w.scale);
+    d.scale_ld = w.scale.row_stride;
+    d.row_offset = w.row_offset;
+    d.block_rows = w.block_rows;
+    d.block_cols = w.block_cols;
+  }
+  return d;
+}
+
+// The stacked experts of one projection as the grouped GEMM reads them.
+GroupedWeight grouped_weight(const ExpertWeight& e) {
+  if (!e.stacked.data) fail("cuda moe_grouped_mlp: the experts were not uploaded by the CUDA backend (not stacked)");
+  GroupedWeight g;
+  g.data = e.stacked.data;
+  g.dtype = e.stacked.dtype;
+  g.ld = e.stacked.row_stride;
+  g.group_stride = e.rows() * e.stacked.row_stride;
+  if (e.stacked_scale.data) {
+    const Weight& first = e.experts[0];
+    g.scale = ptr<float>(e.stacked_scale);
+    g.scale_ld = e.stacked_scale.row_stride;
+    g.scale_group_stride = first.scale.rows * e.stacked_scale.row_stride;
+    g.block_rows = first.block_rows;
+    g.block_cols = first.block_cols;
+  }
+  return g;
+}
+
+}  // namespace
+
+void CudaBackend::embedding(const Weight& table, const StepContext& ctx, Tensor out) {
+  cuda::embedding({table, ptr<int32_t>(ctx.token_ids), ctx.n_tokens(), out}, stream());
+}
+
+void CudaBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor out) {
+  cuda::rms_norm({x, Tensor{}, weight, eps, out}, stream());
+}
+
+void CudaBackend::linear(const Tensor& x, const Weight& w, Tensor out) {
+  if (x.rows == 0) return;
+  if (w.quantized() || w.w.dtype != x.dtype)
+    fail("cuda linear: a {} weight{} with {} activations; CUDA weights are uploaded in the activation dtype",
+         dtype_name(w.w.dtype), w.quantized() ? " with block scales" : "", dtype_name(x.dtype));
+  GemmParams p;
+  p.x = x;
+  p.w = w.w;
+  p.y = out;
+  gemm(*gemm_, p, stream());
+}
+
+void CudaBackend::rope(Tensor x, const dsi::RopeParams& r, const StepContext& ctx) {
+  cuda::RopeParams p;
+  p.x = x;
+  p.n_heads = r.n_heads;
+  p.head_stride = r.head_stride;
+  p.rope_offset = r.rope_offset;
+  p.positions = ptr<int32_t>(ctx.positions);
+  p.inv_freq = ptr<float>(r.inv_freq);
+  p.n_pairs = int(r.inv_freq.cols);
+  p.attention_factor = r.attention_factor;
+  cuda::rope(p, stream());
+}
+
+void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor out) { cuda::silu_mul({gate, up, out}, stream()); }
+
+void CudaBackend::add(Tensor x, const Tensor& y) { cuda::add({x, y}, stream()); }
+
+void CudaBackend::gather_rows(const Tensor& x, const Tensor& rows, Tensor out) {
+  cuda::gather_rows({x, ptr<int32_t>(rows), out}, stream());
+}
+
+void CudaBackend::kv_cache_write(const KvCacheView& cache, int layer, const Tensor& kv, const StepContext& ctx) {
+  cuda::kv_cache_write({cache.layer(layer), kv, ptr<int64_t>(ctx.kv_slots)}, stream());
+}
+
+void CudaBackend::mla_absorb_query(const Tensor& q, const Weight& kv_b, const MlaShape& s, Tensor q_full) {
+  MlaAbsorbParams p;
+  p.act_dtype = q.dtype;
+  p.n_tokens = int(q.rows);
+  p.n_heads = s.n_heads;
+  p.qk_nope_head_dim = int(s.qk_nope_head_dim);
+  p.qk_rope_head_dim = int(s.qk_rope_head_dim);
+  p.v_head_dim = int(s.v_head_dim);
+  p.kv_lora_rank = int(s.kv_lora_rank);
+  p.q = q.data;
+  p.q_ld = q.row_stride;
+  p.kv_b = device_weight(kv_b);
+  p.q_full = q_full.data;
+  p.q_full_ld = q_full.row_stride;
+  cuda::mla_absorb_query(p, stream());
+}
+
+void CudaBackend::mla_attention(const Tensor& q_full, const KvCacheView& cache, int layer, const StepContext& ctx,
+                                const MlaShape& s, Tensor o_latent) {
+  const Tensor pool = cache.layer(layer);
+  MlaAttentionParams p;
+  p.act_dtype = q_full.dtype;
+  p.kv_dtype = pool.dtype;
+  p.q_full = q_full.data;
+  p.q_ld = q_full.row_stride;
+  p.kv_pool = pool.data;
+  p.kv_ld = pool.row_stride;
+  p.o_latent = o_latent.data;
+  p.o_ld = o_latent.row_stride;
+  p.seq_first_row = ptr<int32_t>(ctx.seq_first_row);
+  p.seq_n_tokens = ptr<int32_t>(ctx.seq_n_tokens);
+  p.seq_n_cached = ptr<int32_t>(ctx.seq_n_cached);
+  p.block_table = ptr<int32_t>(ctx.block_table);
+  p.n_seqs = int(ctx.n_seqs());
+  p.block_table_ld = int(ctx.limits.max_blocks_per_seq);
+  p.n_tokens = int(q_full.rows);
+  p.n_heads = s.n_heads;
+  p.kv_lora_rank = int(s.kv_lora_rank);
+  p.rope_dim = int(s.qk_rope_head_dim);
+  p.block_size = cache.block_size;
+  p.softmax_scale = s.softmax_scale;
+  p.n_splits = mla_attention_pick_splits(p.n_tokens, p.n_heads, int(std::max<int64_t>(ctx.host.n_blocks_used, 1)),
+                                         info().n_sms);
+  if (p.n_splits > 1) {
+    p.split_scratch = attention_scratch_.as<float>();
+    // The picker's bound (cuda_backend.cpp) makes this hold; fall back to one split if not.
+    if (mla_attention_scratch_floats(p) > attention_scratch_floats_) p.n_splits = 1;
+  }
+  cuda::mla_attention(p, stream());
+}
+
+void CudaBackend::mla_expand_output(const Tensor& o_latent, const Weight& kv_b, const MlaShape& s, Tensor o) {
+  MlaExpandParams p;
+  p.act_dtype = o_latent.dtype;
+  p.n_tokens = int(o_latent.rows);
+  p.n_heads = s.n_heads;
+  p.qk_nope_head_dim = int(s.qk_nope_head_dim);
+  p.v_head_dim = int(s.v_head_dim);
+  p.kv_lora_rank = int(s.kv_lora_rank);
+  p.o_latent = o_latent.data;
+  p.o_latent_ld = o_latent.row_stride;
+  p.kv_b = device_weight(kv_b);
+  p.o = o.data;
+  p.o_ld = o.row_stride;
+  cuda::mla_expand_output(p, stream());
+}
+
+void CudaBackend::moe_route(const Tensor& logits, const Tensor& score_bias, const RoutingParams& params,
+                            Tensor expert_ids, Tensor expert_weights, Tensor expert_counts) {
+  MoeRouteParams p;
+  p.routing = params;
+  p.n_tokens = int(logits.rows);
+  p.logits = ptr<float>(logits);
+  p.logits_ld = logits.row_stride;
+  p.score_bias = params.use_score_bias ? ptr<float>(score_bias) : nullptr;
+  p.expert_ids = mut<int32_t>(expert_ids);
+  p.expert_weights = mut<float>(expert_weights);
+  p.expert_counts = mut<int32_t>(expert_counts);
+  cuda::moe_route(p, stream());
+}
+
+void CudaBackend::moe_dispatch(const Tensor& x, const Tensor& expert_ids, const Tensor& expert_counts, Tensor x_sorted,
+                               Tensor expert_offsets, Tensor row_map) {
+  MoeDispatchParams p;
+  p.n_tokens = int(x.rows);
+  p.top_k = int(expert_ids.cols);
+  p.n_experts = int(expert_counts.cols);
+  p.expert_ids = ptr<int32_t>(expert_ids);
+  p.expert_offsets = mut<int32_t>(expert_offsets);
+  p.row_map = mut<int32_t>(row_map);
+  p.act_dtype = x.dtype;
+  p.hidden = x.cols;
+  p.x = x.data;
+  p.x_ld = x.row_stride;
+  p.x_sorted = x_sorted.data;
+  p.x_sorted_ld = x_sorted.row_stride;
+  cuda::moe_dispatch(p, stream());
+}
+
+// The gate and up projections run fused (one launch writing silu(gate) * up into `gate`), so
+// `up` is not needed as scratch here.
+void CudaBackend::moe_grouped_mlp(const Tensor& x_sorted, const Tensor& expert_offsets,
+                                  const ExpertMlpWeights& experts, Tensor gate, Tensor, Tensor y_sorted) {
+  if (!x_sorted.contiguous() || !gate.contiguous() || !y_sorted.contiguous())
+    fail("cuda moe_grouped_mlp: x_sorted, gate and y_sorted must be contiguous");
+  MoeExpertsParams p;
+  p.act_dtype = x_sorted.dtype;
+  p.n_experts = experts.gate.n_experts();
+  p.hidden = x_sorted.cols;
+  p.inter = experts.gate.rows();
+  p.n_rows = x_sorted.rows;
+  p.expert_offsets = ptr<int32_t>(expert_offsets);
+  p.x_sorted = x_sorted.data;
+  p.gate = grouped_weight(experts.gate);
+  p.up = grouped_weight(experts.up);
+  p.down = grouped_weight(experts.down);
+  p.h = gate.data;
+  p.y_sorted = y_sorted.data;
+  moe_experts(p, stream());
+}
+
+void CudaBackend::moe_combine(const Tensor& y_sorted, const Tensor& row_map, const Tensor& expert_ids,
+                              const Tensor& expert_weights, Tensor out) {
+  MoeCombineParams p;
+  p.act_dtype = y_sorted.dtype;
+  p.n_tokens = int(out.rows);
+  p.top_k = int(expert_ids.cols);
+  p.hidden = out.cols;
+  p.expert_ids = ptr<int32_t>(expert_ids);
+  p.expert_weights = ptr<float>(expert_weights);
+  p.row_map = ptr<int32_t>(row_map);
+  p.y_sorted = y_sorted.data;
+  p.out = out.data;
+  p.out_ld = out.row_stride;
+  cuda::moe_combine(p, stream());
+}
+
+}  // namespace dsi::cuda
