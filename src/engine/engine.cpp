@@ -331,7 +331,7 @@ bool Engine::step() {
     try {
       sampled[row] = sample_token(logits, seq.sampling, seq.sampler,
                                   {std::span(seq.tokens).first(size_t(seq.n_prompt)), seq.n_generated(),
-                                   runner_.config().eos_token_ids});
+                                   runner_.config().eos_token_ids, std::span(seq.tokens).subspan(size_t(seq.n_prompt))});
     } catch (const std::exception& e) {
       sampling_errors[row] = e.what();
     }

@@ -6,6 +6,10 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
+#include <memory>
+
+#include "engine/token_constraint.h"
 #include <vector>
 
 namespace dsi {
@@ -30,6 +34,15 @@ struct SamplingParams {
   bool ignore_eos = false;
   std::vector<int32_t> stop_token_ids{};
   int logprobs = -1;  // -1: none; 0: the chosen token's; N: and the N most likely (<= 20)
+  // Token rules (sampler.h, step 2): logit_bias (token, bias in [-100, 100]) sorted by token,
+  // one entry each; allowed_token_ids (sorted, unique; empty: all allowed); bad_words_ids:
+  // token sequences the output never completes (the last token is masked when the output ends
+  // with the others).
+  std::vector<std::pair<int32_t, float>> logit_bias{};
+  std::vector<int32_t> allowed_token_ids{};
+  std::vector<std::vector<int32_t>> bad_words_ids{};
+  // Structured outputs: only the tokens it allows (and EOS where it may end) can come.
+  std::shared_ptr<const TokenConstraint> constraint{};
 };
 
 struct TokenLogprob {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <unordered_set>
 
@@ -33,11 +34,10 @@ bool apply_penalties(std::span<float> logits, const SamplingParams& p, const Sam
     for (int32_t t : seen) logits[size_t(t)] = sampling::repetition_penalized(logits[size_t(t)], r);
     changed = !seen.empty();
   }
-  if (p.frequency_penalty != 0 || p.presence_penalty != 0)
-    for (auto& [t, n] : state.output_counts()) {
-      logits[size_t(t)] = sampling::offset_penalized(logits[size_t(t)], penalty_offset(p, n));
-      changed = true;
-    }
+  for (auto& [t, offset] : token_offsets(p, state)) {
+    logits[size_t(t)] = sampling::offset_penalized(logits[size_t(t)], offset);
+    changed = true;
+  }
   return changed;
 }
 
@@ -45,10 +45,8 @@ bool apply_penalties(std::span<float> logits, const SamplingParams& p, const Sam
 float process(std::span<float> logits, const SamplingParams& p, const SamplerState& state, const SampleContext& ctx) {
   float max_value = check_logits(logits);
   bool changed = apply_penalties(logits, p, state, ctx.prompt);
-  if (ctx.n_generated < p.min_tokens) {
-    for (int64_t e : ctx.eos_token_ids)
-      if (e >= 0 && e < int64_t(logits.size())) logits[size_t(e)] = kNegInf;
-    for (int32_t t : p.stop_token_ids) logits[size_t(t)] = kNegInf;
+  if (ctx.n_generated < p.min_tokens || !p.allowed_token_ids.empty() || !p.bad_words_ids.empty() || p.constraint) {
+    for (int32_t t : masked_tokens(p, ctx, int64_t(logits.size()))) logits[size_t(t)] = kNegInf;
     changed = true;
   }
   if (changed) max_value = max_logit(logits);
@@ -232,6 +230,20 @@ void validate_sampling(const SamplingParams& p, int64_t vocab_size) {
     fail("logprobs must be in [0, {}], got {}", sampling::kMaxLogprobs, p.logprobs);
   for (int32_t t : p.stop_token_ids)
     if (t < 0 || t >= vocab_size) fail("stop_token_ids: {} is outside the vocabulary of {}", t, vocab_size);
+  for (size_t i = 0; i < p.logit_bias.size(); ++i) {
+    auto [t, bias] = p.logit_bias[i];
+    if (t < 0 || t >= vocab_size) fail("logit_bias: token {} is outside the vocabulary of {}", t, vocab_size);
+    if (!(bias >= -100 && bias <= 100)) fail("logit_bias: the bias of token {} must be in [-100, 100], got {}", t, bias);
+    if (i > 0 && p.logit_bias[i - 1].first >= t) fail("logit_bias: tokens must be sorted and unique");
+  }
+  for (size_t i = 0; i < p.allowed_token_ids.size(); ++i) {
+    int32_t t = p.allowed_token_ids[i];
+    if (t < 0 || t >= vocab_size) fail("allowed_token_ids: {} is outside the vocabulary of {}", t, vocab_size);
+    if (i > 0 && p.allowed_token_ids[i - 1] >= t) fail("allowed_token_ids: tokens must be sorted and unique");
+  }
+  for (const auto& word : p.bad_words_ids)
+    for (int32_t t : word)
+      if (t < 0 || t >= vocab_size) fail("bad_words: token {} is outside the vocabulary of {}", t, vocab_size);
 }
 
 float check_logits(std::span<const float> logits) {
@@ -248,8 +260,88 @@ void fail_non_finite_logits(const char* what, int64_t token, int64_t vocab) {
 }
 
 void fail_all_masked(const SamplingParams& p) {
+  if (p.constraint)
+    fail("sampling: every token is masked (the structured-output grammar allows no token of the vocabulary here, "
+         "or EOS and stop_token_ids are masked until min_tokens = {} tokens are generated)",
+         p.min_tokens);
+  if (!p.allowed_token_ids.empty() || !p.bad_words_ids.empty())
+    fail("sampling: every token is masked (by allowed_token_ids / bad_words, and EOS and stop_token_ids until "
+         "min_tokens = {} tokens are generated)",
+         p.min_tokens);
   fail("sampling: every token is masked (EOS and stop_token_ids are masked until min_tokens = {} tokens are generated)",
        p.min_tokens);
+}
+
+std::vector<std::pair<int32_t, float>> token_offsets(const SamplingParams& p, const SamplerState& state) {
+  std::vector<std::pair<int32_t, float>> out;
+  if (p.frequency_penalty != 0 || p.presence_penalty != 0)
+    for (auto& [t, n] : state.output_counts()) out.emplace_back(t, penalty_offset(p, n));
+  if (p.logit_bias.empty()) return out;  // (unsorted is fine: one entry per token either way)
+  std::sort(out.begin(), out.end());
+  std::vector<std::pair<int32_t, float>> merged;
+  merged.reserve(out.size() + p.logit_bias.size());
+  size_t i = 0;
+  for (auto [t, bias] : p.logit_bias) {
+    while (i < out.size() && out[i].first < t) merged.push_back(out[i++]);
+    float offset = i < out.size() && out[i].first == t ? out[i++].second : 0.0f;
+    merged.emplace_back(t, offset - bias);  // a bias raises the logit: a negative offset
+  }
+  while (i < out.size()) merged.push_back(out[i++]);
+  return merged;
+}
+
+std::vector<int32_t> masked_tokens(const SamplingParams& p, const SampleContext& ctx, int64_t vocab) {
+  // The large parts (the complement of allowed_token_ids or of the grammar's tokens) are made
+  // in token order; the few others are sorted and merged in, so no pass sorts the vocabulary.
+  std::vector<int32_t> extra;
+  if (ctx.n_generated < p.min_tokens) {
+    for (int64_t e : ctx.eos_token_ids)
+      if (e >= 0 && e < vocab) extra.push_back(int32_t(e));
+    for (int32_t t : p.stop_token_ids) extra.push_back(t);
+  }
+  for (const auto& word : p.bad_words_ids) {
+    if (word.empty()) continue;
+    const size_t head = word.size() - 1;
+    if (ctx.output.size() < head) continue;
+    if (std::equal(word.begin(), word.end() - 1, ctx.output.end() - std::ptrdiff_t(head))) extra.push_back(word.back());
+  }
+  // One sorted list of the tokens outside `ok` (sorted), EOS kept where `eos_ok`.
+  auto complement = [&](const std::vector<int32_t>& ok, bool eos_ok) {
+    std::vector<int32_t> out;
+    out.reserve(size_t(vocab) - std::min(ok.size(), size_t(vocab)));
+    int32_t from = 0;
+    auto gap = [&](int32_t to) {  // [from, to)
+      for (int32_t t = from; t < to; ++t)
+        if (!eos_ok || std::find(ctx.eos_token_ids.begin(), ctx.eos_token_ids.end(), t) == ctx.eos_token_ids.end())
+          out.push_back(t);
+    };
+    for (int32_t t : ok) {
+      gap(std::min(t, int32_t(vocab)));
+      from = std::max(from, t + 1);
+    }
+    gap(int32_t(vocab));
+    return out;
+  };
+  std::vector<int32_t> masked;
+  auto merge_in = [&](std::vector<int32_t> part) {
+    if (masked.empty()) {
+      masked = std::move(part);
+      return;
+    }
+    std::vector<int32_t> both;
+    both.reserve(masked.size() + part.size());
+    std::set_union(masked.begin(), masked.end(), part.begin(), part.end(), std::back_inserter(both));
+    masked = std::move(both);
+  };
+  if (!p.allowed_token_ids.empty()) merge_in(complement(p.allowed_token_ids, false));
+  if (p.constraint) {
+    const TokenConstraint::Next next = p.constraint->next(ctx.output);
+    merge_in(complement(next.tokens ? *next.tokens : std::vector<int32_t>{}, next.can_end));
+  }
+  std::sort(extra.begin(), extra.end());
+  extra.erase(std::unique(extra.begin(), extra.end()), extra.end());
+  merge_in(std::move(extra));
+  return masked;
 }
 
 bool is_greedy(const SamplingParams& p) { return p.temperature < kGreedyTemperature; }

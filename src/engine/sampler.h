@@ -7,10 +7,12 @@
 //  1. Contract (check_logits): every l[i] is finite or -inf (-inf: masked), and at least one is
 //     finite. NaN or +inf anywhere fails the request (an Error naming the token); so does an
 //     all -inf row. Every backend's sampler enforces this same contract.
-//  2. Penalties on seen tokens (repetition on prompt and output, frequency and presence on the
-//     output; finite values saturate at +-FLT_MAX, -inf stays -inf), then EOS and stop tokens
-//     set to -inf while fewer than min_tokens tokens have been generated. If nothing finite is
-//     left, the request fails ("every token is masked").
+//  2. Penalties on seen tokens (repetition on prompt and output, then one offset per token:
+//     frequency and presence on the output minus the token's logit_bias, as one float; finite
+//     values saturate at +-FLT_MAX, -inf stays -inf), then the masks (-inf): EOS and stop tokens
+//     while fewer than min_tokens tokens have been generated, every token outside
+//     allowed_token_ids, and the last token of each bad word whose other tokens end the output.
+//     If nothing finite is left, the request fails ("every token is masked").
 //  3. Greedy (temperature < 1e-5): the first index of the largest value. Done.
 //  4. Temperature, in float: s[i] = (l[i] - max l) * float(1 / temperature), so s <= 0 and the
 //     best tokens have s = 0 (shifting first means no finite logit can overflow).
@@ -78,7 +80,14 @@ struct SampleContext {
   std::span<const int32_t> prompt;
   int n_generated;                         // tokens generated before this one
   std::span<const int64_t> eos_token_ids;  // masked (with stop_token_ids) before min_tokens
+  std::span<const int32_t> output{};       // the tokens generated so far (bad_words); may be empty otherwise
 };
+
+// Step 2's offsets (frequency and presence on output counts, minus logit_bias), sorted by token,
+// one per token; and its masked tokens (sorted, unique). Both samplers (sample_token and the
+// device rows of sampling_rows.h) take them from here, so they apply the same values.
+std::vector<std::pair<int32_t, float>> token_offsets(const SamplingParams& p, const SamplerState& state);
+std::vector<int32_t> masked_tokens(const SamplingParams& p, const SampleContext& ctx, int64_t vocab);
 
 // Chooses the next token (steps 1-6) and records it in `state`. `logits` ([vocab]) is used as
 // scratch and modified. Throws Error (steps 1 and 2); the engine ends only that request, with

@@ -23,21 +23,18 @@ void prepare_sampling_row(const SamplingParams& p, SamplerState& state, const Sa
     for (int32_t t : ctx.prompt) entry(t).ops |= sampling::apply_repetition;
     for (auto& [t, n] : state.output_counts()) entry(t).ops |= sampling::apply_repetition;
   }
-  if (p.frequency_penalty != 0 || p.presence_penalty != 0)
-    for (auto& [t, n] : state.output_counts()) {
-      sampling::SamplingPenalty& e = entry(t);
-      e.ops |= sampling::apply_offset;
-      e.offset = penalty_offset(p, n);
-    }
   for (auto& [t, n] : state.output_counts()) check_token(t, "output");
-  if (ctx.n_generated < p.min_tokens) {
-    for (int64_t e : ctx.eos_token_ids)
-      if (e >= 0 && e < vocab) entry(int32_t(e)).ops |= sampling::apply_mask;
-    for (int32_t t : p.stop_token_ids) {
-      check_token(t, "stop");
+  for (auto [t, offset] : token_offsets(p, state)) {  // frequency, presence and logit_bias
+    check_token(t, "logit_bias");
+    sampling::SamplingPenalty& e = entry(t);
+    e.ops |= sampling::apply_offset;
+    e.offset = offset;
+  }
+  if (ctx.n_generated < p.min_tokens || !p.allowed_token_ids.empty() || !p.bad_words_ids.empty() || p.constraint)
+    for (int32_t t : masked_tokens(p, ctx, vocab)) {
+      check_token(t, "masked");
       entry(t).ops |= sampling::apply_mask;
     }
-  }
   row = {};
   row.greedy = is_greedy(p) ? 1 : 0;
   row.inv_temperature = row.greedy ? 1.0f : float(1.0 / p.temperature);

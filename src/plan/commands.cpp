@@ -62,7 +62,7 @@ void register_plan_commands(CLI::App& app) {
       "Before you download or rent anything: does a DeepSeek model fit on these GPUs, how to lay it out "
       "(TP / EP / PP), how many sequences the KV cache holds, and what fine-tuning needs. Formulas: docs/plan.md");
   sub->add_option("--model", o->model,
-                  "Built-in name (" + plan::builtin_model_list() +
+                  "Built-in name (" + plan::builtin_model_list() + ", or its hub id such as deepseek-ai/DeepSeek-V3" +
                       "; the published config.json is in the binary), a checkpoint folder, or a config.json")
       ->required();
   sub->add_option("--gpus", o->gpus,

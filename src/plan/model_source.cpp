@@ -42,7 +42,8 @@ std::string builtin_model_list() {
 ModelSource load_model_source(const std::string& arg) {
   if (arg.empty()) fail("--model is empty (give {}, a checkpoint folder or a config.json)", builtin_model_list());
   for (const BuiltinModel& m : builtin_models()) {
-    if (lower(arg) == m.name) {
+    // The hub id (deepseek-ai/DeepSeek-V3, as `vllm serve` takes it) names the same config.
+    if (lower(arg) == m.name || lower(arg) == lower(std::string(m.hub_repo))) {
       std::string origin = fmt::format("built-in: {} config.json", m.hub_repo);
       return {std::string(m.name), origin, parse_deepseek(m.config_json, std::string(m.name))};
     }

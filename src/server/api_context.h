@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "server/openai_request.h"
+#include "server/structured_output.h"
 #include "server/metrics.h"
 #include "server/work_pool.h"
 #include "tokenizer/tokenizer.h"
@@ -20,6 +22,8 @@ struct ApiOptions {
   bool reasoning_parser_r1 = false;             // --reasoning-parser deepseek-r1
   bool tool_parser_v3 = false;                  // --tool-call-parser deepseek-v3
   int64_t created = 0;                          // unix time the server started (/v1/models)
+  RequestDefaults defaults;                     // --generation-config, --max-logprobs
+  std::optional<uint64_t> default_seed;         // --seed: requests without a seed draw theirs from it
 };
 
 struct ApiContext {
@@ -28,6 +32,10 @@ struct ApiContext {
   ServerMetrics& metrics;
   ApiOptions options;
   WorkPool& preprocess;  // parsing, chat templates and tokenization, off the I/O threads
+  // --seed: the k-th unseeded request gets a seed derived from (seed, k), so a fresh server
+  // answering the same requests in the same order repeats itself, as vLLM's --seed does.
+  mutable std::atomic<uint64_t> unseeded_requests{0};
+  StructuredOutputs* structured = nullptr;  // compiled structured-output grammars (serve.cpp owns it)
   const std::string& model_name() const { return options.served_model_names.front(); }
 };
 

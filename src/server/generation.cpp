@@ -71,7 +71,9 @@ Generation::Generation(ApiContext& context, std::shared_ptr<HttpConnection> conn
       input_(std::move(input)),
       speller_{context.tokenizer, input_.options.return_tokens_as_token_ids} {
   meta_.kind = input_.kind;
-  meta_.id = random_id(chat() ? "chatcmpl-" : "cmpl-");
+  // vLLM: a request_id the client gave names the response (its prefix kept).
+  const std::string& rid = input_.options.request_id;
+  meta_.id = rid.empty() ? random_id(chat() ? "chatcmpl-" : "cmpl-") : (chat() ? "chatcmpl-" : "cmpl-") + rid;
   meta_.created = int64_t(std::time(nullptr));
   meta_.model = context.model_name();
   ChoiceConfig config;

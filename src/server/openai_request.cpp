@@ -5,6 +5,8 @@
 #include <limits>
 #include <string_view>
 
+#include "grammar/json_schema.h"
+#include "grammar/regex.h"
 #include "server/api_error.h"
 
 namespace dsi::server {
@@ -14,7 +16,7 @@ namespace {
 using OrderedJson = nlohmann::ordered_json;
 
 constexpr int kMaxN = 128;            // choices per prompt
-constexpr int kMaxTopLogprobs = 20;   // as vLLM
+constexpr int kMaxTopLogprobs = 20;   // as vLLM; --max-logprobs may only lower it (the sampler keeps 20)
 constexpr size_t kMaxStopStrings = 16;
 
 // Fields both endpoints know. Each list is sorted only for reading; lookups are linear.
@@ -25,7 +27,22 @@ constexpr std::string_view kCommonFields[] = {
     "return_tokens_as_token_ids", "safety_identifier", "seed", "service_tier", "skip_special_tokens",
     "spaces_between_special_tokens", "stop", "stop_token_ids", "store", "stream", "stream_options",
     "temperature", "top_k", "top_p", "user"};
-constexpr std::string_view kCompletionFields[] = {"echo", "prompt", "suffix"};
+constexpr std::string_view kCompletionFields[] = {"echo", "max_completion_tokens", "prompt", "suffix"};
+// vLLM's extensions whose effect is not a different result here: accepted, and the handler
+// logs one warning per request naming those present (request_id is honoured: the response id).
+// guided_decoding_backend / guided_whitespace_pattern only tune guided decoding, which a
+// request without guided_* does not use; length_penalty only acts with beam search.
+constexpr std::string_view kIgnoredFields[] = {
+    "guided_decoding_backend", "guided_whitespace_pattern", "kv_transfer_params", "length_penalty",
+    "mm_processor_kwargs", "vllm_xargs"};
+// vLLM's extensions that would change the result and that dsinfer cannot honour yet: a 400
+// that says so rather than "unrecognized", and their harmless values (false, 0, empty) pass.
+constexpr std::string_view kUnsupportedFields[] = {
+    "cache_salt", "documents", "logits_processors", "prompt_logprobs", "structural_tag", "use_beam_search"};
+// Handled below: request_id (the response id), priority (0 only), truncate_prompt_tokens.
+constexpr std::string_view kVllmFields[] = {"allowed_token_ids", "bad_words", "guided_choice", "guided_grammar",
+                                            "guided_json", "guided_regex", "priority", "request_id",
+                                            "structured_outputs", "truncate_prompt_tokens"};
 constexpr std::string_view kChatFields[] = {
     "add_generation_prompt", "audio", "chat_template", "chat_template_kwargs", "continue_final_message",
     "function_call", "functions", "max_completion_tokens", "messages", "modalities", "parallel_tool_calls",
@@ -36,12 +53,32 @@ bool contains(const std::string_view (&list)[N], std::string_view key) {
   return std::find(std::begin(list), std::end(list), key) != std::end(list);
 }
 
-void check_known_fields(const Json& body, bool chat) {
+// A value that asks for nothing: null, false, 0, "" or an empty array / object.
+bool is_harmless(const Json& v) {
+  return v.is_null() || (v.is_boolean() && !v.get<bool>()) || (v.is_number() && v.get<double>() == 0) ||
+         (v.is_string() && v.get_ref<const std::string&>().empty()) ||
+         ((v.is_array() || v.is_object()) && v.empty());
+}
+
+// Returns the names of the accepted-and-ignored fields present, in the body's order.
+std::vector<std::string> check_known_fields(const Json& body, bool chat) {
+  std::vector<std::string> ignored;
   for (const auto& [key, value] : body.items()) {
-    if (contains(kCommonFields, key) || (chat ? contains(kChatFields, key) : contains(kCompletionFields, key)))
+    if (contains(kCommonFields, key) || contains(kVllmFields, key) ||
+        (chat ? contains(kChatFields, key) : contains(kCompletionFields, key)))
       continue;
+    if (contains(kIgnoredFields, key)) {
+      ignored.push_back(key);
+      continue;
+    }
+    if (contains(kUnsupportedFields, key)) {
+      if (is_harmless(value)) continue;
+      fail_param(key, "'{}' is not supported by dsinfer yet (it would change the result, so it is refused rather "
+                 "than ignored)", key);
+    }
     fail_param(key, "Unrecognized request argument supplied: {}", clip_text(key));
   }
+  return ignored;
 }
 
 std::string type_name(const Json& j) { return std::string(json_type_name(j)); }
@@ -153,18 +190,90 @@ void parse_stream_options(const Json& body, GenerationOptions& o) {
   o.continuous_usage_stats = get_bool(*so, "continuous_usage_stats").value_or(false);
 }
 
+void set_structured(GenerationOptions& o, const char* param, std::string kind, Json spec) {
+  if (!o.structured_kind.empty())
+    fail_param(param, "'{}' and '{}' both ask for a structured output: give one", o.structured_param, param);
+  o.structured_kind = std::move(kind);
+  o.structured_spec = std::move(spec);
+  o.structured_param = param;
+}
+
+// A schema given as an object or as JSON text (vLLM takes both for guided_json).
+Json schema_of(const Json& v, const char* param) {
+  if (v.is_object() || v.is_boolean()) return v;
+  if (v.is_string()) {
+    try {
+      return parse_json_bounded<Json>(v.get_ref<const std::string&>());
+    } catch (const std::exception& e) {
+      fail_param(param, "'{}' is not a JSON schema: {}", param, e.what());
+    }
+  }
+  fail_param(param, "'{}' must be a JSON schema (an object), got {}", param, json_type_name(v));
+}
+
+// response_format, vLLM's guided_* and structured_outputs: at most one structured output.
+void parse_structured(const Json& body, GenerationOptions& o) {
+  if (const Json* rf = field(body, "response_format")) {
+    if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
+      fail_param("response_format", "'response_format' must be an object with a string 'type'");
+    const std::string type = (*rf)["type"].get<std::string>();
+    if (type == "json_object") {
+      set_structured(o, "response_format", "json_object", nullptr);
+    } else if (type == "json_schema") {
+      const Json* js = field(*rf, "json_schema");
+      if (!js || !js->is_object())
+        fail_param("response_format", "'response_format' json_schema needs a 'json_schema' object");
+      const Json* schema = field(*js, "schema");
+      if (!schema) schema = field(*js, "json_schema");  // an older spelling some clients send
+      set_structured(o, "response_format", "json_schema",
+                     schema ? schema_of(*schema, "response_format") : Json::object());
+    } else if (type != "text") {
+      fail_param("response_format", "'response_format' type '{}' is not supported (text, json_object, json_schema)",
+                 clip_text(type));
+    }
+  }
+  if (const Json* g = field(body, "guided_json")) set_structured(o, "guided_json", "json_schema", schema_of(*g, "guided_json"));
+  if (const Json* g = field(body, "guided_regex")) {
+    if (!g->is_string()) fail_param("guided_regex", "'guided_regex' must be a string");
+    set_structured(o, "guided_regex", "regex", *g);
+  }
+  if (const Json* g = field(body, "guided_choice")) {
+    if (!g->is_array() || g->empty()) fail_param("guided_choice", "'guided_choice' must be a non-empty array of strings");
+    set_structured(o, "guided_choice", "choice", *g);
+  }
+  if (field(body, "guided_grammar"))
+    fail_param("guided_grammar", "'guided_grammar' (EBNF) is not supported yet: use guided_regex or guided_json");
+  if (const Json* so = field(body, "structured_outputs")) {
+    if (!so->is_object()) fail_param("structured_outputs", "'structured_outputs' must be an object");
+    for (const auto& [key, value] : so->items()) {
+      if (value.is_null() || key == "disable_fallback" || key == "disable_any_whitespace" ||
+          key == "disable_additional_properties" || key == "whitespace_pattern")
+        continue;
+      if (key == "json") set_structured(o, "structured_outputs", "json_schema", schema_of(value, "structured_outputs"));
+      else if (key == "regex" && value.is_string()) set_structured(o, "structured_outputs", "regex", value);
+      else if (key == "choice" && value.is_array()) set_structured(o, "structured_outputs", "choice", value);
+      else if (key == "json_object" && value.is_boolean()) {
+        if (value.get<bool>()) set_structured(o, "structured_outputs", "json_object", nullptr);
+      } else if (key == "grammar" || key == "structural_tag")
+        fail_param("structured_outputs", "'structured_outputs.{}' is not supported yet (json, regex, choice, json_object)", key);
+      else
+        fail_param("structured_outputs", "'structured_outputs.{}' is not recognised or has the wrong type", clip_text(key));
+    }
+  }
+}
+
 // Everything but the prompt, logprobs and the endpoint-specific token limit.
-GenerationOptions parse_common(const Json& body) {
+GenerationOptions parse_common(const Json& body, const RequestDefaults& d) {
   GenerationOptions o;
   SamplingParams& s = o.sampling;
-  s.temperature = get_number_in(body, "temperature", 0, 100, 1.0);
-  s.top_p = get_number_in(body, "top_p", 0, 1, 1.0, true);
-  s.top_k = get_int_in(body, "top_k", -1, std::numeric_limits<int32_t>::max(), 0);
+  s.temperature = get_number_in(body, "temperature", 0, 100, d.temperature);
+  s.top_p = get_number_in(body, "top_p", 0, 1, d.top_p, true);
+  s.top_k = get_int_in(body, "top_k", -1, std::numeric_limits<int32_t>::max(), d.top_k);
   if (s.top_k == -1) s.top_k = 0;
-  s.min_p = get_number_in(body, "min_p", 0, 1, 0.0);
+  s.min_p = get_number_in(body, "min_p", 0, 1, d.min_p);
   s.presence_penalty = get_number_in(body, "presence_penalty", -2, 2, 0.0);
   s.frequency_penalty = get_number_in(body, "frequency_penalty", -2, 2, 0.0);
-  s.repetition_penalty = get_number_in(body, "repetition_penalty", 0, kMaxRepetitionPenalty, 1.0, true);
+  s.repetition_penalty = get_number_in(body, "repetition_penalty", 0, kMaxRepetitionPenalty, d.repetition_penalty, true);
   if (auto seed = get_integer(body, "seed")) s.seed = uint64_t(*seed);  // negative seeds wrap, as a bit pattern
   s.min_tokens = get_int_in(body, "min_tokens", 0, std::numeric_limits<int32_t>::max(), 0);
   s.ignore_eos = get_bool(body, "ignore_eos").value_or(false);
@@ -184,17 +293,62 @@ GenerationOptions parse_common(const Json& body) {
   o.add_special_tokens = get_bool(body, "add_special_tokens");
   parse_stream_options(body, o);
 
-  if (const Json* bias = field(body, "logit_bias"); bias && !(bias->is_object() && bias->empty()))
-    fail_param("logit_bias", "'logit_bias' is not supported");
-  if (const Json* rf = field(body, "response_format")) {
-    if (!rf->is_object() || rf->value("type", "") != "text")
-      fail_param("response_format", "'response_format' other than {{\"type\": \"text\"}} is not supported");
+  if (const Json* bias = field(body, "logit_bias")) {
+    if (!bias->is_object()) fail_param("logit_bias", "'logit_bias' must be an object of token id -> bias");
+    for (const auto& [key, value] : bias->items()) {
+      // Keys are token ids written as strings ("50256"), as in the OpenAI API.
+      size_t used = 0;
+      long long t = -1;
+      try {
+        t = std::stoll(key, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != key.size() || t < 0 || t > std::numeric_limits<int32_t>::max())
+        fail_param("logit_bias", "'logit_bias' keys must be token ids, got \"{}\"", clip_text(key));
+      if (!value.is_number() || !(value.get<double>() >= -100 && value.get<double>() <= 100))
+        fail_param("logit_bias", "'logit_bias' values must be numbers in [-100, 100], got {} for token {}",
+                   clip_text(value.dump()), t);
+      s.logit_bias.emplace_back(int32_t(t), float(value.get<double>()));
+    }
+    std::sort(s.logit_bias.begin(), s.logit_bias.end());
+    for (size_t i = 1; i < s.logit_bias.size(); ++i)
+      if (s.logit_bias[i].first == s.logit_bias[i - 1].first)
+        fail_param("logit_bias", "'logit_bias' names token {} twice", s.logit_bias[i].first);
   }
+  if (const Json* ids = field(body, "allowed_token_ids")) {
+    if (!ids->is_array() || ids->empty())
+      fail_param("allowed_token_ids", "'allowed_token_ids' must be a non-empty array of token ids");
+    s.allowed_token_ids = parse_id_list(*ids, "allowed_token_ids");
+    std::sort(s.allowed_token_ids.begin(), s.allowed_token_ids.end());
+    s.allowed_token_ids.erase(std::unique(s.allowed_token_ids.begin(), s.allowed_token_ids.end()),
+                              s.allowed_token_ids.end());
+  }
+  if (const Json* words = field(body, "bad_words")) {
+    if (!words->is_array()) fail_param("bad_words", "'bad_words' must be an array of strings");
+    for (const auto& w : *words) {
+      if (!w.is_string() || w.get_ref<const std::string&>().empty())
+        fail_param("bad_words", "'bad_words' must hold non-empty strings");
+      o.bad_words.push_back(w.get<std::string>());
+    }
+  }
+  parse_structured(body, o);
   get_string(body, "user");
   get_string(body, "service_tier");
   get_string(body, "prompt_cache_key");
   get_string(body, "safety_identifier");
   get_bool(body, "store");
+  if (auto id = get_string(body, "request_id")) o.request_id = clip_text(*id);
+  // vLLM refuses a non-zero priority unless --scheduling-policy priority; dsinfer schedules
+  // first come, first served only.
+  if (auto priority = get_integer(body, "priority"); priority && *priority != 0)
+    fail_param("priority", "'priority' {} needs priority scheduling, which dsinfer does not have (first come, first "
+               "served); send 0 or leave it out", *priority);
+  if (auto t = get_integer(body, "truncate_prompt_tokens")) {
+    if (*t < 1 || *t > std::numeric_limits<int32_t>::max())
+      fail_param("truncate_prompt_tokens", "'truncate_prompt_tokens' must be a positive integer, got {}", *t);
+    o.truncate_prompt_tokens = int(*t);
+  }
   if (const Json* md = field(body, "metadata"); md && !md->is_object())
     fail_param("metadata", "'metadata' must be an object, got {}", type_name(*md));
   return o;
@@ -205,6 +359,11 @@ int parse_max_tokens(const Json& body, const char* key) {
   if (*v < 1) fail_param(key, "'{}' must be at least 1, got {}", key, *v);
   if (*v > std::numeric_limits<int32_t>::max()) fail_param(key, "'{}' = {} is out of range", key, *v);
   return int(*v);
+}
+
+void check_logprobs(const GenerationOptions& o, const RequestDefaults& d, const char* key) {
+  if (o.logprobs && o.top_logprobs > d.max_logprobs)
+    fail_param(key, "'{}' = {} exceeds the server's --max-logprobs {}", key, o.top_logprobs, d.max_logprobs);
 }
 
 void check_min_tokens(GenerationOptions& o) {
@@ -333,6 +492,33 @@ OrderedJson parse_tools(const OrderedJson& raw) {
   return raw.empty() ? OrderedJson(nullptr) : raw;
 }
 
+// tool_choice "required" or a named function: the output must be DeepSeek-V3 tool calls (the
+// format tool_call_parser.h reads) whose arguments follow each tool's parameters schema.
+std::string tool_call_regex(const OrderedJson& tools, const std::string& only) {
+  using grammar::escape_regex;
+  std::string alt;
+  for (const auto& t : tools) {
+    const std::string name = t["function"]["name"].get<std::string>();
+    if (!only.empty() && name != only) continue;
+    Json params = Json::object({{"type", "object"}});
+    if (t["function"].contains("parameters") && t["function"]["parameters"].is_object())
+      params = Json::parse(t["function"]["parameters"].dump());
+    std::string args;
+    try {
+      args = grammar::json_schema_regex(params);
+    } catch (const std::exception& e) {
+      fail_param("tools", "the parameters of tool '{}' cannot be followed: {}", clip_text(name), e.what());
+    }
+    if (!alt.empty()) alt += '|';
+    alt += escape_regex("<｜tool▁call▁begin｜>function<｜tool▁sep｜>" + name + "\n```json\n") + "(?:" + args + ")" +
+           escape_regex("\n```<｜tool▁call▁end｜>");
+  }
+  if (alt.empty()) fail_param("tool_choice", "'tool_choice' names function '{}', which is not in 'tools'", clip_text(only));
+  const std::string call = "(?:" + alt + ")";
+  // One call, or a few (parallel tool calls), separated by newlines as the template writes them.
+  return escape_regex("<｜tool▁calls▁begin｜>") + call + "(?:\n" + call + "){0,3}" + escape_regex("<｜tool▁calls▁end｜>");
+}
+
 }  // namespace
 
 Json parse_request_body(std::string_view body) {
@@ -345,14 +531,14 @@ Json parse_request_body(std::string_view body) {
   }
 }
 
-CompletionRequest parse_completion_request(const Json& body) {
+CompletionRequest parse_completion_request(const Json& body, const RequestDefaults& defaults) {
   require_object(body);
-  check_known_fields(body, false);
   CompletionRequest r;
+  r.ignored_fields = check_known_fields(body, false);
   r.model = parse_model(body);
   if (auto suffix = get_string(body, "suffix"); suffix && !suffix->empty())
     fail_param("suffix", "'suffix' is not supported");
-  r.options = parse_common(body);
+  r.options = parse_common(body, defaults);
   r.prompts = parse_prompt(body);
   r.echo = get_bool(body, "echo").value_or(false);
   GenerationOptions& o = r.options;
@@ -362,16 +548,20 @@ CompletionRequest parse_completion_request(const Json& body) {
     o.logprobs = true;
     o.sampling.logprobs = o.top_logprobs;
   }
+  check_logprobs(o, defaults, "logprobs");
   if (r.echo && o.logprobs) fail_param("echo", "'echo' together with 'logprobs' is not supported (no prompt logprobs)");
-  o.max_tokens = field(body, "max_tokens") ? std::optional<int>(parse_max_tokens(body, "max_tokens")) : std::optional<int>(16);
+  // max_completion_tokens (vLLM takes it here too) wins over max_tokens, as in chat.
+  if (field(body, "max_completion_tokens")) o.max_tokens = parse_max_tokens(body, "max_completion_tokens");
+  else if (field(body, "max_tokens")) o.max_tokens = parse_max_tokens(body, "max_tokens");
+  else o.max_tokens = defaults.max_tokens.value_or(16);
   check_min_tokens(o);
   return r;
 }
 
-ChatRequest parse_chat_request(const Json& body, std::string_view raw_body) {
+ChatRequest parse_chat_request(const Json& body, std::string_view raw_body, const RequestDefaults& defaults) {
   require_object(body);
-  check_known_fields(body, true);
   ChatRequest r;
+  r.ignored_fields = check_known_fields(body, true);
   r.model = parse_model(body);
   reject_if_present(body, "functions", "use 'tools'");
   reject_if_present(body, "function_call", "use 'tool_choice'");
@@ -384,7 +574,7 @@ ChatRequest parse_chat_request(const Json& body, std::string_view raw_body) {
   get_string(body, "reasoning_effort");
   get_string(body, "verbosity");
   get_bool(body, "parallel_tool_calls");
-  r.options = parse_common(body);
+  r.options = parse_common(body, defaults);
   GenerationOptions& o = r.options;
 
   // Chat's logprobs is a flag; top_logprobs counts alternatives.
@@ -394,8 +584,10 @@ ChatRequest parse_chat_request(const Json& body, std::string_view raw_body) {
     o.top_logprobs = get_int_in(body, "top_logprobs", 0, kMaxTopLogprobs, 0);
   }
   if (o.logprobs) o.sampling.logprobs = o.top_logprobs;
+  check_logprobs(o, defaults, "top_logprobs");
   if (field(body, "max_completion_tokens")) o.max_tokens = parse_max_tokens(body, "max_completion_tokens");
   else if (field(body, "max_tokens")) o.max_tokens = parse_max_tokens(body, "max_tokens");
+  o.default_max_tokens = defaults.max_tokens;  // a cap on what the context leaves, not a request
   check_min_tokens(o);
 
   r.add_generation_prompt = get_bool(body, "add_generation_prompt").value_or(true);
@@ -404,15 +596,23 @@ ChatRequest parse_chat_request(const Json& body, std::string_view raw_body) {
     fail_param("continue_final_message", "'continue_final_message' and 'add_generation_prompt' exclude each other");
   if (r.continue_final_message) r.add_generation_prompt = false;
 
+  std::string forced_tool;  // tool_choice: "required" (any tool) or {"type": "function", "function": {"name": N}}
+  bool tool_required = false;
   if (const Json* tc = field(body, "tool_choice")) {
     if (tc->is_string()) {
       std::string choice = tc->get<std::string>();
-      if (choice == "required") fail_param("tool_choice", "'tool_choice' \"required\" is not supported (auto or none)");
-      if (choice != "auto" && choice != "none")
-        fail_param("tool_choice", "'tool_choice' must be \"auto\" or \"none\", got \"{}\"", clip_text(choice));
+      if (choice != "auto" && choice != "none" && choice != "required")
+        fail_param("tool_choice", "'tool_choice' must be \"auto\", \"none\", \"required\" or a named function, got "
+                   "\"{}\"", clip_text(choice));
       r.tool_choice_none = choice == "none";
+      tool_required = choice == "required";
+    } else if (tc->is_object() && tc->contains("function") && (*tc)["function"].is_object() &&
+               (*tc)["function"].contains("name") && (*tc)["function"]["name"].is_string()) {
+      forced_tool = (*tc)["function"]["name"].get<std::string>();
+      tool_required = true;
     } else {
-      fail_param("tool_choice", "'tool_choice' naming a function is not supported (auto or none)");
+      fail_param("tool_choice", "'tool_choice' must be a string or {{\"type\": \"function\", \"function\": "
+                 "{{\"name\": ...}}}}");
     }
   }
   if (const Json* kw = field(body, "chat_template_kwargs"); kw && !kw->is_object())
@@ -425,6 +625,15 @@ ChatRequest parse_chat_request(const Json& body, std::string_view raw_body) {
   r.tools = parse_tools(ordered.contains("tools") ? ordered["tools"] : OrderedJson(nullptr));
   if (ordered.contains("chat_template_kwargs") && ordered["chat_template_kwargs"].is_object())
     r.template_kwargs = ordered["chat_template_kwargs"];
+  if (tool_required) {
+    if (r.tools.is_null()) fail_param("tool_choice", "'tool_choice' requires tools, but 'tools' is empty");
+    if (!o.structured_kind.empty())
+      fail_param("tool_choice", "a forced tool call and '{}' both constrain the output: give one", o.structured_param);
+    o.structured_kind = "regex";
+    o.structured_spec = tool_call_regex(r.tools, forced_tool);
+    o.structured_param = "tool_choice";
+    r.tool_choice_forced = true;
+  }
   if (r.continue_final_message && r.messages.back()["role"] != "assistant")
     fail_param("continue_final_message", "'continue_final_message' needs the last message to be the assistant's");
   return r;

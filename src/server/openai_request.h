@@ -4,8 +4,10 @@
 // naming the field. Unknown top-level fields are rejected, as the OpenAI API does
 // ("Unrecognized request argument supplied: x"), so a misspelt parameter never silently
 // changes nothing; fields the API defines that change nothing here (user, metadata, store,
-// ...) are accepted and ignored; those we cannot honour (logit_bias, response_format other
-// than text, suffix, ...) are rejected. See docs/serving.md.
+// ...) are accepted and ignored; fields vLLM accepts whose effect is not a different result
+// (request_id, priority, ...) are accepted and listed in `ignored_fields` so the handler logs
+// one warning naming them; those we cannot honour (response_format other than text, suffix,
+// guided_*, ...) are rejected. See docs/serving.md.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -21,6 +23,7 @@ namespace dsi::server {
 struct GenerationOptions {
   SamplingParams sampling;         // sampling.max_tokens is final only once the prompt length is known
   std::optional<int> max_tokens;   // as requested (chat: max_completion_tokens wins)
+  std::optional<int> default_max_tokens;  // chat without max_tokens: at most this (generation_config.json)
   int n = 1;                       // choices per prompt
   std::vector<std::string> stop;   // stop strings: the output ends before the first one
   bool include_stop_str_in_output = false;
@@ -33,6 +36,26 @@ struct GenerationOptions {
   bool return_token_ids = false;            // vLLM: prompt_token_ids and token_ids in the choices
   bool return_tokens_as_token_ids = false;  // vLLM: logprob tokens spelt "token_id:N"
   std::optional<bool> add_special_tokens;   // unset: endpoint default (completions true, chat false)
+  std::string request_id;                   // vLLM: the response id becomes cmpl-/chatcmpl-<request_id>
+  std::optional<int> truncate_prompt_tokens;  // vLLM: keep only the prompt's last N tokens
+  std::vector<std::string> bad_words;         // vLLM: tokenized by the server into sampling.bad_words_ids
+  // Structured output: kind "regex", "choice", "json_schema" or "json_object" with its spec
+  // (response_format, guided_*, structured_outputs); compiled by the server (src/grammar/).
+  std::string structured_kind;
+  Json structured_spec;
+  std::string structured_param;  // the field it came from, for errors
+};
+
+// Server-wide defaults a request's own fields override: `dsinfer serve --generation-config`
+// (the checkpoint's generation_config.json, as vLLM reads it) and --max-logprobs.
+struct RequestDefaults {
+  double temperature = 1.0;
+  double top_p = 1.0;
+  int top_k = 0;
+  double min_p = 0.0;
+  double repetition_penalty = 1.0;
+  std::optional<int> max_tokens;  // generation_config.json's max_new_tokens: the default where a request sets none
+  int max_logprobs = 20;          // --max-logprobs: logprobs / top_logprobs above this are a 400
 };
 
 // A completions prompt: text the server tokenizes, or token ids.
@@ -43,6 +66,7 @@ struct PromptInput {
 
 struct CompletionRequest {
   std::string model;
+  std::vector<std::string> ignored_fields;  // vLLM fields accepted and ignored: the handler warns once naming them
   std::vector<PromptInput> prompts;  // a batch: n choices for each, in order
   bool echo = false;
   GenerationOptions options;
@@ -50,10 +74,12 @@ struct CompletionRequest {
 
 struct ChatRequest {
   std::string model;
+  std::vector<std::string> ignored_fields;  // as in CompletionRequest
   nlohmann::ordered_json messages;  // content normalised to a string (text parts joined) or null
   nlohmann::ordered_json tools;     // null or an array of {type: function, function: {...}}
   nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();
   bool tool_choice_none = false;  // "none": tools reach the template but calls are not parsed
+  bool tool_choice_forced = false;  // "required" or a named function: the output is constrained to calls
   bool add_generation_prompt = true;
   bool continue_final_message = false;
   GenerationOptions options;
@@ -66,7 +92,7 @@ Json parse_request_body(std::string_view body);
 
 // `body` is the parsed request; the chat parser also needs the raw text to keep the key
 // order of messages and tools (chat templates render them with tojson).
-CompletionRequest parse_completion_request(const Json& body);
-ChatRequest parse_chat_request(const Json& body, std::string_view raw_body);
+CompletionRequest parse_completion_request(const Json& body, const RequestDefaults& defaults = {});
+ChatRequest parse_chat_request(const Json& body, std::string_view raw_body, const RequestDefaults& defaults = {});
 
 }  // namespace dsi::server

@@ -1,5 +1,7 @@
 #include "server/response_json.h"
 
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include <random>
@@ -25,6 +27,12 @@ int64_t utf8_length(std::string_view text) {
   return n;
 }
 
+// JSON has no -inf: a token the model all but excluded (chosen anyway under logit_bias or
+// allowed_token_ids, its float log-probability underflowed) is reported as -9999, as vLLM does.
+namespace {
+double json_logprob(float logprob) { return std::isfinite(logprob) ? double(logprob) : -9999.0; }
+}  // namespace
+
 Json completion_logprobs_json(const TokenSpeller& speller, const std::vector<LogprobEntry>& entries, int top_n,
                               int64_t& offset) {
   Json tokens = Json::array(), token_logprobs = Json::array(), top = Json::array(), offsets = Json::array();
@@ -32,10 +40,10 @@ Json completion_logprobs_json(const TokenSpeller& speller, const std::vector<Log
     std::string text = speller.spell(e.token);
     offsets.push_back(offset);
     offset += utf8_length(text);
-    token_logprobs.push_back(e.logprob);
+    token_logprobs.push_back(json_logprob(e.logprob));
     Json alternatives = Json::object();
     for (int i = 0; i < std::min(top_n, int(e.top.size())); ++i)
-      alternatives[speller.spell(e.top[size_t(i)].token)] = e.top[size_t(i)].logprob;
+      alternatives[speller.spell(e.top[size_t(i)].token)] = json_logprob(e.top[size_t(i)].logprob);
     top.push_back(std::move(alternatives));
     tokens.push_back(std::move(text));
   }
@@ -60,10 +68,10 @@ Json chat_logprobs_json(const TokenSpeller& speller, const std::vector<LogprobEn
     Json top = Json::array();
     for (const TokenLogprob& alt : e.top) {
       std::string alt_text = speller.spell(alt.token);
-      top.push_back({{"token", alt_text}, {"logprob", alt.logprob}, {"bytes", byte_list(alt_text)}});
+      top.push_back({{"token", alt_text}, {"logprob", json_logprob(alt.logprob)}, {"bytes", byte_list(alt_text)}});
     }
     content.push_back(
-        {{"token", text}, {"logprob", e.logprob}, {"bytes", byte_list(text)}, {"top_logprobs", std::move(top)}});
+        {{"token", text}, {"logprob", json_logprob(e.logprob)}, {"bytes", byte_list(text)}, {"top_logprobs", std::move(top)}});
   }
   return Json{{"content", std::move(content)}};
 }

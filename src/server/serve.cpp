@@ -18,6 +18,7 @@
 #include "server/api_router.h"
 #include "server/http_server.h"
 #include "server/shutdown.h"
+#include "server/vllm_compat.h"
 
 namespace dsi::server {
 
@@ -63,6 +64,8 @@ void check_options(const ServeOptions& o) {
     fail("--reasoning-parser {} is not supported (deepseek-r1)", o.reasoning_parser);
   if (!o.tool_call_parser.empty() && o.tool_call_parser != "deepseek-v3")
     fail("--tool-call-parser {} is not supported (deepseek-v3)", o.tool_call_parser);
+  if (o.max_logprobs < 0 || o.max_logprobs > 20)
+    fail("--max-logprobs {} must be in [0, 20] (the sampler returns at most 20 alternatives)", o.max_logprobs);
 }
 
 ApiOptions api_options(const ServeOptions& o, const std::string& model_name) {
@@ -72,6 +75,10 @@ ApiOptions api_options(const ServeOptions& o, const std::string& model_name) {
   api.reasoning_parser_r1 = o.reasoning_parser == "deepseek-r1";
   api.tool_parser_v3 = o.tool_call_parser == "deepseek-v3";
   api.created = int64_t(std::time(nullptr));
+  api.default_seed = o.seed;
+  RequestDefaults base;
+  base.max_logprobs = o.max_logprobs;
+  api.defaults = load_generation_config(o.generation_config, o.source.path, base);
   return api;
 }
 
@@ -110,6 +117,7 @@ int run_serve(const ServeOptions& o) {
     set_num_threads(o.threads);
     tokenizer.emplace(load_tokenizer(o));
     model = load_model(o.source);
+    check_quantization(o.quantization, model.config, o.source.path.empty() ? model.name : o.source.path);
     check_parallel_layout(par, model.config);
   });
   int code = 0;
@@ -134,7 +142,8 @@ int run_serve(const ServeOptions& o) {
 namespace {
 
 int serve_on_root(const ServeOptions& o, Tokenizer& tokenizer, LoadedModel& model, ModelRunner& runner) {
-  ApiOptions api = api_options(o, model.name);
+  // As vLLM: the API's model name is --model as the user typed it.
+  ApiOptions api = api_options(o, o.source.path.empty() ? model.name : o.source.path);
   spdlog::info("load-to-ready: {:.2f} s (loading {:.2f} s, upload and allocation {:.2f} s)",
                model.load_seconds + runner.ready_seconds(), model.load_seconds, runner.ready_seconds());
   // Destroyed first (below): requests it still holds keep connections alive through their
@@ -146,7 +155,9 @@ int serve_on_root(const ServeOptions& o, Tokenizer& tokenizer, LoadedModel& mode
   ServerMetrics metrics(api.served_model_names.front());
   // Declared after the io_context: destroyed (its queue run, its threads joined) before it.
   WorkPool preprocess(o.preprocess_threads, size_t(std::max(1, o.engine.max_waiting_requests)));
+  StructuredOutputs structured(tokenizer, engine.config().vocab_size);
   ApiContext context{engine, tokenizer, metrics, api, preprocess};
+  context.structured = &structured;
   HttpServer server(ioc, o.limits, metrics, [&context](const std::shared_ptr<HttpConnection>& c, HttpRequest&& r) {
     handle_api_request(context, c, std::move(r));
   });

@@ -3,6 +3,7 @@
 // HTTP server on Asio, and runs until SIGTERM/SIGINT. The first signal drains (no new
 // requests; in-flight ones complete), a second or --shutdown-timeout cancels what is still
 // running (shutdown.h); either way the exit code is 0 (1 when the engine failed).
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,12 +17,12 @@
 namespace dsi::server {
 
 struct ServeOptions {
-  ModelSource source;               // --model, --load-format, --seed
+  ModelSource source;               // --model (or the positional MODEL), --load-format, --dummy-weight-seed
   std::string tokenizer_dir;        // empty: the model folder, else the embedded DeepSeek-V3 tokenizer
   std::string chat_template_file;
   std::string host = "127.0.0.1";
   int port = 8000;                  // 0: any free port (logged)
-  std::vector<std::string> served_model_names;  // empty: the model's name
+  std::vector<std::string> served_model_names;  // empty: --model as given (the demo: dsinfer-default)
   std::string api_key;
   EngineOptions engine;
   BackendOptions backend;           // --device, --dtype, --kv-cache-dtype
@@ -39,6 +40,10 @@ struct ServeOptions {
   std::string reasoning_parser;  // "" or deepseek-r1
   std::string tool_call_parser;  // "" or deepseek-v3
   ParallelOptions parallel;      // under mpirun: rank 0 serves, the others run its steps
+  std::optional<uint64_t> seed;   // --seed: the default sampling seed (vLLM's meaning)
+  int max_logprobs = 20;          // --max-logprobs
+  std::string generation_config = "auto";  // auto | vllm | DIR (vllm_compat.h)
+  std::string quantization;                // "" | fp8 | none, checked against the checkpoint
 };
 
 // Runs the server until it is signalled; returns the exit code.

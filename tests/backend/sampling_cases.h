@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <map>
+#include <set>
 #include <random>
 #include <string>
 #include <vector>
@@ -79,6 +81,27 @@ inline Row random_row(std::mt19937_64& rng, int vocab) {
   for (int i = std::uniform_int_distribution<int>(0, n_context)(rng); i > 0; --i) c.prompt.push_back(token(rng));
   for (int i = std::uniform_int_distribution<int>(0, n_context)(rng); i > 0; --i) c.output.push_back(token(rng));
   c.eos = {token(rng)};
+  // Token rules (logit_bias, allowed_token_ids, bad_words_ids) on some rows.
+  if (unit(rng) < 0.2) {
+    std::map<int32_t, float> bias;
+    for (int i = std::uniform_int_distribution<int>(1, 3)(rng); i > 0; --i)
+      bias[token(rng)] = pick(rng, {-100.0f, -1.5f, 0.5f, 7.0f, 100.0f});
+    p.logit_bias.assign(bias.begin(), bias.end());
+  }
+  if (unit(rng) < 0.1) {
+    std::set<int32_t> allowed;
+    for (int i = std::uniform_int_distribution<int>(1, 5)(rng); i > 0; --i) allowed.insert(token(rng));
+    p.allowed_token_ids.assign(allowed.begin(), allowed.end());
+  }
+  if (unit(rng) < 0.2) {
+    const int len = std::uniform_int_distribution<int>(1, 3)(rng);
+    std::vector<int32_t> word;
+    if (unit(rng) < 0.5 && int(c.output.size()) >= len - 1) word.assign(c.output.end() - (len - 1), c.output.end());
+    else
+      for (int k = 1; k < len; ++k) word.push_back(token(rng));
+    word.push_back(token(rng));
+    p.bad_words_ids.push_back(std::move(word));
+  }
   return c;
 }
 
@@ -97,7 +120,7 @@ inline SamplerState state_of(const Row& c) {
 
 inline CpuOutcome run_cpu(const Row& c) {
   CpuOutcome o;
-  const SampleContext ctx{c.prompt, int(c.output.size()), c.eos};
+  const SampleContext ctx{c.prompt, int(c.output.size()), c.eos, c.output};
   SamplerState st = state_of(c);
   try {
     std::vector<float> scratch = c.logits;
@@ -124,7 +147,7 @@ inline Prepared prepare(const std::vector<Row>& rows, int vocab) {
   b.states.reserve(rows.size());
   for (size_t r = 0; r < rows.size(); ++r) {
     b.states.push_back(state_of(rows[r]));
-    const SampleContext ctx{rows[r].prompt, int(rows[r].output.size()), rows[r].eos};
+    const SampleContext ctx{rows[r].prompt, int(rows[r].output.size()), rows[r].eos, rows[r].output};
     prepare_sampling_row(rows[r].p, b.states.back(), ctx, vocab, b.penalties, b.rows[r]);
     b.logits.insert(b.logits.end(), rows[r].logits.begin(), rows[r].logits.end());
   }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cfloat>
 #include <cmath>
 #include <map>
@@ -53,11 +54,26 @@ std::optional<std::vector<int32_t>> reference_kept(const Case& c) {
     for (int32_t t : seen)
       if (l[size_t(t)] != -kInf) l[size_t(t)] = clamp(l[size_t(t)] > 0 ? l[size_t(t)] / r : l[size_t(t)] * r);
   }
-  for (auto& [t, n] : counts)
-    if (l[size_t(t)] != -kInf) l[size_t(t)] = clamp(l[size_t(t)] - float(p.frequency_penalty * n + p.presence_penalty));
+  // One offset per token: frequency and presence (when either is set) minus logit_bias.
+  std::map<int32_t, float> offsets;
+  if (p.frequency_penalty != 0 || p.presence_penalty != 0)
+    for (auto& [t, n] : counts) offsets[t] = float(p.frequency_penalty * n + p.presence_penalty);
+  for (auto [t, b] : p.logit_bias) offsets[t] = offsets[t] - b;
+  for (auto& [t, off] : offsets)
+    if (l[size_t(t)] != -kInf) l[size_t(t)] = clamp(l[size_t(t)] - off);
   if (int(c.output.size()) < p.min_tokens) {
     for (int64_t e : c.eos) l[size_t(e)] = -kInf;
     for (int32_t t : p.stop_token_ids) l[size_t(t)] = -kInf;
+  }
+  if (!p.allowed_token_ids.empty()) {
+    std::set<int32_t> allowed(p.allowed_token_ids.begin(), p.allowed_token_ids.end());
+    for (size_t i = 0; i < l.size(); ++i)
+      if (!allowed.count(int32_t(i))) l[i] = -kInf;
+  }
+  for (const auto& w : p.bad_words_ids) {  // the word's last token, when the output ends with the rest
+    const size_t head = w.size() - 1;
+    if (c.output.size() >= head && std::equal(w.begin(), w.end() - 1, c.output.end() - std::ptrdiff_t(head)))
+      l[size_t(w.back())] = -kInf;
   }
   float m = -kInf;
   for (float v : l) m = std::max(m, v);
@@ -103,6 +119,36 @@ T pick(std::mt19937_64& rng, std::initializer_list<T> options) {
   return *(options.begin() + std::ptrdiff_t(i(rng)));
 }
 
+// logit_bias, allowed_token_ids and bad_words_ids on some cases: bad words sometimes end with
+// the output's tail so that they bite.
+template <class Rng>
+void add_token_rules(Rng& rng, SamplingParams& p, const std::vector<int32_t>& output, int vocab) {
+  std::uniform_real_distribution<double> unit(0, 1);
+  std::uniform_int_distribution<int32_t> token(0, vocab - 1);
+  if (unit(rng) < 0.2) {
+    std::map<int32_t, float> bias;
+    for (int i = std::uniform_int_distribution<int>(1, 3)(rng); i > 0; --i)
+      bias[token(rng)] = std::array<float, 5>{-100.0f, -1.5f, 0.5f, 7.0f, 100.0f}[size_t(rng() % 5)];
+    p.logit_bias.assign(bias.begin(), bias.end());
+  }
+  if (unit(rng) < 0.1) {
+    std::set<int32_t> allowed;
+    for (int i = std::uniform_int_distribution<int>(1, 5)(rng); i > 0; --i) allowed.insert(token(rng));
+    p.allowed_token_ids.assign(allowed.begin(), allowed.end());
+  }
+  if (unit(rng) < 0.2)
+    for (int i = std::uniform_int_distribution<int>(1, 2)(rng); i > 0; --i) {
+      std::vector<int32_t> word;
+      const int len = std::uniform_int_distribution<int>(1, 3)(rng);
+      if (unit(rng) < 0.5 && int(output.size()) >= len - 1)
+        word.assign(output.end() - (len - 1), output.end());
+      else
+        for (int k = 1; k < len; ++k) word.push_back(token(rng));
+      word.push_back(token(rng));
+      p.bad_words_ids.push_back(std::move(word));
+    }
+}
+
 Case random_case(std::mt19937_64& rng) {
   Case c;
   const int vocab = std::uniform_int_distribution<int>(1, 300)(rng);
@@ -144,6 +190,7 @@ Case random_case(std::mt19937_64& rng) {
   for (int i = std::uniform_int_distribution<int>(0, 4)(rng); i > 0; --i) c.prompt.push_back(token(rng));
   for (int i = std::uniform_int_distribution<int>(0, 4)(rng); i > 0; --i) c.output.push_back(token(rng));
   c.eos = {token(rng)};
+  add_token_rules(rng, c.p, c.output, vocab);
   return c;
 }
 
@@ -166,7 +213,7 @@ TEST(SamplerProperty, MatchesTheReferenceOnRandomLogitsAndParameters) {
     validate_sampling(c.p, int64_t(c.logits.size()));
     SamplerState state(c.p);
     for (int32_t t : c.output) state.record(t);
-    const SampleContext ctx{c.prompt, int(c.output.size()), c.eos};
+    const SampleContext ctx{c.prompt, int(c.output.size()), c.eos, c.output};
     const auto want = reference_kept(c);
     std::vector<float> scratch = c.logits;
     if (!want) {
@@ -184,8 +231,10 @@ TEST(SamplerProperty, MatchesTheReferenceOnRandomLogitsAndParameters) {
     const GeneratedToken tok = sample_token(scratch, c.p, state, ctx);
     EXPECT_NE(std::find(kept.begin(), kept.end(), tok.token), kept.end()) << "drew " << tok.token;
     if (c.p.logprobs >= 0) {
-      // The chosen token is never masked by the model, so its raw log-probability is finite.
-      EXPECT_TRUE(std::isfinite(tok.logprob) && tok.logprob <= 0) << tok.logprob;
+      // The chosen token is never masked by the model, so its raw log-probability is finite,
+      // unless a token rule forced a token whose float log-probability underflows (-inf).
+      const bool rules = !c.p.logit_bias.empty() || !c.p.allowed_token_ids.empty() || !c.p.bad_words_ids.empty();
+      EXPECT_TRUE((std::isfinite(tok.logprob) || (rules && tok.logprob == -kInf)) && tok.logprob <= 0) << tok.logprob;
       ASSERT_EQ(tok.top.size(), std::min(size_t(c.p.logprobs), c.logits.size()));
       for (size_t i = 1; i < tok.top.size(); ++i) EXPECT_GE(tok.top[i - 1].logprob, tok.top[i].logprob);
     }
@@ -208,6 +257,9 @@ TEST(SamplerProperty, DrawsFollowTheKeptDistribution) {
     c.p.repetition_penalty = 1;
     c.p.frequency_penalty = c.p.presence_penalty = 0;
     c.p.min_tokens = 0;
+    c.p.logit_bias.clear();  // the shares below are of the raw logits
+    c.p.allowed_token_ids.clear();
+    c.p.bad_words_ids.clear();
     const auto kept = reference_kept(c);
     ASSERT_TRUE(kept);
     const float m = *std::max_element(c.logits.begin(), c.logits.end());

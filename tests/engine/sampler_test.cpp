@@ -96,6 +96,39 @@ TEST(Sampler, MinTokensMasksEosAndStopTokens) {
   EXPECT_EQ(draw({9, 1, 8}, p, st, {}, 1).token, 2);
 }
 
+TEST(Sampler, LogitBiasAllowedTokensAndBadWords) {
+  SamplingParams p;
+  p.temperature = 0;
+  SamplerState st(p);
+  p.logit_bias = {{0, 10.0f}};  // 1 + 10 beats 9
+  EXPECT_EQ(draw({1, 9, 8}, p, st).token, 0);
+  p.logit_bias = {{1, -100.0f}};
+  EXPECT_EQ(draw({1, 9, 8}, p, st).token, 2);
+  p.logit_bias = {};
+  p.allowed_token_ids = {0, 2};
+  EXPECT_EQ(draw({1, 9, 8}, p, st).token, 2);
+  p.allowed_token_ids = {};
+  // A bad word's last token is masked only after its other tokens ended the output.
+  p.bad_words_ids = {{5, 1}};
+  std::vector<float> l = {0, 9, 8, 0, 0, 0};
+  std::vector<int64_t> eos = {0};
+  std::vector<int32_t> out = {3, 5};
+  std::vector<float> scratch = l;
+  EXPECT_EQ(sample_token(scratch, p, st, {{}, 2, eos, out}).token, 2);
+  out = {5, 3};
+  scratch = l;
+  EXPECT_EQ(sample_token(scratch, p, st, {{}, 2, eos, out}).token, 1);
+  p.bad_words_ids = {{1}};  // one token: always masked
+  EXPECT_EQ(draw({1, 9, 8}, p, st).token, 2);
+  p.bad_words_ids = {};
+  p.allowed_token_ids = {1};
+  p.logit_bias = {{1, -100.0f}};  // still the only one allowed
+  EXPECT_EQ(draw({1, 9, 8}, p, st).token, 1);
+  p.stop_token_ids = {1};
+  p.min_tokens = 1;
+  EXPECT_THROW(draw({1, 9, 8}, p, st), Error);  // nothing left: the error names the masks
+}
+
 // Termination reproducers from issue 9: the old top-p loop spun forever when the candidates
 // left by top-k or min-p were all needed to reach top_p (its "found" sentinel was the list's
 // length). Each draw must return, and from the kept set.

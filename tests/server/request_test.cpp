@@ -100,8 +100,8 @@ TEST(CompletionRequest, RejectionsNameTheField) {
       {R"({"prompt": "x", "stream_options": {"include_usage": true}})", "stream_options"},
       {R"({"prompt": "x", "stream": true, "stream_options": {"bogus": true}})", "stream_options"},
       {R"({"prompt": "x", "suffix": "y"})", "suffix"},
-      {R"({"prompt": "x", "logit_bias": {"1": 2}})", "logit_bias"},
-      {R"({"prompt": "x", "response_format": {"type": "json_object"}})", "response_format"},
+      {R"({"prompt": "x", "logit_bias": {"one": 2}})", "logit_bias"},
+      {R"({"prompt": "x", "response_format": {"type": "yaml"}})", "response_format"},
       {R"({"prompt": "x", "messages": []})", "messages"},  // a chat field on the completions endpoint
       {R"({"prompt": "x", "frobnicate": 1})", "frobnicate"},
       {R"({"prompt": "x", "model": 5})", "model"},
