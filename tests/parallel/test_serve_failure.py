@@ -18,13 +18,14 @@ DEADLINE_S = 30
 
 
 def main():
-    srv = serverlib.Server("--model", os.path.join(serverlib.DATA, "tiny-v2-lite"))
+    model_dir = os.path.join(serverlib.DATA, "tiny-v2-lite")
+    srv = serverlib.Server("--model", model_dir)
     result = {}
 
     def request():
         try:
             result["status"], result["body"] = srv.post("/v1/completions", {
-                "model": "tiny-v2-lite", "prompt": [1, 2, 3], "max_tokens": 100000, "ignore_eos": True,
+                "model": model_dir, "prompt": [1, 2, 3], "max_tokens": 100000, "ignore_eos": True,
                 "temperature": 0})
         except Exception as e:  # noqa: BLE001 (reported below)
             result["error"] = repr(e)
