@@ -20,6 +20,8 @@ if command -v ccache >/dev/null; then
 fi
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDSINFER_CUDA=ON "${launchers[@]}" >/dev/null
 bins=(cuda_ops_test cuda_no_gpu_test cuda_parity_test cuda_gemm_bench cuda_kernels_bench cuda_sampling_bench bench_decode dsinfer)
+# The NCCL communicator's test, where the build found NCCL.
+if grep -q '^build nccl_communicator_test' "$build/build.ninja" 2>/dev/null; then bins+=(nccl_communicator_test); fi
 cmake --build "$build" -j"${JOBS:-2}" --target "${bins[@]}"
 
 stage=$(mktemp -d)
@@ -27,9 +29,10 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib"
 for b in "${bins[@]}"; do cp "$build/bin/$b" "$stage/bin/"; done
 # Libraries to carry: everything the binaries load except the C/C++ runtime, the dynamic
-# loader and CUDA's own libraries, which the GPU image provides.
+# loader, CUDA's own libraries and NCCL, which the GPU image provides, and OpenMPI's, which must
+# be the GPU machine's own to talk to its mpirun.
 ldd "${stage}"/bin/* | awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u |
-  grep -Ev '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libgomp|ld-linux[^/]*|libcublas[^/]*|libcudart[^/]*)\.so' |
+  grep -Ev '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libgomp|ld-linux[^/]*|libcublas[^/]*|libcudart[^/]*|libnccl|libmpi|libopen-rte|libopen-pal|libhwloc|libevent[^/]*)\.so' |
   while read -r lib; do cp -L "$lib" "$stage/lib/"; done
 git rev-parse HEAD > "$stage/COMMIT" 2>/dev/null || echo unknown > "$stage/COMMIT"
 mkdir -p "$dest"

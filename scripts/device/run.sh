@@ -14,8 +14,8 @@ out=${OUT:-$PWD/device-out}
 mkdir -p "$out"
 mode=all
 case "${1:-}" in --tests-only) mode=tests; shift ;; --bench-only) mode=bench; shift ;; esac
-# PHASES picks what runs (default all): ops parity server gemm decode serve topo sanitize.
-phases=" ${PHASES:-ops parity server gemm decode serve topo sanitize} "
+# PHASES picks what runs (default all): ops parity server gemm decode serve topo parallel sanitize.
+phases=" ${PHASES:-ops parity server gemm decode serve topo parallel sanitize} "
 want() { [[ "$phases" == *" $1 "* ]]; }
 root=$(mktemp -d /tmp/dsinfer-device.XXXX)
 tar -C "$root" -xJf "$here/dsinfer-device.tar.xz" || { echo "run.sh: cannot unpack $here/dsinfer-device.tar.xz"; exit 1; }
@@ -128,6 +128,10 @@ fi
 if want topo; then
   echo "== topo (checks/topo.sh)"
   DSINFER_BIN="$root/bin/dsinfer" bash "$here/checks/topo.sh"
+fi
+if want parallel; then
+  echo "== two CUDA ranks on the one GPU (checks/parallel_gpu.sh)"
+  ROOT=$root bash "$here/checks/parallel_gpu.sh"
 fi
 # The server tests take what time is left (DEADLINE_S seconds after the start, default 560).
 if [ "$mode" != bench ] && want server; then

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs THERE (the GPU machine), from the repo root, with the tarball's binaries at $ROOT
+# (run.sh's `parallel` phase): the GPU half of the parallel issue on the one GPU. Two CUDA ranks
+# cannot share a GPU in an NCCL group, so the two ranks here use the MPI host communicator:
+# TP2 and EP2 `dsinfer logits --device cuda --dtype float32` against the single-process CUDA
+# run (max |diff| printed; bound 1e-5, as on the CPU), then the NCCL communicator's one-rank
+# tests. Outputs to $OUT.
+set -uo pipefail
+out=${OUT:-$PWD/device-out}
+bin="$ROOT/bin/dsinfer"
+mpi=(mpirun --oversubscribe --allow-run-as-root --mca btl_vader_single_copy_mechanism none)
+tokens=0,17,5,9,11,3,7,1,200,31,64,2
+status=0
+for model in tiny-v2-lite tiny-v2-group; do
+  "$bin" --log-level warn logits --device cuda --dtype float32 --model tests/data/$model --tokens $tokens \
+    --out /tmp/one-$model.st > "$out/par_one_$model.log" 2>&1 || { echo "single $model failed"; status=1; }
+  for layout in "-tp 2" "--expert-parallel-size 2" "-tp 2 --enable-expert-parallel"; do
+    tag=$(echo "$layout" | tr -d ' -')
+    timeout 120 "${mpi[@]}" -np 2 "$bin" --log-level warn logits --device cuda --dtype float32 $layout \
+      --model tests/data/$model --tokens $tokens --out /tmp/$tag-$model.st > "$out/par_${tag}_$model.log" 2>&1
+    rc=$?
+    diff=$(python3 - /tmp/one-$model.st /tmp/$tag-$model.st <<'PY' 2>&1
+import json, struct, sys
+def read(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+    e = h["logits"]; s, t = e["data_offsets"]; raw = b[8 + n + s:8 + n + t]
+    return struct.unpack("<%df" % (len(raw) // 4), raw)
+a, b = read(sys.argv[1]), read(sys.argv[2])
+assert len(a) == len(b), (len(a), len(b))
+print("%.3g" % max(abs(x - y) for x, y in zip(a, b)))
+PY
+)
+    echo "$model ${layout}: rc $rc, max |logit - single process| $diff (bound 1e-5)"
+    [ $rc = 0 ] || { status=1; tail -5 "$out/par_${tag}_$model.log"; }
+  done
+done
+if [ -x "$ROOT/bin/nccl_communicator_test" ]; then
+  timeout 120 "$ROOT/bin/nccl_communicator_test" > "$out/nccl_communicator_test.log" 2>&1 || status=1
+  echo "nccl_communicator_test: $(grep -E 'PASSED|FAILED' "$out/nccl_communicator_test.log" | tr '\n' ' ')"
+fi
+exit $status
