@@ -11,7 +11,7 @@ bin="$ROOT/bin/dsinfer"
 mpi=(mpirun --oversubscribe --allow-run-as-root --mca btl_vader_single_copy_mechanism none)
 tokens=0,17,5,9,11,3,7,1,200,31,64,2
 status=0
-for model in tiny-v2-lite tiny-v2-group; do
+for model in ${PARALLEL_MODELS:-tiny-v2-lite tiny-v2-group tiny-v3-fp8}; do
   "$bin" --log-level warn logits --device cuda --dtype float32 --model tests/data/$model --tokens $tokens \
     --out /tmp/one-$model.st > "$out/par_one_$model.log" 2>&1 || { echo "single $model failed"; status=1; }
   for layout in "-tp 2" "--expert-parallel-size 2" "-tp 2 --enable-expert-parallel"; do

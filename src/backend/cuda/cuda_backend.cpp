@@ -222,10 +222,13 @@ ExpertWeight CudaBackend::upload_experts(std::span<const Weight> host, const std
     view.w = dst;
     view.block_rows = w.block_rows;
     view.block_cols = w.block_cols;
+    view.row_offset = w.row_offset;
     if (w.quantized()) {
-      if (w.row_offset != 0 || w.scale.rows != scale_rows || w.scale.cols != scale_cols)
-        fail("upload_experts: expert {} has a scale grid [{}, {}] at row offset {} (expected [{}, {}] at 0)", e,
-             w.scale.rows, w.scale.cols, w.row_offset, scale_rows, scale_cols);
+      // A tensor-parallel slice of an expert starts `row_offset` rows into its scale grid; the
+      // grouped GEMM takes one offset for all experts, which every rank's slice shares.
+      if (w.row_offset != first.row_offset || w.scale.rows != scale_rows || w.scale.cols != scale_cols)
+        fail("upload_experts: expert {} has a scale grid [{}, {}] at row offset {} (expected [{}, {}] at {})", e,
+             w.scale.rows, w.scale.cols, w.row_offset, scale_rows, scale_cols, first.row_offset);
       Tensor sdst = out.stacked_scale.slice_rows(e * scale_rows, scale_rows);
       const auto packed = w.scale.contiguous() ? std::vector<unsigned char>{} : packed_host(w.scale);
       staging_->upload(sdst.data, packed.empty() ? w.scale.data : packed.data(), bytes_of(w.scale), stream());

@@ -53,6 +53,7 @@ GroupedWeight grouped_weight(const ExpertWeight& e) {
     g.scale = ptr<float>(e.stacked_scale);
     g.scale_ld = e.stacked_scale.row_stride;
     g.scale_group_stride = first.scale.rows * e.stacked_scale.row_stride;
+    g.row_offset = first.row_offset;
     g.block_rows = first.block_rows;
     g.block_cols = first.block_cols;
   }
