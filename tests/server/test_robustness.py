@@ -172,7 +172,9 @@ class Robustness(unittest.TestCase):
 
 class Shutdown(unittest.TestCase):
     def test_sigterm_drains(self):
-        s = Server("--model", MODEL_DIR)
+        # The drain must outlast the 3,000-token stream however slow the build (ASan takes ~30 s,
+        # the default --shutdown-timeout): the cancel after the timeout is test_second_signal_cancels'.
+        s = Server("--model", MODEL_DIR, "--shutdown-timeout", "600")
         try:
             payload = json.dumps({"prompt": [5, 6, 7], "max_tokens": 3000, "temperature": 0, "ignore_eos": True,
                                   "stream": True, "return_token_ids": True}).encode()
