@@ -34,10 +34,11 @@ function(dsi_library name)
   dsi_common_flags(dsi_${name})
 endfunction()
 
-# dsi_test(NAME SRCS a_test.cpp DEPS lib ... [LABELS slow])
-# A GoogleTest binary registered with CTest, run from the source tree's tests/ folder.
+# dsi_test(NAME SRCS a_test.cpp DEPS lib ... [LABELS slow] [FILTER gtest-filter])
+# A GoogleTest binary registered with CTest, run from the source tree's tests/ folder; FILTER
+# registers only the cases it selects (e.g. leaves to an mpirun entry the cases that need peers).
 function(dsi_test name)
-  cmake_parse_arguments(ARG "" "" "SRCS;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "FILTER" "SRCS;DEPS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SRCS})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gtest_main)
   dsi_common_flags(${name})
@@ -54,8 +55,12 @@ function(dsi_test name)
     endif()
     set(props PROPERTIES LABELS ${ARG_LABELS})
   endif()
+  set(filter "")
+  if(ARG_FILTER)
+    set(filter TEST_FILTER ${ARG_FILTER})
+  endif()
   gtest_discover_tests(${name} WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/tests
-    ${props}
+    ${props} ${filter}
     DISCOVERY_TIMEOUT 60)
 endfunction()
 

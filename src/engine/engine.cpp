@@ -49,6 +49,7 @@ struct Engine::Impl {
   EngineStats stats;
   std::vector<float> logits;
   std::optional<ExpertLoadWindow> expert_load;  // MoE models with the readback on
+  Clock::time_point memory_read_at{};            // when publish last read the device's free memory
 };
 
 Engine::Engine(ModelRunner& runner, const EngineOptions& options)
@@ -249,9 +250,12 @@ bool Engine::step() {
     im.stats.kv_blocks_used = kv.n_used;
     im.stats.kv_blocks_cached = kv.n_cached;
     if (im.expert_load) im.stats.expert_load = im.expert_load->load();
-    // The device's free memory now (the engine thread owns the backend; a GPU answers in
-    // microseconds, the CPU reads /proc/meminfo).
-    im.stats.memory.device_free_bytes = runner_.backend().device_memory().free;
+    // The device's free memory, read by the engine thread (it owns the backend) at most once a
+    // second: a scrape interval, not a per-step cost (the CPU backend reads /proc/meminfo).
+    if (const auto now = Clock::now(); now - im.memory_read_at >= std::chrono::seconds(1)) {
+      im.stats.memory.device_free_bytes = runner_.backend().device_memory().free;
+      im.memory_read_at = now;
+    }
     std::lock_guard lock(im.mutex);
     im.published = im.stats;
   };

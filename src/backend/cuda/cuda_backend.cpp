@@ -98,15 +98,19 @@ Buffer CudaBackend::alloc_staging(DType dtype, int64_t rows, int64_t cols) {
   return {Tensor::matrix(p, dtype, rows, cols), owner};
 }
 
+void CudaBackend::upload_rows(void* dst, const Tensor& host) {
+  if (host.numel() == 0) return;
+  if (host.contiguous()) {
+    staging_->upload(dst, host.data, bytes_of(host), stream());
+    return;
+  }
+  const auto packed = packed_host(host);
+  staging_->upload(dst, packed.data(), packed.size(), stream());
+}
+
 std::shared_ptr<DeviceBuffer> CudaBackend::to_device(const Tensor& host) {
   auto mem = std::make_shared<DeviceBuffer>(bytes_of(host));
-  if (host.numel() == 0) return mem;
-  if (host.contiguous()) {
-    staging_->upload(mem->data(), host.data, bytes_of(host), stream());
-  } else {
-    const auto packed = packed_host(host);
-    staging_->upload(mem->data(), packed.data(), packed.size(), stream());
-  }
+  upload_rows(mem->data(), host);
   return mem;
 }
 
@@ -116,12 +120,10 @@ Buffer CudaBackend::converted(const Tensor& src, DType to) {
   return out;
 }
 
-Weight CudaBackend::keep(Buffer b, const Weight& like) {
+Weight CudaBackend::keep(Buffer b) {
   owned_.push_back(b.owner);
   Weight w;
   w.w = b.t;
-  w.block_rows = like.block_rows;
-  w.block_cols = like.block_cols;
   return w;
 }
 
@@ -150,19 +152,14 @@ Weight CudaBackend::upload(const Weight& host, const std::shared_ptr<void>&) {
     Buffer out = alloc(act_, h.rows, h.cols);
     dequantize_fp8({q, out.t}, stream());
     synchronize();  // raw and scale are freed on return
-    return keep(std::move(out), host);
+    return keep(std::move(out));
   }
   if (h.dtype != DType::f32 && h.dtype != DType::bf16)
     fail("upload: weights of dtype {} are not supported on the GPU", dtype_name(h.dtype));
-  if (h.dtype == act_) {
-    owned_.push_back(raw);
-    Weight w;
-    w.w = dev;
-    return w;
-  }
+  if (h.dtype == act_) return keep({dev, raw});
   Buffer out = converted(dev, act_);
   synchronize();
-  return keep(std::move(out), host);
+  return keep(std::move(out));
 }
 
 // Vectors (norm weights, score bias) stay f32: the kernels read them in f32.
@@ -208,8 +205,7 @@ ExpertWeight CudaBackend::upload_experts(std::span<const Weight> host, const std
     const Weight& w = host[size_t(e)];
     Tensor dst = stacked.t.slice_rows(e * rows, rows);
     if (w.w.dtype == stored) {
-      const auto packed = w.w.contiguous() ? std::vector<unsigned char>{} : packed_host(w.w);
-      staging_->upload(dst.data, packed.empty() ? w.w.data : packed.data(), bytes_of(w.w), stream());
+      upload_rows(dst.data, w.w);
     } else {
       // f32 / f16 experts into bf16 (or f16 into f32): widen on the host, convert on the GPU.
       const auto wide = widened_f32(w.w);  // exact for f32 and f16 alike
@@ -230,8 +226,7 @@ ExpertWeight CudaBackend::upload_experts(std::span<const Weight> host, const std
         fail("upload_experts: expert {} has a scale grid [{}, {}] at row offset {} (expected [{}, {}] at {})", e,
              w.scale.rows, w.scale.cols, w.row_offset, scale_rows, scale_cols, first.row_offset);
       Tensor sdst = out.stacked_scale.slice_rows(e * scale_rows, scale_rows);
-      const auto packed = w.scale.contiguous() ? std::vector<unsigned char>{} : packed_host(w.scale);
-      staging_->upload(sdst.data, packed.empty() ? w.scale.data : packed.data(), bytes_of(w.scale), stream());
+      upload_rows(sdst.data, w.scale);
       view.scale = sdst;
     }
     out.experts.push_back(view);

@@ -69,11 +69,14 @@ class CudaBackend final : public Backend {
  private:
   void bind() const;  // makes this backend's GPU current on the calling thread
   cudaStream_t stream() const { return stream_->get(); }
-  // A device copy of host rows (packed, any row stride on the host side) in their own dtype.
+  // Host rows (any row stride) into device memory at dst, packed, through pinned staging;
+  // returns when `host` may be reused.
+  void upload_rows(void* dst, const Tensor& host);
+  // A device copy of host rows (packed) in their own dtype.
   std::shared_ptr<DeviceBuffer> to_device(const Tensor& host);
   // `src` (device, f32 or bf16) converted into a new allocation of dtype `to`.
   Buffer converted(const Tensor& src, DType to);
-  Weight keep(Buffer b, const Weight& like);
+  Weight keep(Buffer b);  // a dense weight over b, alive as long as the backend
 
   BackendOptions options_;
   DeviceInfo info_;
