@@ -12,6 +12,9 @@
 //                [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16] [--bandwidth-gbps B]
 // --bandwidth-gbps replaces the host read bandwidth in the roofline (on a GPU: the device copy
 // bandwidth measured by cuda_gemm_bench in the same run, scripts/device/run.sh).
+// --profile: one more decode step per batch with the backend's op timing on (Backend::
+// begin_op_timing): device time per op kind, and the step's wall time minus their sum (what
+// launching costs). The CPU backend has no op timing.
 #include <immintrin.h>
 #include <omp.h>
 
@@ -136,12 +139,14 @@ struct Result {
   double step_ms;
   double memory_roof_tokens_per_second;
   double compute_roof_tokens_per_second;
+  std::vector<OpTiming> ops;  // --profile: one more step's device time per op kind
 };
 
-Result run_batch(ModelRunner& runner, int batch, int context, int steps, double bandwidth, double flops) {
+Result run_batch(ModelRunner& runner, int batch, int context, int steps, double bandwidth, double flops,
+                 bool profile) {
   const auto& c = runner.config();
   const int bs = runner.block_size();
-  const int total = context + steps;
+  const int total = context + steps + 1;
   std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
   for (auto& t : tables)
     for (int i = 0; i < (total + bs - 1) / bs; ++i) t.push_back(*runner.blocks().allocate());
@@ -162,7 +167,9 @@ Result run_batch(ModelRunner& runner, int batch, int context, int steps, double 
     last[size_t(s)] = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
   double secs = 0;
-  for (int step = 0; step < steps; ++step) {
+  std::vector<OpTiming> ops;
+  for (int step = 0; step < steps + (profile ? 1 : 0); ++step) {
+    const bool timed_ops = step == steps;  // the extra step: op timing, not counted in secs
     ForwardBatch b;
     const int pos = context + step;
     for (int s = 0; s < batch; ++s) {
@@ -174,8 +181,10 @@ Result run_batch(ModelRunner& runner, int batch, int context, int steps, double 
     }
     logits.resize(size_t(batch) * size_t(c.vocab_size));
     auto t0 = Clock::now();
+    if (timed_ops) runner.backend().begin_op_timing();
     runner.forward(b, logits);
-    secs += std::chrono::duration<double>(Clock::now() - t0).count();
+    if (timed_ops) ops = runner.backend().end_op_timing();
+    else secs += std::chrono::duration<double>(Clock::now() - t0).count();
     for (int s = 0; s < batch; ++s) {
       auto row = logits.begin() + std::ptrdiff_t(s) * c.vocab_size;
       last[size_t(s)] = int32_t(std::max_element(row, row + c.vocab_size) - row);
@@ -190,7 +199,27 @@ Result run_batch(ModelRunner& runner, int batch, int context, int steps, double 
   const double kv_bytes = double(batch) * (context + steps / 2.0) * double(runner.kv_bytes_per_token());
   const double bytes = double(step_weight_sum(c, runner.model().weights(), experts_used, weight_bytes)) + kv_bytes;
   const double per_token = token_flops(c, runner.model().weights(), context + steps / 2.0);
-  return {batch * steps / secs, 1000 * secs / steps, batch * bandwidth / bytes, flops / per_token};
+  return {batch * steps / secs, 1000 * secs / steps, batch * bandwidth / bytes, flops / per_token, std::move(ops)};
+}
+
+// The op timing of one step: device microseconds per op kind, largest first, and what the
+// step's wall time has beyond them.
+void print_ops(int batch, double step_ms, std::vector<OpTiming> ops) {
+  if (ops.empty()) {
+    std::printf("batch %d: this backend has no op timing\n", batch);
+    return;
+  }
+  std::sort(ops.begin(), ops.end(), [](const OpTiming& a, const OpTiming& b) { return a.seconds > b.seconds; });
+  double device = 0;
+  for (const auto& o : ops) device += o.seconds;
+  std::printf("batch %d, one decode step: device time per op (the step took %.3f ms of wall time)\n", batch, step_ms);
+  std::printf("  %-20s %6s %10s %8s %7s\n", "op", "calls", "total us", "us/call", "share");
+  for (const auto& o : ops)
+    std::printf("  %-20s %6lld %10.1f %8.2f %6.1f%%\n", o.op.c_str(), static_cast<long long>(o.calls), o.seconds * 1e6,
+                o.seconds * 1e6 / double(o.calls), 100 * o.seconds / device);
+  std::printf("  %-20s %6s %10.1f\n", "device total", "", device * 1e6);
+  std::printf("  %-20s %6s %10.1f   (wall %.1f us - device %.1f us: launching and host work)\n\n", "not on device", "",
+              std::max(0.0, step_ms * 1e3 - device * 1e6), step_ms * 1e3, device * 1e6);
 }
 
 // Prompt tokens per second: steps of n_seqs fresh prompts of len tokens, best of 3.
@@ -229,7 +258,7 @@ double run_prefill(ModelRunner& runner, int len, int n_seqs) {
 int main(int argc, char** argv) {
   using namespace dsi;
   std::string config_path = DSINFER_BENCH_DECODE_CONFIG;
-  bool fp8 = false;
+  bool fp8 = false, profile = false;
   int threads = 0, context = 256, steps = 32, prefill_len = 512, prefill_seqs = 4;
   double bandwidth_override = 0;
   std::vector<int> batches{1, 16};
@@ -239,6 +268,7 @@ int main(int argc, char** argv) {
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
     if (a == "--config") config_path = next();
     else if (a == "--fp8") fp8 = true;
+    else if (a == "--profile") profile = true;
     else if (a == "--threads") threads = std::stoi(next());
     else if (a == "--context") context = std::stoi(next());
     else if (a == "--steps") steps = std::stoi(next());
@@ -261,7 +291,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: bench_decode [--config FILE] [--fp8] [--threads N] [--context N] [--steps N] "
                    "[--batches 1,16] [--prefill-len N] [--prefill-seqs N] [--device auto|cpu|cuda] "
-                   "[--dtype auto|float32|bfloat16] [--bandwidth-gbps B]\n");
+                   "[--dtype auto|float32|bfloat16] [--bandwidth-gbps B] [--profile]\n");
       return 2;
     }
   }
@@ -307,11 +337,17 @@ int main(int argc, char** argv) {
   // bound by it instead.
   std::printf("%6s %9s %10s %14s %7s %15s %7s\n", "batch", "step ms", "tokens/s", "memory roof", "ratio",
               "compute roof", "ratio");
+  std::vector<std::pair<int, Result>> results;
   for (int batch : batches) {
-    auto r = run_batch(runner, batch, context, steps, bw, flops);
+    auto r = run_batch(runner, batch, context, steps, bw, flops, profile);
     std::printf("%6d %9.2f %10.1f %14.1f %6.0f%% %15.1f %6.0f%%\n", batch, r.step_ms, r.tokens_per_second,
                 r.memory_roof_tokens_per_second, 100 * r.tokens_per_second / r.memory_roof_tokens_per_second,
                 r.compute_roof_tokens_per_second, 100 * r.tokens_per_second / r.compute_roof_tokens_per_second);
+    results.emplace_back(batch, std::move(r));
+  }
+  if (profile) {
+    std::printf("\n");
+    for (auto& [batch, r] : results) print_ops(batch, r.step_ms, std::move(r.ops));
   }
   return 0;
 }

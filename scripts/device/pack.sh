@@ -19,7 +19,7 @@ if command -v ccache >/dev/null; then
   launchers=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 fi
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDSINFER_CUDA=ON "${launchers[@]}" >/dev/null
-bins=(cuda_ops_test cuda_no_gpu_test cuda_parity_test cuda_gemm_bench cuda_kernels_bench cuda_sampling_bench bench_decode dsinfer)
+bins=(cuda_ops_test cuda_no_gpu_test cuda_parity_test cuda_gemm_bench cuda_kernels_bench cuda_sampling_bench bench_decode bench_grammar dsinfer)
 # The NCCL communicator's test, where the build found NCCL.
 if grep -q '^build nccl_communicator_test' "$build/build.ninja" 2>/dev/null; then bins+=(nccl_communicator_test); fi
 cmake --build "$build" -j"${JOBS:-2}" --target "${bins[@]}"

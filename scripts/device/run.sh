@@ -14,8 +14,8 @@ out=${OUT:-$PWD/device-out}
 mkdir -p "$out"
 mode=all
 case "${1:-}" in --tests-only) mode=tests; shift ;; --bench-only) mode=bench; shift ;; esac
-# PHASES picks what runs (default all): ops parity server gemm decode serve topo parallel sanitize.
-phases=" ${PHASES:-ops parity server gemm decode serve topo parallel sanitize} "
+# PHASES picks what runs (default all): ops parity server gemm decode grammar serve topo parallel sanitize.
+phases=" ${PHASES:-ops parity server gemm decode grammar serve topo parallel sanitize} "
 want() { [[ "$phases" == *" $1 "* ]]; }
 root=$(mktemp -d /tmp/dsinfer-device.XXXX)
 tar -C "$root" -xJf "$here/dsinfer-device.tar.xz" || { echo "run.sh: cannot unpack $here/dsinfer-device.tar.xz"; exit 1; }
@@ -114,11 +114,27 @@ if [ "$mode" != tests ]; then
          awk '{v=$(NF-1); u=$NF; if (u ~ /TB/) v*=1000; print v}')
   gbps=${gbps:-${COPY_GBPS:-}}
   if want decode; then
-  echo "== V2-Lite shape, dummy bf16 weights, --device cuda (roofline at ${gbps:-host} GB/s)"
-  timeout 240 "$root/bin/bench_decode" --config assets/models/deepseek-v2-lite.json --device cuda \
-    --batches 1,16,64 --context 128 --steps 32 ${gbps:+--bandwidth-gbps $gbps} > "$out/bench_decode_v2_lite.log" 2>&1
-  rows+=("$(printf '%-22s rc %-3s' bench_decode_v2_lite "$?")")
-  cat "$out/bench_decode_v2_lite.log"
+  # Twice in one call: the cuBLASLt / tiled path (DSINFER_CUDA_SKINNY=0, the previous version)
+  # and the skinny decode kernels, each with one op-timed step per batch (--profile).
+  for skinny in 0 1; do
+    log="$out/bench_decode_v2_lite_skinny$skinny.log"
+    echo "== V2-Lite shape, dummy bf16 weights, --device cuda, DSINFER_CUDA_SKINNY=$skinny (roofline at ${gbps:-host} GB/s)"
+    DSINFER_CUDA_SKINNY=$skinny timeout 240 "$root/bin/bench_decode" --config assets/models/deepseek-v2-lite.json \
+      --device cuda --batches 1,16,64 --context 128 --steps 32 --profile ${gbps:+--bandwidth-gbps $gbps} > "$log" 2>&1
+    rows+=("$(printf '%-22s rc %-3s' "bench_decode_skinny$skinny" "$?")")
+    # The figures, and the five largest ops of each batch's breakdown (the whole table is in the log).
+    grep -E "^(model|backend|prefill|  batch| *[0-9]+ +[0-9.]+ )" "$log"
+    awk '/^batch [0-9]+, one decode step/{print; n=0; next} /^  op /{next} /^  (device total|not on device)/{print; next}
+         /^  [a-z]/{if (n++ < 6) print}' "$log"
+  done
+  fi
+  if want grammar && [ -x "$root/bin/bench_grammar" ]; then
+    echo "== grammar mask per token (the share of a decode step: compare with the step times above)"
+    # --step-ms: the batch-64 decode step the skinny run above measured.
+    step64=$(awk '$1 == 64 && NF >= 7 {print $2}' "$out/bench_decode_v2_lite_skinny1.log" 2>/dev/null | head -1)
+    timeout 60 "$root/bin/bench_grammar" ${step64:+--step-ms $step64} > "$out/bench_grammar.log" 2>&1
+    rows+=("$(printf '%-22s rc %-3s' bench_grammar "$?")")
+    tail -15 "$out/bench_grammar.log"
   fi
 fi
 if want serve; then

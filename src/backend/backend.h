@@ -121,6 +121,13 @@ struct DeviceMemory {
   int64_t used_by_backend = 0;  // bytes this backend took since it was created (GPU: free then - free now)
 };
 
+// Device time of one kind of op over a timed stretch (Backend::end_op_timing).
+struct OpTiming {
+  std::string op;  // "linear:gemv", "mla_attention", ...
+  int64_t calls = 0;
+  double seconds = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -153,6 +160,13 @@ class Backend {
   // Copies src (its own dtype, rows packed) to host; waits for the ops before it.
   virtual void copy_to_host(const Tensor& src, void* dst) = 0;
   virtual void synchronize() = 0;  // waits for every op issued so far
+
+  // ---- measurement (benchmarks; a backend may have none: the CPU's returns nothing)
+  // Times every op from here to end_op_timing, which waits for them and returns the device
+  // time per op kind. A GPU holds its queue back at the start, so the times are the ops' own
+  // and not the host's launch gaps. Not for serving: it costs a synchronisation.
+  virtual void begin_op_timing() {}
+  virtual std::vector<OpTiming> end_op_timing() { return {}; }
 
   // ---- ops (see backend/ops.h for the shapes; the op layer checks them before calling)
   virtual void embedding(const Weight& table, const StepContext& ctx, Tensor out) = 0;

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "backend/cuda/check.h"
@@ -65,7 +66,8 @@ CudaBackend::CudaBackend(const BackendOptions& options) : options_(options) {
   // splits * tokens * heads <= 64 SMs, each row holding r + 2 <= 514 floats.
   attention_scratch_floats_ = int64_t(64) * info_.n_sms * 514;
   attention_scratch_ = DeviceBuffer(size_t(attention_scratch_floats_) * sizeof(float));
-  spdlog::info("CUDA: {}", describe(info_));
+  if (const char* v = std::getenv("DSINFER_CUDA_SKINNY")) skinny_ = std::string(v) != "0";
+  spdlog::info("CUDA: {}{}", describe(info_), skinny_ ? "" : " (DSINFER_CUDA_SKINNY=0: no skinny decode kernels)");
 }
 
 CudaBackend::~CudaBackend() {
@@ -238,6 +240,7 @@ ExpertWeight CudaBackend::upload_experts(std::span<const Weight> host, const std
 void CudaBackend::copy_from_host(const void* src, Tensor dst) {
   bind();
   if (dst.numel() == 0) return;
+  const auto t = timed("copy_from_host");
   const size_t row = size_t(dst.cols) * dtype_size(dst.dtype);
   DSI_CUDA_CHECK(cudaMemcpy2DAsync(dst.data, size_t(dst.row_stride) * dtype_size(dst.dtype), src, row, row,
                                    size_t(dst.rows), cudaMemcpyHostToDevice, stream()));
@@ -246,6 +249,7 @@ void CudaBackend::copy_from_host(const void* src, Tensor dst) {
 void CudaBackend::copy_to_host(const Tensor& src, void* dst) {
   bind();
   if (src.numel() > 0) {
+    const auto t = timed("copy_to_host");
     const size_t row = size_t(src.cols) * dtype_size(src.dtype);
     DSI_CUDA_CHECK(cudaMemcpy2DAsync(dst, row, src.data, size_t(src.row_stride) * dtype_size(src.dtype), row,
                                      size_t(src.rows), cudaMemcpyDeviceToHost, stream()));
@@ -256,6 +260,16 @@ void CudaBackend::copy_to_host(const Tensor& src, void* dst) {
 void CudaBackend::synchronize() {
   bind();
   stream_->synchronize();
+}
+
+void CudaBackend::begin_op_timing() {
+  bind();
+  timer_.begin(stream());
+}
+
+std::vector<OpTiming> CudaBackend::end_op_timing() {
+  bind();
+  return timer_.end(stream());
 }
 
 }  // namespace dsi::cuda

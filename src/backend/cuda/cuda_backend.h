@@ -18,6 +18,7 @@
 #include "backend/cuda/device.h"
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/memory.h"
+#include "backend/cuda/op_timer.h"
 #include "backend/cuda/stream.h"
 
 namespace dsi::cuda {
@@ -42,6 +43,8 @@ class CudaBackend final : public Backend {
   void copy_from_host(const void* src, Tensor dst) override;
   void copy_to_host(const Tensor& src, void* dst) override;
   void synchronize() override;
+  void begin_op_timing() override;
+  std::vector<OpTiming> end_op_timing() override;
 
   void embedding(const Weight& table, const StepContext& ctx, Tensor out) override;
   void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor out) override;
@@ -77,6 +80,7 @@ class CudaBackend final : public Backend {
   // `src` (device, f32 or bf16) converted into a new allocation of dtype `to`.
   Buffer converted(const Tensor& src, DType to);
   Weight keep(Buffer b);  // a dense weight over b, alive as long as the backend
+  OpTimer::Scope timed(const char* op) { return timer_.scope(op, stream()); }
 
   BackendOptions options_;
   DeviceInfo info_;
@@ -90,6 +94,10 @@ class CudaBackend final : public Backend {
   // Split-KV attention scratch, sized once for the largest split the picker can choose.
   DeviceBuffer attention_scratch_;
   int64_t attention_scratch_floats_ = 0;
+  // Decode-shaped products take the skinny kernels (grouped_gemv.h); DSINFER_CUDA_SKINNY=0
+  // turns them off, so a benchmark can measure the cuBLASLt / tiled path in the same run.
+  bool skinny_ = true;
+  OpTimer timer_;
   // Uploaded weights, alive as long as the backend.
   std::vector<std::shared_ptr<void>> owned_;
 };

@@ -4,6 +4,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/elementwise.h"
+#include "backend/cuda/grouped_gemv.h"
 #include "backend/cuda/mla_attention.h"
 #include "backend/cuda/mla_projections.h"
 #include "backend/cuda/moe.h"
@@ -60,13 +61,39 @@ GroupedWeight grouped_weight(const ExpertWeight& e) {
   return g;
 }
 
+// Up to this many rows a linear layer is weight-bound and the skinny kernel beats cuBLASLt
+// (docs/benchmarks.md: measured in the same run with DSINFER_CUDA_SKINNY=0).
+constexpr int64_t kSkinnyLinearRows = 16;
+
+// y = x W^T as the one-group skinny problem.
+GroupedGemvParams dense_gemv(const Tensor& x, const Tensor& w, const Tensor& y) {
+  GroupedGemvParams q;
+  GroupedGemmParams& g = q.gemm;
+  g.act_dtype = x.dtype;
+  g.n_groups = 1;
+  g.n_rows = x.rows;
+  g.n_cols = w.rows;
+  g.depth = w.cols;
+  g.a = x.data;
+  g.a_ld = x.row_stride;
+  g.y = y.data;
+  g.y_ld = y.row_stride;
+  g.w.data = w.data;
+  g.w.dtype = w.dtype;
+  g.w.ld = w.row_stride;
+  q.y_dtype = y.dtype;
+  return q;
+}
+
 }  // namespace
 
 void CudaBackend::embedding(const Weight& table, const StepContext& ctx, Tensor out) {
+  const auto t = timed("embedding");
   cuda::embedding({table, ptr<int32_t>(ctx.token_ids), ctx.n_tokens(), out}, stream());
 }
 
 void CudaBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor out) {
+  const auto t = timed("rms_norm");
   cuda::rms_norm({x, Tensor{}, weight, eps, out}, stream());
 }
 
@@ -75,6 +102,15 @@ void CudaBackend::linear(const Tensor& x, const Weight& w, Tensor out) {
   if (w.quantized() || w.w.dtype != x.dtype)
     fail("cuda linear: a {} weight{} with {} activations; CUDA weights are uploaded in the activation dtype",
          dtype_name(w.w.dtype), w.quantized() ? " with block scales" : "", dtype_name(x.dtype));
+  if (skinny_ && x.rows <= kSkinnyLinearRows) {
+    const GroupedGemvParams q = dense_gemv(x, w.w, out);
+    if (grouped_gemv_supported(q)) {
+      const auto t = timed("linear:gemv");
+      grouped_gemv(q, stream());
+      return;
+    }
+  }
+  const auto t = timed("linear:cublas");
   GemmParams p;
   p.x = x;
   p.w = w.w;
@@ -83,6 +119,7 @@ void CudaBackend::linear(const Tensor& x, const Weight& w, Tensor out) {
 }
 
 void CudaBackend::rope(Tensor x, const dsi::RopeParams& r, const StepContext& ctx) {
+  const auto t = timed("rope");
   cuda::RopeParams p;
   p.x = x;
   p.n_heads = r.n_heads;
@@ -95,19 +132,28 @@ void CudaBackend::rope(Tensor x, const dsi::RopeParams& r, const StepContext& ct
   cuda::rope(p, stream());
 }
 
-void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor out) { cuda::silu_mul({gate, up, out}, stream()); }
+void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor out) {
+  const auto t = timed("silu_mul");
+  cuda::silu_mul({gate, up, out}, stream());
+}
 
-void CudaBackend::add(Tensor x, const Tensor& y) { cuda::add({x, y}, stream()); }
+void CudaBackend::add(Tensor x, const Tensor& y) {
+  const auto t = timed("add");
+  cuda::add({x, y}, stream());
+}
 
 void CudaBackend::gather_rows(const Tensor& x, const Tensor& rows, Tensor out) {
+  const auto t = timed("gather_rows");
   cuda::gather_rows({x, ptr<int32_t>(rows), out}, stream());
 }
 
 void CudaBackend::kv_cache_write(const KvCacheView& cache, int layer, const Tensor& kv, const StepContext& ctx) {
+  const auto t = timed("kv_cache_write");
   cuda::kv_cache_write({cache.layer(layer), kv, ptr<int64_t>(ctx.kv_slots)}, stream());
 }
 
 void CudaBackend::mla_absorb_query(const Tensor& q, const Weight& kv_b, const MlaShape& s, Tensor q_full) {
+  const auto t = timed("mla_absorb_query");
   MlaAbsorbParams p;
   p.act_dtype = q.dtype;
   p.n_tokens = int(q.rows);
@@ -126,6 +172,7 @@ void CudaBackend::mla_absorb_query(const Tensor& q, const Weight& kv_b, const Ml
 
 void CudaBackend::mla_attention(const Tensor& q_full, const KvCacheView& cache, int layer, const StepContext& ctx,
                                 const MlaShape& s, Tensor o_latent) {
+  const auto t = timed("mla_attention");
   const Tensor pool = cache.layer(layer);
   MlaAttentionParams p;
   p.act_dtype = q_full.dtype;
@@ -159,6 +206,7 @@ void CudaBackend::mla_attention(const Tensor& q_full, const KvCacheView& cache, 
 }
 
 void CudaBackend::mla_expand_output(const Tensor& o_latent, const Weight& kv_b, const MlaShape& s, Tensor o) {
+  const auto t = timed("mla_expand_output");
   MlaExpandParams p;
   p.act_dtype = o_latent.dtype;
   p.n_tokens = int(o_latent.rows);
@@ -176,6 +224,7 @@ void CudaBackend::mla_expand_output(const Tensor& o_latent, const Weight& kv_b, 
 
 void CudaBackend::moe_route(const Tensor& logits, const Tensor& score_bias, const RoutingParams& params,
                             Tensor expert_ids, Tensor expert_weights, Tensor expert_counts) {
+  const auto t = timed("moe_route");
   MoeRouteParams p;
   p.routing = params;
   p.n_tokens = int(logits.rows);
@@ -190,6 +239,7 @@ void CudaBackend::moe_route(const Tensor& logits, const Tensor& score_bias, cons
 
 void CudaBackend::moe_dispatch(const Tensor& x, const Tensor& expert_ids, const Tensor& expert_counts, Tensor x_sorted,
                                Tensor expert_offsets, Tensor row_map) {
+  const auto t = timed("moe_dispatch");
   MoeDispatchParams p;
   p.n_tokens = int(x.rows);
   p.top_k = int(expert_ids.cols);
@@ -225,11 +275,14 @@ void CudaBackend::moe_grouped_mlp(const Tensor& x_sorted, const Tensor& expert_o
   p.down = grouped_weight(experts.down);
   p.h = gate.data;
   p.y_sorted = y_sorted.data;
+  p.allow_skinny = skinny_;
+  const auto t = timed(skinny_moe_experts(p) ? "moe_experts:gemv" : "moe_experts:gemm");
   moe_experts(p, stream());
 }
 
 void CudaBackend::moe_combine(const Tensor& y_sorted, const Tensor& row_map, const Tensor& expert_ids,
                               const Tensor& expert_weights, Tensor out) {
+  const auto t = timed("moe_combine");
   MoeCombineParams p;
   p.act_dtype = y_sorted.dtype;
   p.n_tokens = int(out.rows);

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include "backend/cuda/grouped_gemm.h"
+#include "backend/cuda/grouped_gemv.h"
 #include "backend/cuda/mla_attention.h"
 #include "backend/cuda/mla_projections.h"
 #include "backend/cuda/moe.h"
@@ -14,9 +15,8 @@ namespace dsi::cuda {
 cudaError_t launch_mla_attention(const MlaAttentionParams& p, cudaStream_t stream);
 cudaError_t launch_copy_rope_part(const MlaAbsorbParams& p, cudaStream_t stream);
 cudaError_t launch_grouped_gemm(const GroupedGemmParams& p, cudaStream_t stream);
+cudaError_t launch_grouped_gemv(const GroupedGemvParams& p, cudaStream_t stream);
 cudaError_t launch_moe_route(const MoeRouteParams& p, cudaStream_t stream);
 cudaError_t launch_moe_dispatch(const MoeDispatchParams& p, cudaStream_t stream);
 cudaError_t launch_moe_combine(const MoeCombineParams& p, cudaStream_t stream);
-
-
 }  // namespace dsi::cuda

@@ -59,7 +59,16 @@ struct MoeExpertsParams {
   GroupedWeight down;  // per expert [hidden, inter]
   void* h = nullptr;         // scratch [n_rows, inter], contiguous
   void* y_sorted = nullptr;  // [n_rows, hidden], contiguous
+  // Few rows per expert (decode): the skinny grouped kernels (grouped_gemv.h), which read only
+  // the experts that have rows, once; else the tiled grouped GEMM. moe_experts decides when
+  // this is true (skinny_moe_experts).
+  bool allow_skinny = true;
 };
+
+// Whether moe_experts takes the skinny kernels for these params: bf16 activations, a supported
+// weight layout and at most kMoeSkinnyRowsPerExpert rows per expert on average.
+inline constexpr int kMoeSkinnyRowsPerExpert = 8;
+bool skinny_moe_experts(const MoeExpertsParams& p);
 
 struct MoeCombineParams {
   DType act_dtype = DType::bf16;  // y_sorted, shared_out and out: bf16 or f32

@@ -1,5 +1,6 @@
 // Checked host wrappers of the MoE kernels (moe_route.cu, moe_dispatch.cu, grouped_gemm.cu).
 #include <algorithm>
+#include <utility>
 
 #include "backend/cuda/check.h"
 #include "backend/cuda/launch.h"
@@ -47,36 +48,71 @@ void moe_dispatch(const MoeDispatchParams& p, cudaStream_t stream) {
   DSI_CUDA_CHECK_LAUNCH(stream, "moe_dispatch");
 }
 
+namespace {
+
+// The two products of the experts as grouped-GEMM problems: [0] gate+up fused, [1] down.
+std::pair<GroupedGemmParams, GroupedGemmParams> expert_problems(const MoeExpertsParams& p) {
+  GroupedGemmParams gate_up;
+  gate_up.act_dtype = p.act_dtype;
+  gate_up.n_groups = p.n_experts;
+  gate_up.row_offsets = p.expert_offsets;
+  gate_up.n_rows = p.n_rows;
+  // h = silu(x gate^T) * (x up^T), fused in one launch.
+  gate_up.n_cols = p.inter;
+  gate_up.depth = p.hidden;
+  gate_up.a = p.x_sorted;
+  gate_up.a_ld = p.hidden;
+  gate_up.y = p.h;
+  gate_up.y_ld = p.inter;
+  gate_up.w = p.gate;
+  gate_up.w_up = p.up;
+  // y = h down^T.
+  GroupedGemmParams down = gate_up;
+  down.n_cols = p.hidden;
+  down.depth = p.inter;
+  down.a = p.h;
+  down.a_ld = p.inter;
+  down.y = p.y_sorted;
+  down.y_ld = p.hidden;
+  down.w = p.down;
+  down.w_up = GroupedWeight{};
+  return {gate_up, down};
+}
+
+GroupedGemvParams skinny(const GroupedGemmParams& g, int max_active) {
+  GroupedGemvParams q;
+  q.gemm = g;
+  q.y_dtype = g.act_dtype;
+  q.max_active_groups = max_active;
+  return q;
+}
+
+int max_active_experts(const MoeExpertsParams& p) { return int(std::min<int64_t>(p.n_experts, p.n_rows)); }
+
+}  // namespace
+
+bool skinny_moe_experts(const MoeExpertsParams& p) {
+  if (!p.allow_skinny || p.act_dtype != DType::bf16 || p.n_rows > int64_t(kMoeSkinnyRowsPerExpert) * p.n_experts)
+    return false;
+  const auto [gate_up, down] = expert_problems(p);
+  const int active = max_active_experts(p);
+  return grouped_gemv_supported(skinny(gate_up, active)) && grouped_gemv_supported(skinny(down, active));
+}
+
 void moe_experts(const MoeExpertsParams& p, cudaStream_t stream) {
   if (!is_act(p.act_dtype))
     fail("cuda::moe_experts: activations are {}, expected f32 or bf16", dtype_name(p.act_dtype));
   if (p.n_rows > 0 && (!p.expert_offsets || !p.x_sorted || !p.h || !p.y_sorted))
     fail("cuda::moe_experts: a device pointer is missing");
-  GroupedGemmParams g;
-  g.act_dtype = p.act_dtype;
-  g.n_groups = p.n_experts;
-  g.row_offsets = p.expert_offsets;
-  g.n_rows = p.n_rows;
-  // h = silu(x gate^T) * (x up^T), fused in one launch.
-  g.n_cols = p.inter;
-  g.depth = p.hidden;
-  g.a = p.x_sorted;
-  g.a_ld = p.hidden;
-  g.y = p.h;
-  g.y_ld = p.inter;
-  g.w = p.gate;
-  g.w_up = p.up;
-  grouped_gemm(g, stream);
-  // y = h down^T.
-  g.n_cols = p.hidden;
-  g.depth = p.inter;
-  g.a = p.h;
-  g.a_ld = p.inter;
-  g.y = p.y_sorted;
-  g.y_ld = p.hidden;
-  g.w = p.down;
-  g.w_up = GroupedWeight{};
-  grouped_gemm(g, stream);
+  const auto [gate_up, down] = expert_problems(p);
+  if (skinny_moe_experts(p)) {
+    const int active = max_active_experts(p);
+    grouped_gemv(skinny(gate_up, active), stream);
+    grouped_gemv(skinny(down, active), stream);
+    return;
+  }
+  grouped_gemm(gate_up, stream);
+  grouped_gemm(down, stream);
 }
 
 void moe_combine(const MoeCombineParams& p, cudaStream_t stream) {

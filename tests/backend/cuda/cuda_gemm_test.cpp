@@ -17,6 +17,7 @@
 
 #include "backend/cuda/fp8.h"
 #include "backend/cuda/gemm.h"
+#include "backend/cuda/grouped_gemv.h"
 #include "backend/cuda/stream.h"
 #include "core/error.h"
 #include "cuda_test_util.h"
@@ -199,6 +200,98 @@ TEST_F(CudaGemm, F32StrictIsNotTf32) {
 TEST_F(CudaGemm, StridedActivationRows) {
   run_dense(DType::bf16, DType::f32, {64, 512, 1024}, 64);
   run_dense(DType::f32, DType::f32, {7, 256, 512}, 3);  // rows only 4-byte aligned
+}
+
+// The skinny decode kernel (grouped_gemv.h) as a dense linear layer, one group: bf16 weights
+// (the CUDA backend's dense matrices) and FP8 with 128x128 block scales (the FP8 decode form),
+// f32 accumulation of exact products in a fixed order, so the same bounds as cuBLASLt's bf16:
+// |err| <= (k + 2) u S (+ 2^-8 |ref| for a bf16 output) and rms(|err| / (u S)) <= 8.
+void run_skinny(Stream& s, DType w_t, DType out_t, GemmShape sh, int64_t pad) {
+  Rng rng;
+  SCOPED_TRACE(rng.trace() + " skinny " + std::string(dtype_name(w_t)) + " -> " + std::string(dtype_name(out_t)) +
+               " " + shape_name(sh) + " pad " + std::to_string(pad));
+  const auto x = round_to(rng.normal(size_t(sh.n * sh.in)), DType::bf16);
+  const bool fp8 = w_t == DType::f8_e4m3;
+  const auto wq = round_to(rng.normal(size_t(sh.out * sh.in), fp8 ? 60.0f : 0.05f), w_t);
+  const int64_t sr = (sh.out + 127) / 128, sc = (sh.in + 127) / 128;
+  const auto wscale = rng.uniform(size_t(sr * sc), 1e-4f, 1e-3f);
+  std::vector<float> wd(wq.size());
+  for (int64_t r = 0; r < sh.out; ++r)
+    for (int64_t j = 0; j < sh.in; ++j)
+      wd[size_t(r * sh.in + j)] = wq[size_t(r * sh.in + j)] * (fp8 ? wscale[size_t(r / 128 * sc + j / 128)] : 1.0f);
+  std::vector<double> ref, cond;
+  reference(x, wd, sh.n, sh.out, sh.in, ref, cond);
+  auto dx = upload(x, DType::bf16, sh.n, sh.in, sh.in + pad);
+  auto dw = upload(wq, w_t, sh.out, sh.in);
+  DeviceBuffer dws(wscale.size() * 4);
+  DSI_CUDA_CHECK(cudaMemcpy(dws.data(), wscale.data(), dws.size(), cudaMemcpyHostToDevice));
+  DeviceTensor dy(out_t, sh.n, sh.out);
+  dy.poison();
+  GroupedGemvParams q;
+  q.gemm.act_dtype = DType::bf16;
+  q.gemm.n_groups = 1;
+  q.gemm.n_rows = sh.n;
+  q.gemm.n_cols = sh.out;
+  q.gemm.depth = sh.in;
+  q.gemm.a = dx.t.data;
+  q.gemm.a_ld = dx.t.row_stride;
+  q.gemm.y = dy.t.data;
+  q.gemm.y_ld = sh.out;
+  q.gemm.w.data = dw.t.data;
+  q.gemm.w.dtype = w_t;
+  q.gemm.w.ld = sh.in;
+  if (fp8) {
+    q.gemm.w.scale = dws.as<float>();
+    q.gemm.w.scale_ld = sc;
+  }
+  q.y_dtype = out_t;
+  ASSERT_TRUE(grouped_gemv_supported(q));
+  grouped_gemv(q, s.get());
+  const auto got = download(dy.t);
+  const double k = double(sh.in);
+  const GemmCheck c = check(got, ref, cond, out_t == DType::bf16 ? kBf16Eps : 0.0, (k + 2) * kF32Eps, kF32Eps);
+  std::printf("  skinny %-7s -> %-5s %-28s %s\n", std::string(dtype_name(w_t)).c_str(),
+              std::string(dtype_name(out_t)).c_str(), shape_name(sh).c_str(), describe(c).c_str());
+  EXPECT_EQ(c.n_bad, 0) << describe(c);
+  EXPECT_LE(c.max_ratio, 1.0) << describe(c);
+  if (out_t == DType::f32) {
+    EXPECT_LE(c.rms_cond, 8.0) << describe(c);
+  }
+}
+
+// Decode shapes of V2-Lite and V3 (kv_a 576, router 64, lm_head-like widths), 1 to 16 rows (the
+// backend's limit; more than 8 take a second pass), a strided activation, and a width that
+// leaves the last CTA partly empty.
+TEST_F(CudaGemm, SkinnyMatchesReference) {
+  const GemmShape shapes[] = {{1, 576, 2048}, {1, 64, 2048}, {3, 4096, 7168}, {8, 2048, 1408},
+                              {16, 3072, 2048}, {5, 1030, 512}, {1, 129280 / 8, 2048}};
+  for (auto sh : shapes)
+    for (DType out_t : {DType::f32, DType::bf16}) run_skinny(s, DType::bf16, out_t, sh, 0);
+  run_skinny(s, DType::bf16, DType::f32, {4, 1536, 1024}, 24);
+  for (auto sh : {GemmShape{1, 1536, 7168}, GemmShape{6, 7168, 2048}, GemmShape{16, 576, 1536}})
+    run_skinny(s, DType::f8_e4m3, DType::bf16, sh, 0);
+}
+
+TEST_F(CudaGemm, SkinnyRefusesWhatItCannotRead) {
+  GroupedGemvParams q;
+  q.gemm.act_dtype = DType::bf16;
+  q.gemm.n_groups = 1;
+  q.gemm.n_rows = 1;
+  q.gemm.n_cols = 8;
+  q.gemm.depth = 100;  // not whole 16-byte chunks
+  q.gemm.a = workspace->data();
+  q.gemm.a_ld = 104;
+  q.gemm.w.data = workspace->data();
+  q.gemm.w.ld = 104;
+  EXPECT_FALSE(grouped_gemv_supported(q));
+  q.gemm.depth = 96;
+  EXPECT_TRUE(grouped_gemv_supported(q));
+  q.gemm.act_dtype = DType::f32;  // strict f32 mode stays on cuBLASLt
+  EXPECT_FALSE(grouped_gemv_supported(q));
+  q.gemm.act_dtype = DType::bf16;
+  q.gemm.w.dtype = DType::f8_e4m3;  // FP8 without its scales
+  EXPECT_FALSE(grouped_gemv_supported(q));
+  EXPECT_THROW(grouped_gemv(q, s.get()), Error);
 }
 
 // Token counts cuBLASLt 13.1 takes for block-scaled FP8 on sm_90: it refused n = 1, 5, 7 and 33

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <map>
 #include <numeric>
+#include <utility>
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
@@ -280,6 +281,7 @@ struct ExpertsCase {
   int n_experts, k;
   DType wdtype;
   int n_tokens;
+  bool decode = false;  // few rows per expert: the skinny kernels take it (skinny_moe_experts)
 };
 
 void run_experts_case(const ExpertsCase& c, FastRng& frng, Rng& rng) {
@@ -299,9 +301,11 @@ void run_experts_case(const ExpertsCase& c, FastRng& frng, Rng& rng) {
   std::vector<float> weights(ids.size());
   for (auto& w : weights) w = 0.25f + std::fabs(rng.normal(1)[0]);
 
-  for (DType act : {DType::f32, DType::bf16}) {
+  // f32 activations take the tiled kernels only; bf16 both (skinny where the case is a decode).
+  const std::pair<DType, bool> paths[] = {{DType::f32, false}, {DType::bf16, false}, {DType::bf16, true}};
+  for (const auto& [act, skinny] : paths) {
     const std::string what = std::string("experts ") + c.name + " w " + dname(c.wdtype) + " act " + dname(act) +
-                             " n " + std::to_string(n);
+                             " n " + std::to_string(n) + (skinny ? " skinny" : " tiled");
     const auto x = round_to(rng.normal(size_t(n) * size_t(c.hidden)), act);
     const auto shared = round_to(rng.normal(size_t(n) * size_t(c.hidden)), act);
     // The oracle: routed experts, then the shared expert's output added (deepseek_model.cpp).
@@ -363,6 +367,11 @@ void run_experts_case(const ExpertsCase& c, FastRng& frng, Rng& rng) {
     ep.down = d_down.g;
     ep.h = d_h.get();
     ep.y_sorted = d_ys.get();
+    ep.allow_skinny = skinny;
+    // The decode cases below must take the skinny kernels; the prefill ones the tiled GEMM.
+    if (skinny) {
+      EXPECT_EQ(skinny_moe_experts(ep), c.decode) << what;
+    }
     moe_experts(ep, nullptr);
     MoeCombineParams cp;
     cp.act_dtype = act;
@@ -390,12 +399,17 @@ TEST(CudaMoe, GroupedExpertsAndCombineMatchCpu) {
   FastRng frng{rng.seed | 1};
   const ExpertsCase cases[] = {
       {"tiny-v2-lite", 192, 64, 8, 3, DType::bf16, 37},
-      {"tiny-v2-lite", 192, 64, 8, 3, DType::bf16, 1},
       {"tiny-v3-odd (partial FP8 blocks)", 200, 72, 9, 3, DType::f8_e4m3, 70},
       {"tiny-v3-fp8", 256, 96, 16, 4, DType::f8_e4m3, 150},
       {"V2-Lite (2048 x 1408, 64 experts, top 6)", 2048, 1408, 64, 6, DType::bf16, 96},
       // V3's widths and top-8 with 24 of its 256 experts (all 256 would be 11 GB of weights).
       {"V3 widths (7168 x 2048, 24 experts, top 8)", 7168, 2048, 24, 8, DType::f8_e4m3, 48},
+      // Decode steps: one token, a batch of 64 on V2-Lite's widths, V3's FP8 widths.
+      {"tiny-v2-lite decode", 192, 64, 8, 3, DType::bf16, 1, true},
+      {"V2-Lite decode (batch 1)", 2048, 1408, 64, 6, DType::bf16, 1, true},
+      {"V2-Lite decode (batch 64)", 2048, 1408, 64, 6, DType::bf16, 64, true},
+      {"tiny-v3-fp8 decode", 256, 96, 16, 4, DType::f8_e4m3, 3, true},
+      {"V3 widths decode (FP8, batch 4)", 7168, 2048, 24, 8, DType::f8_e4m3, 4, true},
   };
   for (const auto& c : cases) run_experts_case(c, frng, rng);
 }
