@@ -126,7 +126,7 @@ void bench_attention(int n_heads, int batch, int ctx, const Rates& rates, std::m
   p.rope_dim = dr;
   p.block_size = bs;
   p.softmax_scale = 0.07f;
-  p.n_splits = mla_attention_pick_splits(batch, n_heads, blocks_per_seq, query_device(0).n_sms);
+  p.n_splits = mla_attention_pick_splits(batch, n_heads, ctx, query_device(0).n_sms);
   Mem scratch(size_t(std::max<int64_t>(mla_attention_scratch_floats(p), 1)) * 4);
   p.split_scratch = scratch.as<float>();
   const double ms = median_ms([&] { mla_attention(p, nullptr); }, reps);

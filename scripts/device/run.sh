@@ -115,8 +115,9 @@ if [ "$mode" != tests ]; then
   gbps=${gbps:-${COPY_GBPS:-}}
   if want decode; then
   # Twice in one call: the cuBLASLt / tiled path (DSINFER_CUDA_SKINNY=0, the previous version)
-  # and the skinny decode kernels, each with one op-timed step per batch (--profile).
-  for skinny in 0 1; do
+  # and the skinny decode kernels, each with one op-timed step per batch (--profile);
+  # SKINNY_RUNS=1 runs the second only.
+  for skinny in ${SKINNY_RUNS:-0 1}; do
     log="$out/bench_decode_v2_lite_skinny$skinny.log"
     echo "== V2-Lite shape, dummy bf16 weights, --device cuda, DSINFER_CUDA_SKINNY=$skinny (roofline at ${gbps:-host} GB/s)"
     DSINFER_CUDA_SKINNY=$skinny timeout 240 "$root/bin/bench_decode" --config assets/models/deepseek-v2-lite.json \

@@ -167,6 +167,7 @@ void CudaBackend::mla_absorb_query(const Tensor& q, const Weight& kv_b, const Ml
   p.kv_b = device_weight(kv_b);
   p.q_full = q_full.data;
   p.q_full_ld = q_full.row_stride;
+  p.allow_skinny = skinny_;
   cuda::mla_absorb_query(p, stream());
 }
 
@@ -195,7 +196,7 @@ void CudaBackend::mla_attention(const Tensor& q_full, const KvCacheView& cache, 
   p.rope_dim = int(s.qk_rope_head_dim);
   p.block_size = cache.block_size;
   p.softmax_scale = s.softmax_scale;
-  p.n_splits = mla_attention_pick_splits(p.n_tokens, p.n_heads, int(std::max<int64_t>(ctx.host.n_blocks_used, 1)),
+  p.n_splits = mla_attention_pick_splits(p.n_tokens, p.n_heads, int(std::max<int64_t>(ctx.host.max_context, 1)),
                                          info().n_sms);
   if (p.n_splits > 1) {
     p.split_scratch = attention_scratch_.as<float>();
@@ -219,6 +220,7 @@ void CudaBackend::mla_expand_output(const Tensor& o_latent, const Weight& kv_b, 
   p.kv_b = device_weight(kv_b);
   p.o = o.data;
   p.o_ld = o.row_stride;
+  p.allow_skinny = skinny_;
   cuda::mla_expand_output(p, stream());
 }
 

@@ -41,6 +41,10 @@ bool grouped_gemv_supported(const GroupedGemvParams& q) {
   const GroupedGemmParams& p = q.gemm;
   if (p.act_dtype != DType::bf16 || (q.y_dtype != DType::bf16 && q.y_dtype != DType::f32)) return false;
   if (p.depth < 1 || p.depth > (int64_t(1) << 30) || p.n_cols < 1 || p.n_groups < 1) return false;
+  if (p.w.k_major) {  // bf16 only, every group owning all rows, columns in whole chunks
+    return p.w.dtype == DType::bf16 && !p.w_up.data && !p.row_offsets && p.w.data && chunk_aligned(p.w.data) &&
+           p.n_cols % 8 == 0 && p.w.ld % 8 == 0 && p.w.group_stride % 8 == 0 && p.a != nullptr;
+  }
   if (!gemv_weight_ok(p.w, p.depth)) return false;
   if (p.w_up.data && (!gemv_weight_ok(p.w_up, p.depth) || p.w_up.dtype != p.w.dtype ||
                       p.w_up.block_cols != p.w.block_cols))

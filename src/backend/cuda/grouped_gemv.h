@@ -2,8 +2,9 @@
 // Skinny grouped GEMM for decode: the same problem as grouped_gemm.h (Y_g = A_g W_g^T per
 // group, optionally fused with SwiGLU), shaped for few rows per group, where the product is
 // bound by reading the weights once. A CTA of four warps owns a few output columns (weight
-// rows) of one non-empty group; each lane streams 16-byte chunks of those weight rows (8 bf16
-// or 16 FP8 codes), the four warps split the depth K, and partial sums meet in shared memory.
+// rows) of one non-empty group, each warp a few of them along the whole depth K; each lane
+// streams 16-byte chunks of its warp's weight rows (8 bf16 or 16 FP8 codes), and the warp's
+// sums meet in one reduce-scatter over its lanes.
 // The group's activation rows are taken 8 at a time, so a group with more rows re-reads its
 // weight rows from L1/L2, not from HBM. Only non-empty groups get CTAs (the launch is sized by
 // an upper bound of them, the CTA finds its group from the device row offsets), so a decode step
@@ -27,7 +28,8 @@ struct GroupedGemvParams {
 
 // Whether the skinny kernel takes this problem: bf16 activations, bf16 or FP8 (e4m3, block
 // scales with block_cols a multiple of 16) row-major weights, K and every row stride a whole
-// number of 16-byte chunks, 16-byte aligned bases. Otherwise use grouped_gemm / cuBLASLt.
+// number of 16-byte chunks, 16-byte aligned bases; or k-major bf16 weights (MLA's W_UK) without
+// row offsets or SwiGLU, N a multiple of 8. Otherwise use grouped_gemm / cuBLASLt.
 bool grouped_gemv_supported(const GroupedGemvParams& p);
 
 // Enqueues the one launch on `stream`; throws dsi::Error if the problem is not supported.

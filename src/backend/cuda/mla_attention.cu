@@ -21,9 +21,6 @@ constexpr int kRowsAtOnce = 4;     // divides kRowsPerTile
 constexpr int kMaxWarps = 8;       // so a CTA covers up to 16 heads
 constexpr float kLog2e = 1.4426950408889634f;
 
-
-
-
 // The sequence that owns batch row `row`, or -1; sequences may come in any order.
 __device__ int find_sequence(const MlaAttentionParams& p, int row, int lane) {
   for (int base = 0; base < p.n_seqs; base += 32) {
@@ -57,14 +54,15 @@ __global__ void mla_attention_kernel(MlaAttentionParams p) {
   __syncthreads();
   const int seq = seq_shared;
 
-  // Context [kv_begin, kv_end) of this split: whole blocks, so splits never share a block.
+  // Context [kv_begin, kv_end) of this split: whole tiles of kRowsPerTile rows (a split of a
+  // short decode context is one tile, so the splits spread even a 128-token context).
   int kv_begin = 0, kv_end = 0;
   if (seq >= 0) {
     const int ctx = p.seq_n_cached[seq] + (row - p.seq_first_row[seq]) + 1;
-    const int n_ctx_blocks = (ctx + p.block_size - 1) / p.block_size;
-    const int blocks_per_split = (n_ctx_blocks + p.n_splits - 1) / p.n_splits;
-    kv_begin = min(ctx, split * blocks_per_split * p.block_size);
-    kv_end = min(ctx, (split + 1) * blocks_per_split * p.block_size);
+    const int n_tiles = (ctx + kRowsPerTile - 1) / kRowsPerTile;
+    const int tiles_per_split = (n_tiles + p.n_splits - 1) / p.n_splits;
+    kv_begin = min(ctx, split * tiles_per_split * kRowsPerTile);
+    kv_end = min(ctx, (split + 1) * tiles_per_split * kRowsPerTile);
   }
 
   const TQ* q_row = static_cast<const TQ*>(p.q_full) + int64_t(row) * p.q_ld;

@@ -36,7 +36,7 @@ struct MlaAttentionParams {
   int rope_dim = 0;      // dr
   int block_size = 0;
   float softmax_scale = 0;
-  // Flash-decoding split of each row's context into n_splits ranges of whole blocks, merged by
+  // Flash-decoding split of each row's context into n_splits ranges of whole 32-row tiles, merged by
   // a second kernel. n_splits > 1 needs split_scratch of mla_attention_scratch_floats() floats.
   int n_splits = 1;
   float* split_scratch = nullptr;  // [n_splits, n_tokens, n_heads, r + 2]
@@ -46,8 +46,9 @@ struct MlaAttentionParams {
 int64_t mla_attention_scratch_floats(const MlaAttentionParams& p);
 
 // A split count that gives the GPU about two waves of work: more splits for few rows and long
-// contexts, none where the rows alone fill the multiprocessors. max_blocks bounds the context.
-int mla_attention_pick_splits(int n_tokens, int n_heads, int max_blocks, int n_multiprocessors);
+// contexts, none where the rows alone fill the multiprocessors, at most one per 32 rows of the
+// longest context (max_context tokens) of the step.
+int mla_attention_pick_splits(int n_tokens, int n_heads, int max_context, int n_multiprocessors);
 
 // o_latent[t, h] = sum_j softmax_j(scale * q_full[t, h] . row_j) * row_j[:r], online softmax in
 // float32. Fails (dsi::Error) on shapes the kernels were not built for (r + dr > 576, r > 512).

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "backend/cuda/check.h"
+#include "backend/cuda/grouped_gemv.h"
 #include "backend/cuda/launch.h"
 #include "core/error.h"
 
@@ -41,6 +42,20 @@ GroupedWeight head_slices(const DeviceWeight& w, int dn, int dv, int64_t first_r
   return g;
 }
 
+// The per-head product as the skinny kernel where it takes it (decode), else the tiled GEMM.
+void per_head_product(const GroupedGemmParams& g, bool allow_skinny, cudaStream_t stream) {
+  if (allow_skinny && g.act_dtype == DType::bf16 && g.n_rows <= kMlaSkinnyTokens) {
+    GroupedGemvParams q;
+    q.gemm = g;
+    q.y_dtype = g.act_dtype;
+    if (grouped_gemv_supported(q)) {
+      grouped_gemv(q, stream);
+      return;
+    }
+  }
+  grouped_gemm(g, stream);
+}
+
 }  // namespace
 
 int64_t mla_attention_scratch_floats(const MlaAttentionParams& p) {
@@ -48,13 +63,14 @@ int64_t mla_attention_scratch_floats(const MlaAttentionParams& p) {
   return int64_t(p.n_splits) * p.n_tokens * p.n_heads * (p.kv_lora_rank + 2);
 }
 
-int mla_attention_pick_splits(int n_tokens, int n_heads, int max_blocks, int n_multiprocessors) {
-  constexpr int kHeadsPerCta = 16, kMinBlocksPerSplit = 4, kMaxSplits = 64;
+int mla_attention_pick_splits(int n_tokens, int n_heads, int max_context, int n_multiprocessors) {
+  // A split is at least one 32-row tile of the kernel (mla_attention.cu's kRowsPerTile).
+  constexpr int kHeadsPerCta = 16, kMinRowsPerSplit = 32, kMaxSplits = 64;
   const int64_t ctas = int64_t(n_tokens) * ((n_heads + kHeadsPerCta - 1) / kHeadsPerCta);
   const int64_t target = 2 * int64_t(n_multiprocessors);
   if (ctas <= 0 || ctas >= target) return 1;
   const int64_t by_work = (target + ctas - 1) / ctas;
-  const int64_t by_context = std::max(1, max_blocks / kMinBlocksPerSplit);
+  const int64_t by_context = std::max(1, (max_context + kMinRowsPerSplit - 1) / kMinRowsPerSplit);
   return int(std::clamp<int64_t>(std::min(by_work, by_context), 1, kMaxSplits));
 }
 
@@ -103,7 +119,7 @@ void mla_absorb_query(const MlaAbsorbParams& p, cudaStream_t stream) {
   g.y_group_cols = D;
   // W_UK_h is [dn, r] and q_full's latent part is W_UK_h^T q_nope: K runs along its rows.
   g.w = head_slices(p.kv_b, p.qk_nope_head_dim, p.v_head_dim, 0, true);
-  grouped_gemm(g, stream);
+  per_head_product(g, p.allow_skinny, stream);
   DSI_CUDA_CHECK(launch_copy_rope_part(p, stream));
   DSI_CUDA_CHECK_LAUNCH(stream, "mla_absorb_query rope copy");
 }
@@ -128,7 +144,7 @@ void mla_expand_output(const MlaExpandParams& p, cudaStream_t stream) {
   g.y_ld = p.o_ld;
   g.y_group_cols = p.v_head_dim;
   g.w = head_slices(p.kv_b, p.qk_nope_head_dim, p.v_head_dim, p.qk_nope_head_dim, false);
-  grouped_gemm(g, stream);
+  per_head_product(g, p.allow_skinny, stream);
 }
 
 }  // namespace dsi::cuda

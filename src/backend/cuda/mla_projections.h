@@ -1,7 +1,8 @@
 #pragma once
 // MLA's per-head products with kv_b_proj around the latent attention (MATH.md "Absorbed form"),
 // matching CpuBackend::mla_absorb_query / mla_expand_output. Each is one grouped-GEMM launch
-// over the heads (plus, for the query, one copy of the rope part). Device pointers only.
+// over the heads (plus, for the query, one copy of the rope part); up to kMlaSkinnyTokens bf16
+// tokens it is the skinny grouped kernel instead (grouped_gemv.h). Device pointers only.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -37,6 +38,7 @@ struct MlaAbsorbParams {
   DeviceWeight kv_b;         // [n_heads * (dn + dv), r]: per head W_UK rows, then W_UV rows
   void* q_full = nullptr;    // [n_tokens, n_heads * (r + dr)]: per head [W_UK_h^T q_nope_h, q_pe_h]
   int64_t q_full_ld = 0;
+  bool allow_skinny = true;  // decode (few tokens, bf16): the skinny kernel (grouped_gemv.h)
 };
 
 struct MlaExpandParams {
@@ -51,7 +53,10 @@ struct MlaExpandParams {
   DeviceWeight kv_b;               // [n_heads * (dn + dv), r]
   void* o = nullptr;               // [n_tokens, n_heads * dv]: o_h = W_UV_h o_latent_h
   int64_t o_ld = 0;
+  bool allow_skinny = true;        // as MlaAbsorbParams
 };
+
+inline constexpr int kMlaSkinnyTokens = 16;
 
 void mla_absorb_query(const MlaAbsorbParams& p, cudaStream_t stream);
 void mla_expand_output(const MlaExpandParams& p, cudaStream_t stream);

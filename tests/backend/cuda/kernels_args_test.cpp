@@ -63,9 +63,11 @@ TEST(CudaKernelArgs, AttentionNamesTheBadField) {
   p = valid_attention();
   p.n_splits = 3;
   EXPECT_EQ(mla_attention_scratch_floats(p), 3 * 2 * 16 * (512 + 2));
-  EXPECT_EQ(mla_attention_pick_splits(512, 128, 64, 132), 1);
-  EXPECT_EQ(mla_attention_pick_splits(1, 128, 512, 132), 33);  // 8 CTAs x 33 = 2 waves of 132
-  EXPECT_EQ(mla_attention_pick_splits(1, 128, 8, 132), 2);     // 8 blocks: at least 4 per split
+  EXPECT_EQ(mla_attention_pick_splits(512, 128, 4096, 132), 1);
+  EXPECT_EQ(mla_attention_pick_splits(1, 128, 32768, 132), 33);  // 8 CTAs x 33 = 2 waves of 132
+  EXPECT_EQ(mla_attention_pick_splits(1, 128, 64, 132), 2);      // 64 tokens: at least 32 per split
+  EXPECT_EQ(mla_attention_pick_splits(1, 16, 160, 132), 5);      // V2-Lite decode, one CTA per tile
+  EXPECT_EQ(mla_attention_pick_splits(64, 16, 160, 132), 5);     // 64 rows: 5 x 64 = 320 CTAs
 }
 
 TEST(CudaKernelArgs, ProjectionsCheckKvB) {

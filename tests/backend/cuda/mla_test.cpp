@@ -52,9 +52,10 @@ int device_sms() { return query_device(0).n_sms; }
 void run_attention_case(const AttentionCase& c, DType act, DType kv, Rng& rng) {
   const int D = c.r + c.dr;
   const float scale = 1.0f / std::sqrt(float(c.dr + 128));
-  int n_tokens = 0, n_blocks = 3, max_blocks = 0;
+  int n_tokens = 0, n_blocks = 3, max_blocks = 0, max_context = 0;
   for (const auto& s : c.seqs) {
     n_tokens += s.n_tokens;
+    max_context = std::max(max_context, s.n_cached + s.n_tokens);
     const int nb = (s.n_cached + s.n_tokens + kBlockSize - 1) / kBlockSize;
     n_blocks += nb;
     max_blocks = std::max(max_blocks, nb);
@@ -135,8 +136,9 @@ void run_attention_case(const AttentionCase& c, DType act, DType kv, Rng& rng) {
   p.rope_dim = c.dr;
   p.block_size = kBlockSize;
   p.softmax_scale = scale;
-  const int auto_splits = mla_attention_pick_splits(n_tokens, c.n_heads, max_blocks, device_sms());
-  std::vector<int> split_counts = {1, 3, max_blocks + 2, auto_splits};  // max_blocks + 2: empty splits
+  const int auto_splits = mla_attention_pick_splits(n_tokens, c.n_heads, max_context, device_sms());
+  // More splits than 32-row tiles: some splits are empty.
+  std::vector<int> split_counts = {1, 3, (max_context + 31) / 32 + 2, auto_splits};
   std::sort(split_counts.begin(), split_counts.end());
   split_counts.erase(std::unique(split_counts.begin(), split_counts.end()), split_counts.end());
   for (int splits : split_counts) {
@@ -291,6 +293,9 @@ TEST(CudaMla, AbsorbAndExpandMatchCpu) {
     run_projection_case(tiny, act, DType::f32, 7, rng);
     run_projection_case(v2_lite, act, DType::bf16, 33, rng);
     run_projection_case(v3, act, DType::f8_e4m3, 9, rng);
+    // Decode sizes: with bf16 activations these take the skinny kernel (the k-major form for
+    // the absorb), 16 being its limit.
+    for (int n : {1, 16}) run_projection_case(v2_lite, act, DType::bf16, n, rng);
   }
 }
 
