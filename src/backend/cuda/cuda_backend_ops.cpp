@@ -61,9 +61,10 @@ GroupedWeight grouped_weight(const ExpertWeight& e) {
   return g;
 }
 
-// Up to this many rows a linear layer is weight-bound and the skinny kernel beats cuBLASLt
-// (docs/benchmarks.md: measured in the same run with DSINFER_CUDA_SKINNY=0).
-constexpr int64_t kSkinnyLinearRows = 16;
+// Up to this many rows the skinny kernel takes a linear layer: at 1 row it matched cuBLASLt
+// (8.96 vs 9.54 us a call, V2-Lite decode, H200), at 16 rows (two passes) it lost (50.9 vs
+// 9.7 us): docs/design/cuda_notes.md.
+constexpr int64_t kSkinnyLinearRows = 4;
 
 // y = x W^T as the one-group skinny problem.
 GroupedGemvParams dense_gemv(const Tensor& x, const Tensor& w, const Tensor& y) {

@@ -56,7 +56,7 @@ struct MlaExpandParams {
   bool allow_skinny = true;        // as MlaAbsorbParams
 };
 
-inline constexpr int kMlaSkinnyTokens = 16;
+inline constexpr int kMlaSkinnyTokens = 4;
 
 void mla_absorb_query(const MlaAbsorbParams& p, cudaStream_t stream);
 void mla_expand_output(const MlaExpandParams& p, cudaStream_t stream);
