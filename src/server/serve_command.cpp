@@ -2,6 +2,7 @@
 // serve` command line runs as it is; docs/serving.md maps them) and the call into run_serve.
 #include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <optional>
 
@@ -82,6 +83,12 @@ void add_engine_flags(CLI::App* cmd, ServeFlags& f) {
                   "sequences waiting beyond a full running batch; a request whose choices (prompts x n) do "
                   "not all fit now is answered 503, one that never fits 400")
       ->capture_default_str();
+  cmd->add_option("--scheduling-policy", o.engine.scheduling_policy,
+                  "fcfs (first come, first served) or priority: requests' 'priority' field, lower served first and "
+                  "preempted last, ties by arrival (under fcfs a non-zero priority is a 400)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, SchedulingPolicy>{
+          {"fcfs", SchedulingPolicy::scheduling_fcfs}, {"priority", SchedulingPolicy::scheduling_priority}}))
+      ->default_str("fcfs");
   cmd->add_option("--kv-cache-memory", o.kv_cache_memory,
                   "memory of the paged KV cache (e.g. 512MiB, 4GiB); auto: 1GiB on the CPU, on a GPU what "
                   "--gpu-memory-utilization leaves after weights and workspace")
