@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "engine/sampler.h"
+#include "grammar/cfg_constraint.h"
 #include "grammar/constraint.h"
 #include "server/structured_output.h"
 #include "tokenizer/tokenizer.h"
@@ -73,8 +74,9 @@ int main(int argc, char** argv) {
   for (float& v : logits) v = normal(rng);
   // Mask time per token along the document, `passes` times: the first pass builds what the
   // constraint caches, later ones find it.
-  auto time_masks = [&](const char* what, const SamplingParams& sp, auto describe) {
-    for (int pass = 0; pass < passes; ++pass) {
+  auto time_masks = [&](const char* what, const SamplingParams& sp, auto describe, const std::vector<int32_t>& ids,
+                        int n_passes) {
+    for (int pass = 0; pass < n_passes; ++pass) {
       double mask_s = 0, worst_s = 0;
       for (size_t k = 0; k < ids.size(); ++k) {
         auto a = Clock::now();
@@ -96,7 +98,7 @@ int main(int argc, char** argv) {
   time_masks("json schema (regex DFA)", p, [&] {
     return ", " + std::to_string(dynamic_cast<const grammar::GrammarConstraint&>(*c).automaton().n_states()) +
            " DFA states";
-  });
+  }, ids, passes);
   // The same document under a recursive EBNF grammar of all JSON (guided_grammar): an Earley
   // matcher, whose states are kept per output prefix. A new request's output is a new prefix,
   // so the cold pass is what every request pays per token; warm is a prefix seen before (n > 1
@@ -115,7 +117,15 @@ int main(int argc, char** argv) {
   const double ebnf_compile_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   SamplingParams pg = p;
   pg.constraint = g;
-  time_masks("ebnf json (Earley)", pg, [&] { return std::string(); });
+  const auto& earley = dynamic_cast<const grammar::CfgConstraint&>(*g).earley();
+  auto n_sets = [&] { return ", " + std::to_string(earley.n_sets()) + " Earley sets alive"; };
+  time_masks("ebnf json (Earley)", pg, n_sets, ids, passes);
+  // Another document of the grammar: a new request, whose prefixes are all new, meets the
+  // sets the first one left (interned) where their configurations agree.
+  const std::string doc2 =
+      R"({"order":{"lines":[{"sku":"QRS-0007","qty":3,"note":"ring twice"},{"sku":"TUV-0100","qty":1}],)"
+      R"("paid":false,"total":-12.5e3},"tags":["rush","gift",null],"customer":{"name":"Grace Hopper"}})";
+  time_masks("ebnf json, another document", pg, n_sets, tok.encode(doc2, false), 1);
   std::printf("ebnf compile: %.2f ms\n", ebnf_compile_ms);
 
   // The sampler's own time per token on this vocabulary, unconstrained and constrained.

@@ -1,6 +1,7 @@
 #include "grammar/cfg_constraint.h"
 
 #include <algorithm>
+#include <array>
 
 namespace dsi::grammar {
 
@@ -34,23 +35,70 @@ void CfgConstraint::keep_locked(uint64_t key, std::shared_ptr<const EarleySet> s
   }
 }
 
-void CfgConstraint::walk(const std::shared_ptr<const EarleySet>& s, uint32_t node_index,
-                         std::vector<int32_t>& out) const {
-  const TokenTrie::Node& node = trie_->node(node_index);
-  for (const auto& c : trie_->children(node)) {
-    if (!s->scan_bytes.test(c.byte)) continue;
-    std::shared_ptr<const EarleySet> next = earley_.step(s, c.byte);
-    if (!next) continue;
-    auto toks = trie_->tokens(trie_->node(c.node));
-    out.insert(out.end(), toks.begin(), toks.end());
-    walk(next, c.node, out);  // depth: the longest token's bytes
+namespace {
+
+// The sets one trie walk meets, each with its successors by byte as indices into the walk's
+// own table: a walk visits up to every trie node (274k for DeepSeek-V3's vocabulary), mostly
+// from a handful of sets (interned: inside a string every byte leads back to the same set), so
+// a plain array lookup per node instead of Earley::step's locked memo keeps it to a few ms.
+// The table holds each set it met, so none of them can go away during the walk.
+class WalkSets {
+ public:
+  static constexpr int32_t kUnknown = -1, kDead = -2;
+  explicit WalkSets(const Earley& e) : earley_(e) {}
+  int32_t id(const std::shared_ptr<const EarleySet>& s) {
+    auto [it, fresh] = index_.try_emplace(s.get(), int32_t(sets_.size()));
+    if (fresh) {
+      sets_.emplace_back();
+      sets_.back().set = s;
+      sets_.back().next.fill(kUnknown);
+    }
+    return it->second;
+  }
+  int32_t next(int32_t from, uint8_t byte) {
+    int32_t n = sets_[size_t(from)].next[byte];
+    if (n != kUnknown) return n;
+    const std::shared_ptr<const EarleySet>& s = sets_[size_t(from)].set;
+    std::shared_ptr<const EarleySet> t = s->scan_bytes.test(byte) ? earley_.step(s, byte) : nullptr;
+    n = t ? id(t) : kDead;
+    sets_[size_t(from)].next[byte] = n;  // (id() may have grown sets_: index again)
+    return n;
+  }
+
+ private:
+  struct Entry {
+    std::shared_ptr<const EarleySet> set;
+    std::array<int32_t, 256> next;
+  };
+  const Earley& earley_;
+  std::deque<Entry> sets_;
+  std::unordered_map<const EarleySet*, int32_t> index_;
+};
+
+// Marks the tokens allowed below `node_index` (in trie order; sorted afterwards by a sweep of
+// the marks, cheaper than sorting up to the whole vocabulary).
+void walk(const TokenTrie& trie, WalkSets& sets, int32_t s, uint32_t node_index, std::vector<uint8_t>& allowed,
+          size_t& n_allowed) {
+  for (const auto& c : trie.children(trie.node(node_index))) {
+    const int32_t next = sets.next(s, c.byte);
+    if (next == WalkSets::kDead) continue;
+    for (int32_t t : trie.tokens(trie.node(c.node))) allowed[size_t(t)] = 1;
+    n_allowed += trie.node(c.node).n_tokens;
+    walk(trie, sets, next, c.node, allowed, n_allowed);  // depth: the longest token's bytes
   }
 }
 
+}  // namespace
+
 std::vector<int32_t> CfgConstraint::allowed(const std::shared_ptr<const EarleySet>& s) const {
+  std::vector<uint8_t> marks(size_t(trie_->vocab_size()), 0);
+  size_t n = 0;
+  WalkSets sets(earley_);
+  walk(*trie_, sets, sets.id(s), 0, marks, n);
   std::vector<int32_t> out;
-  walk(s, 0, out);
-  std::sort(out.begin(), out.end());
+  out.reserve(n);
+  for (size_t t = 0; t < marks.size() && out.size() < n; ++t)
+    if (marks[t]) out.push_back(int32_t(t));
   return out;
 }
 

@@ -31,7 +31,6 @@ class CfgConstraint final : public TokenConstraint {
 
  private:
   void keep_locked(uint64_t key, std::shared_ptr<const EarleySet> s) const;
-  void walk(const std::shared_ptr<const EarleySet>& s, uint32_t node, std::vector<int32_t>& out) const;
   std::shared_ptr<const std::vector<int32_t>> mask(const std::shared_ptr<const EarleySet>& s) const;
 
   Earley earley_;
