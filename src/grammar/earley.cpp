@@ -1,6 +1,7 @@
 #include "grammar/earley.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "core/error.h"
 
@@ -61,20 +62,26 @@ thread_local ItemTable t_items;
 
 }  // namespace
 
+// The list of the outermost ~EarleySet on this thread (a plain pointer: nothing to destroy at
+// thread exit, whatever order static and thread_local objects go in).
+static thread_local std::vector<std::shared_ptr<const EarleySet>>* t_pending_sets = nullptr;
+
 EarleySet::~EarleySet() {
   // Origins released here may be the last owners of theirs, and so on: a chain as long as the
-  // output for right-recursive grammars. Collect them and free them in a loop on this thread.
-  thread_local std::vector<std::shared_ptr<const EarleySet>> pending;
-  thread_local bool draining = false;
-  for (auto& d : deps) pending.push_back(std::move(d));
-  if (draining) return;
-  draining = true;
+  // output for right-recursive grammars. The outermost destructor frees them in a loop.
+  if (t_pending_sets) {
+    for (auto& d : deps) t_pending_sets->push_back(std::move(d));
+    return;
+  }
+  std::vector<std::shared_ptr<const EarleySet>> pending(std::make_move_iterator(deps.begin()),
+                                                        std::make_move_iterator(deps.end()));
+  t_pending_sets = &pending;
   while (!pending.empty()) {
     std::shared_ptr<const EarleySet> p = std::move(pending.back());
     pending.pop_back();
     p.reset();
   }
-  draining = false;
+  t_pending_sets = nullptr;
 }
 
 Earley::~Earley() = default;
