@@ -74,24 +74,24 @@ int main(int argc, char** argv) {
   for (float& v : logits) v = normal(rng);
   // Mask time per token along the document, `passes` times: the first pass builds what the
   // constraint caches, later ones find it.
-  auto time_masks = [&](const char* what, const SamplingParams& sp, auto describe, const std::vector<int32_t>& ids,
+  auto time_masks = [&](const char* what, const SamplingParams& sp, auto describe, const std::vector<int32_t>& doc_ids,
                         int n_passes) {
     for (int pass = 0; pass < n_passes; ++pass) {
       double mask_s = 0, worst_s = 0;
-      for (size_t k = 0; k < ids.size(); ++k) {
+      for (size_t k = 0; k < doc_ids.size(); ++k) {
         auto a = Clock::now();
-        std::vector<int32_t> masked = masked_tokens(sp, {{}, int(k), eos, std::span(ids).first(k)}, vocab);
+        std::vector<int32_t> masked = masked_tokens(sp, {{}, int(k), eos, std::span(doc_ids).first(k)}, vocab);
         const double t = std::chrono::duration<double>(Clock::now() - a).count();
         mask_s += t;
         worst_s = std::max(worst_s, t);
-        if (std::binary_search(masked.begin(), masked.end(), ids[k])) {
+        if (std::binary_search(masked.begin(), masked.end(), doc_ids[k])) {
           std::fprintf(stderr, "%s: the document's token %d at %zu is masked: the grammar and the document disagree\n",
-                       what, ids[k], k);
+                       what, doc_ids[k], k);
           std::exit(1);
         }
       }
       std::printf("%s pass %d (%s): %zu tokens, mask %.3f ms per token (worst %.3f ms)%s\n", what, pass + 1,
-                  pass == 0 ? "cold: states and masks built" : "warm", ids.size(), 1e3 * mask_s / double(ids.size()),
+                  pass == 0 ? "cold: states and masks built" : "warm", doc_ids.size(), 1e3 * mask_s / double(doc_ids.size()),
                   1e3 * worst_s, describe().c_str());
     }
   };

@@ -101,7 +101,8 @@ Earley::Earley(const Cfg& cfg) : terminals_(cfg.terminals) {
         productive[r] = 1, changed = true;
   }
   if (!productive[size_t(cfg.start)])
-    fail("grammar: rule '{}' derives no string (every alternative recurses without end)", cfg.rules[size_t(cfg.start)].name);
+    fail("grammar: rule '{}' derives no string (every alternative recurses without end)",
+         cfg.rules[size_t(cfg.start)].name);
 
   // Flatten: rule r's alternatives are contiguous; one more rule, S' ::= root, whose
   // completion from the first set is acceptance.
@@ -183,7 +184,9 @@ bool Earley::closure(EarleySet& s) const {
     if (it.alt == start_alt_ && it.dot == 1 && it.origin == start_raw_) s.accepting = true;
   std::erase_if(s.items, [&](const EarleyItem& it) { return alt_begin_[it.alt] + it.dot == alt_begin_[it.alt + 1]; });
   // A canonical order (this set's own origin as 0), so equal sets have equal keys.
-  auto origin_key = [&](const EarleyItem& it) { return it.origin == &s ? uintptr_t(0) : reinterpret_cast<uintptr_t>(it.origin); };
+  auto origin_key = [&](const EarleyItem& it) {
+    return it.origin == &s ? uintptr_t(0) : reinterpret_cast<uintptr_t>(it.origin);
+  };
   std::sort(s.items.begin(), s.items.end(), [&](const EarleyItem& a, const EarleyItem& b) {
     if (a.alt != b.alt) return a.alt < b.alt;
     if (a.dot != b.dot) return a.dot < b.dot;

@@ -46,10 +46,10 @@ struct EarleyItem {
 
 class EarleySet : public std::enable_shared_from_this<EarleySet> {
  public:
-  bool accepting = false;                             // the input so far is a sentence
-  std::bitset<256> scan_bytes;                        // bytes some item can read next
-  std::vector<EarleyItem> items;                      // sorted; none completed
-  std::vector<std::pair<int32_t, uint32_t>> waiting;  // (rule after the dot, item index), sorted
+  bool accepting = false;                              // the input so far is a sentence
+  std::bitset<256> scan_bytes;                         // bytes some item can read next
+  std::vector<EarleyItem> items;                       // sorted; none completed
+  std::vector<std::pair<int32_t, uint32_t>> waiting;   // (rule after the dot, item index), sorted
   std::vector<std::shared_ptr<const EarleySet>> deps;  // every origin but this set: kept alive
 
   EarleySet() = default;
@@ -89,11 +89,11 @@ class Earley {
 
   std::vector<std::bitset<256>> terminals_;
   std::vector<int32_t> alt_lhs_;
-  std::vector<uint32_t> alt_begin_;     // into syms_; alt a is syms_[alt_begin_[a], alt_begin_[a + 1])
+  std::vector<uint32_t> alt_begin_;  // into syms_; alt a is syms_[alt_begin_[a], alt_begin_[a + 1])
   std::vector<CfgSymbol> syms_;
   std::vector<uint32_t> rule_first_alt_;  // rule r's alternatives: [rule_first_alt_[r], rule_first_alt_[r + 1])
   std::vector<char> nullable_;
-  uint32_t start_alt_ = 0;  // the added rule S' ::= root
+  uint32_t start_alt_ = 0;                // the added rule S' ::= root
   const EarleySet* start_raw_ = nullptr;  // its first set: S' ::= root . with this origin accepts
   mutable std::mutex mu_;
   mutable std::unordered_map<std::string, std::weak_ptr<const EarleySet>> interned_;

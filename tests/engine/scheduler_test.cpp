@@ -79,7 +79,7 @@ TEST(Scheduler, FcfsPreemptsTheNewestAdmitted) {
 
 TEST(Scheduler, PriorityPreemptsTheLowestPriorityLatestArrived) {
   auto [victim, ran] = preempted_one(SchedulingPolicy::scheduling_priority);
-  EXPECT_EQ(victim, 2u);  // priority 1 as sequence 1, but it arrived later
+  EXPECT_EQ(victim, 2u);                           // priority 1 as sequence 1, but it arrived later
   EXPECT_EQ(ran, (std::vector<RequestId>{3, 1}));  // the batch in priority order
 }
 

@@ -8,12 +8,12 @@
 
 #include <random>
 
+#include "../tokenizer/test_paths.h"
 #include "core/error.h"
 #include "grammar/cfg_constraint.h"
 #include "grammar/constraint.h"
 #include "grammar/earley.h"
 #include "server/structured_output.h"
-#include "../tokenizer/test_paths.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsi::grammar {
@@ -42,7 +42,8 @@ TEST(Ebnf, ErrorsNameLineAndColumn) {
   EXPECT_EQ(error_of("root ::= \"\\q\""), "grammar: line 1 column 11: unknown escape '\\q'");
   EXPECT_EQ(error_of("root ::= \"a\"{5000}"), "grammar: line 1 column 14: a repeat count above 1000");
   EXPECT_EQ(error_of(""), "grammar: empty (it needs at least a rule 'root ::= ...')");
-  EXPECT_EQ(error_of("root ::= \"a\" root"), "grammar: rule 'root' derives no string (every alternative recurses without end)");
+  EXPECT_EQ(error_of("root ::= \"a\" root"),
+            "grammar: rule 'root' derives no string (every alternative recurses without end)");
   EXPECT_EQ(error_of("root ::= \"a\" )"), "grammar: line 1 column 14: ')' without its '('");
 }
 
@@ -144,9 +145,12 @@ std::vector<int32_t> brute_force(const Earley& e, const std::shared_ptr<const Ea
 bool balanced(const std::string& s) {
   int depth = 0;
   for (char c : s) {
-    if (c == '(') ++depth;
-    else if (c == ')' && --depth < 0) return false;
-    else if (c != '(' && c != ')' && c != 'x') return false;
+    if (c == '(')
+      ++depth;
+    else if (c == ')' && --depth < 0)
+      return false;
+    else if (c != '(' && c != ')' && c != 'x')
+      return false;
   }
   return depth == 0;
 }
@@ -166,7 +170,7 @@ TEST(CfgConstraint, MasksOverASmallVocabularyAndEos) {
       ASSERT_TRUE(next.tokens);
       ASSERT_EQ(*next.tokens, brute_force(c.earley(), s, vocab)) << "after '" << text << "'";
       EXPECT_EQ(next.can_end, balanced(text)) << text;  // EOS exactly where the grammar accepts
-      EXPECT_FALSE(next.tokens->empty());  // this grammar can always go on
+      EXPECT_FALSE(next.tokens->empty());               // this grammar can always go on
       if (next.can_end && rng() % 6 == 0) break;
       int32_t t = (*next.tokens)[rng() % next.tokens->size()];
       out.push_back(t);
@@ -207,7 +211,8 @@ TEST(CfgConstraint, CachedAndEqualToBruteForceOnTheRealVocabulary) {
     if (k % 3 == 0 || k == ids.size()) {  // (brute force: 129,280 replays per check)
       const auto brute = brute_force(cfg.earley(), s, bytes);
       ASSERT_EQ(*next.tokens, brute) << "at token " << k;
-      for (int32_t t : brute) multi_terminal += bytes[size_t(t)].size() > 1 && bytes[size_t(t)].find_first_of("[]\",") != std::string::npos;
+      for (int32_t t : brute)
+        multi_terminal += bytes[size_t(t)].size() > 1 && bytes[size_t(t)].find_first_of("[]\",") != std::string::npos;
     }
     EXPECT_EQ(next.can_end, k == ids.size());
     EXPECT_FALSE(std::binary_search(next.tokens->begin(), next.tokens->end(), *tok.eos_token_id()));
