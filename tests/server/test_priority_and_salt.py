@@ -83,15 +83,21 @@ class Priority(unittest.TestCase):
 
 
 class CacheSalt(unittest.TestCase):
-    def hits(self):
-        return server.metrics()["vllm:prefix_cache_hits_total"]
+    @staticmethod
+    def counters():
+        m = server.metrics()
+        return m["vllm:prefix_cache_queries_total"], m["vllm:prefix_cache_hits_total"]
 
     def run_prompt(self, prompt, salt=None):
+        """The prefix-cache hits (tokens) of one request."""
         extra = {} if salt is None else {"cache_salt": salt}
-        before = self.hits()
+        queries, hits = self.counters()
         r = client.completions.create(model=MODEL_DIR, prompt=prompt, max_tokens=1, extra_body=extra)
         self.assertEqual(r.usage.prompt_tokens, len(prompt))
-        return self.hits() - before
+        # The engine publishes its counters at the end of the step that answered: every request
+        # queries its 48 full-block tokens, so wait for that before reading the hits.
+        wait_for("the request's prefix-cache query", lambda: self.counters()[0] >= queries + 48, timeout=10)
+        return self.counters()[1] - hits
 
     def test_equal_salts_share_cached_prefixes_and_others_do_not(self):
         prompt = [(7 * i + 3) % 1000 + 10 for i in range(50)]  # three full 16-token blocks (48 tokens)
