@@ -5,9 +5,10 @@
 // ("Unrecognized request argument supplied: x"), so a misspelt parameter never silently
 // changes nothing; fields the API defines that change nothing here (user, metadata, store,
 // ...) are accepted and ignored; fields vLLM accepts whose effect is not a different result
-// (request_id, priority, ...) are accepted and listed in `ignored_fields` so the handler logs
-// one warning naming them; those we cannot honour (response_format other than text, suffix,
-// guided_*, ...) are rejected. See docs/serving.md.
+// (kv_transfer_params, vllm_xargs, ...) are accepted and listed in `ignored_fields` so the
+// handler logs one warning naming them; vLLM's extras that matter (guided_*, priority,
+// cache_salt, ...) are honoured; those we cannot honour (suffix, use_beam_search, ...) are
+// rejected. See docs/serving.md.
 #include <cstdint>
 #include <optional>
 #include <string>
