@@ -143,17 +143,21 @@ Earley::Earley(const Cfg& cfg) : terminals_(cfg.terminals) {
   EarleyItem first{start_alt_, 0, s.get()};
   t_items.insert(first);
   s->items.push_back(first);
-  closure(*s);  // (one item per grammar position at most: within any limit a grammar can reach)
+  if (!closure(*s))
+    fail("grammar: its start predicts more than {} Earley items (too many alternatives at once for the matcher)",
+         kMaxEarleyItems);
   start_ = intern(std::move(s));
 }
 
 bool Earley::closure(EarleySet& s) const {
+  size_t work = 0;  // items offered, duplicates included: what a completion-heavy set costs
   auto add = [&](uint32_t alt, uint32_t dot, const EarleySet* origin) {
+    ++work;
     EarleyItem it{alt, dot, origin};
     if (t_items.insert(it)) s.items.push_back(it);
   };
   for (size_t i = 0; i < s.items.size(); ++i) {
-    if (s.items.size() > kMaxEarleyItems) return false;
+    if (s.items.size() > kMaxEarleyItems || work > kMaxEarleyWork) return false;
     const EarleyItem it = s.items[i];  // (a copy: add() may grow the vector)
     const uint32_t at = alt_begin_[it.alt] + it.dot;
     if (at < alt_begin_[it.alt + 1]) {
@@ -178,7 +182,7 @@ bool Earley::closure(EarleySet& s) const {
       add(parent.alt, parent.dot + 1, parent.origin);
     }
   }
-  if (s.items.size() > kMaxEarleyItems) return false;
+  if (s.items.size() > kMaxEarleyItems || work > kMaxEarleyWork) return false;
   // Completed items have made their completions; what follows depends on the rest only.
   for (const EarleyItem& it : s.items)
     if (it.alt == start_alt_ && it.dot == 1 && it.origin == start_raw_) s.accepting = true;

@@ -13,9 +13,10 @@
 // byte, and a constraint can cache a mask per set, as the regex automaton does per state.
 // Deeper nesting makes new sets, as it must.
 //
-// Work is bounded: a set holds at most kMaxEarleyItems items; a byte that would make a larger
-// one is refused as if the grammar did not allow it (an ambiguous grammar stops growing there,
-// it never runs away). Unambiguous grammars stay far below it: a set has at most one item per
+// Work is bounded: a set holds at most kMaxEarleyItems items and its closure offers at most
+// kMaxEarleyWork (duplicates included); a byte that would pass either is refused as if the
+// grammar did not allow it (an ambiguous grammar stops growing there, it never runs away). A
+// start that passes them is a compile error. Unambiguous grammars stay far below it: a set has at most one item per
 // grammar position and origin, and repeats compile to left recursion (constant items per byte).
 //
 // Thread-safety: all members are safe to call from many threads at once (the intern table and
@@ -35,6 +36,7 @@
 namespace dsi::grammar {
 
 constexpr size_t kMaxEarleyItems = 20'000;
+constexpr size_t kMaxEarleyWork = 1'000'000;
 
 class EarleySet;
 

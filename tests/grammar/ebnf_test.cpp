@@ -47,6 +47,16 @@ TEST(Ebnf, ErrorsNameLineAndColumn) {
   EXPECT_EQ(error_of("root ::= \"a\" )"), "grammar: line 1 column 14: ')' without its '('");
 }
 
+TEST(Ebnf, TooManyItemsAtOnceIsACompileError) {
+  std::string g = "root ::= \"w0\"";
+  for (int i = 1; i < 25000; ++i) g += " | \"w" + std::to_string(i) + "\"";
+  EXPECT_NE(error_of(g).find("more than 20000 Earley items"), std::string::npos) << error_of(g);
+  // Behind a first byte, the same alternatives are a byte the matcher refuses (bounded work).
+  Earley e(parse_ebnf("root ::= \"x\" many | \"y\"\nmany ::= " + g.substr(std::string("root ::= ").size())));
+  EXPECT_FALSE(e.advance(e.start(), "x"));
+  EXPECT_TRUE(e.accepts("y"));
+}
+
 TEST(Ebnf, TheVllmSqlExample) {
   const std::string g = R"(
     root ::= select_statement
