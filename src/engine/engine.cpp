@@ -31,7 +31,7 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 struct Engine::Impl {
   Impl(ModelRunner& runner, const EngineOptions& o)
-      : scheduler(runner.blocks(), o.max_num_seqs, o.max_num_batched_tokens) {}
+      : scheduler(runner.blocks(), o.max_num_seqs, o.max_num_batched_tokens, o.scheduling_policy) {}
 
   // Shared with other threads, under `mutex`.
   std::mutex mutex;

@@ -18,6 +18,8 @@ struct EngineOptions {
   // Requests queued beyond a full batch (max_num_seqs running); more are refused with a
   // SubmitError (submit_overloaded: the server answers 503).
   int max_waiting_requests = 4096;
+  // --scheduling-policy: fcfs, or priority (EngineRequest::priority, lower first).
+  SchedulingPolicy scheduling_policy = SchedulingPolicy::scheduling_fcfs;
   // Steps the expert-load window of /metrics spans (its counts are read back after each step
   // of a MoE model); 0: no readback, no expert-load series.
   int expert_load_window_steps = 64;

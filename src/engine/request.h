@@ -85,11 +85,19 @@ struct RequestOutput {
 // queue). The server posts the event to the connection's I/O thread.
 using OutputCallback = std::function<void(RequestOutput&&)>;
 
+// The order the scheduler serves requests in (vLLM's --scheduling-policy; scheduler.h).
+enum class SchedulingPolicy { scheduling_fcfs, scheduling_priority };
+
 struct EngineRequest {
   std::vector<int32_t> prompt;
   SamplingParams sampling;
   OutputCallback on_output;
   std::chrono::steady_clock::time_point arrival = std::chrono::steady_clock::now();
+  // vLLM's priority: under the priority policy lower values are served first (and preempted
+  // last); ignored under first-come first-served.
+  int64_t priority = 0;
+  // vLLM's cache_salt: prefix-cache blocks are shared only among requests of equal salts.
+  std::string cache_salt;
 };
 
 }  // namespace dsi

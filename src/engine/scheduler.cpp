@@ -6,14 +6,43 @@
 
 namespace dsi {
 
-Scheduler::Scheduler(KvBlockManager& blocks, int max_num_seqs, int max_num_batched_tokens)
-    : blocks_(blocks), max_num_seqs_(max_num_seqs), max_num_batched_tokens_(max_num_batched_tokens) {
+Scheduler::Scheduler(KvBlockManager& blocks, int max_num_seqs, int max_num_batched_tokens, SchedulingPolicy policy)
+    : blocks_(blocks), max_num_seqs_(max_num_seqs), max_num_batched_tokens_(max_num_batched_tokens), policy_(policy) {
   if (max_num_seqs < 1) fail("--max-num-seqs must be at least 1, got {}", max_num_seqs);
   if (max_num_batched_tokens < 1)
     fail("--max-num-batched-tokens must be at least 1, got {}", max_num_batched_tokens);
 }
 
-void Scheduler::add(std::unique_ptr<Sequence> seq) { waiting_.push_back(std::move(seq)); }
+bool Scheduler::before(const Sequence& a, const Sequence& b) const {
+  return a.priority != b.priority ? a.priority < b.priority : a.arrival_order < b.arrival_order;
+}
+
+void Scheduler::add(std::unique_ptr<Sequence> seq) {
+  seq->arrival_order = n_added_++;
+  requeue(std::move(seq));
+}
+
+void Scheduler::requeue(std::unique_ptr<Sequence> seq) {
+  if (policy_ == SchedulingPolicy::scheduling_fcfs) {
+    // New requests at the back; a preempted one (admitted before every waiting one) in front.
+    if (seq->n_cached_prompt >= 0) waiting_.push_front(std::move(seq));
+    else waiting_.push_back(std::move(seq));
+    return;
+  }
+  auto at = std::upper_bound(waiting_.begin(), waiting_.end(), seq,
+                             [&](const auto& a, const auto& b) { return before(*a, *b); });
+  waiting_.insert(at, std::move(seq));
+}
+
+void Scheduler::insert_running(std::unique_ptr<Sequence> seq) {
+  if (policy_ == SchedulingPolicy::scheduling_fcfs) {
+    running_.push_back(std::move(seq));
+    return;
+  }
+  auto at = std::upper_bound(running_.begin(), running_.end(), seq,
+                             [&](const auto& a, const auto& b) { return before(*a, *b); });
+  running_.insert(at, std::move(seq));
+}
 
 bool Scheduler::reserve(Sequence& seq, int n_tokens) {
   const size_t need = size_t((n_tokens + blocks_.block_size() - 1) / blocks_.block_size());
@@ -41,7 +70,7 @@ int64_t Scheduler::match_prefix(Sequence& seq) {
   // At least the last token is computed: its logits give the next token.
   const int bs = blocks_.block_size();
   const int64_t max_blocks = (int64_t(seq.tokens.size()) - 1) / bs;
-  seq.block_table = blocks_.match_prefix(seq.tokens, max_blocks);
+  seq.block_table = blocks_.match_prefix(seq.tokens, max_blocks, seq.cache_salt);
   for (int32_t block : seq.block_table) seq.block_prefixes.push_back(blocks_.prefix_ref(block));
   seq.n_computed = int(seq.block_table.size()) * bs;
   return blocks_.prefix_caching() ? max_blocks * bs : 0;
@@ -63,14 +92,14 @@ std::vector<ScheduledSequence> Scheduler::schedule() {
     Sequence& seq = *running_[i];
     const int n_new = std::min(int(seq.tokens.size()) - seq.n_computed, budget);
     while (!reserve(seq, seq.n_computed + n_new)) {
-      // Free the newest sequence's blocks (possibly this one's) and push it back to the front
-      // of the queue, so it is the next one admitted.
+      // Free the last sequence's blocks (possibly this one's) and queue it again: fcfs at the
+      // front, so it is the next one admitted; priority at its place by priority.
       std::unique_ptr<Sequence> victim = std::move(running_.back());
       running_.pop_back();
       preempt(*victim);
       preempted = true;
       const bool self = victim.get() == &seq;
-      waiting_.push_front(std::move(victim));
+      requeue(std::move(victim));
       if (self) break;
     }
     if (i >= running_.size()) break;  // this sequence was the one preempted
@@ -87,7 +116,7 @@ std::vector<ScheduledSequence> Scheduler::schedule() {
       break;
     }
     admitted(seq, n_queried);
-    running_.push_back(std::move(waiting_.front()));
+    insert_running(std::move(waiting_.front()));
     waiting_.pop_front();
     out.push_back({&seq, n_new, seq.n_computed + n_new == int(seq.tokens.size())});
     budget -= n_new;
@@ -102,8 +131,8 @@ void Scheduler::computed(const ScheduledSequence& s) {
   const int bs = blocks_.block_size();
   for (size_t b = seq.block_prefixes.size(); b < size_t(seq.n_computed / bs); ++b) {
     auto tokens = std::span(seq.tokens).subspan(b * size_t(bs), size_t(bs));
-    const KvPrefixRef parent = b == 0 ? kKvRootPrefix : seq.block_prefixes[b - 1];
-    seq.block_prefixes.push_back(blocks_.register_full_block(seq.block_table[b], parent, tokens));
+    const KvPrefixRef parent = b == 0 ? kv_root_prefix(seq.cache_salt) : seq.block_prefixes[b - 1];
+    seq.block_prefixes.push_back(blocks_.register_full_block(seq.block_table[b], parent, tokens, seq.cache_salt));
   }
 }
 

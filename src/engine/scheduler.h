@@ -1,10 +1,16 @@
 #pragma once
 // Chooses each step's work: which sequences run, how many of their tokens, which KV blocks
-// they write. First-come first-served: running sequences keep their place and get their
-// decode token (or next prefill chunk) before any waiting request is admitted; a request is
-// admitted only when every earlier one was. When blocks run out, the most recently admitted
-// running sequence is preempted (its blocks freed, recomputed later from its tokens) until
-// the older ones fit. Owned and called by the engine's thread only.
+// they write. Running sequences keep their place and get their decode token (or next prefill
+// chunk) before any waiting request is admitted, and waiting requests are admitted in queue
+// order (one that does not fit blocks those behind it). When blocks run out, the last running
+// sequence is preempted (its blocks freed, recomputed later from its tokens) until the ones
+// before it fit. The policy (vLLM's --scheduling-policy) says what "order" and "last" mean:
+//   fcfs:     arrival order; the most recently admitted is preempted first and goes back to
+//             the front of the queue.
+//   priority: (priority, arrival) ascending, lower values first, ties by arrival; both queues
+//             are kept in that order, so the lowest-priority (latest among equals) running
+//             sequence is preempted first and rejoins the queue at its place.
+// Owned and called by the engine's thread only.
 #include <deque>
 #include <memory>
 #include <vector>
@@ -18,7 +24,8 @@ namespace dsi {
 struct Sequence {
   Sequence(RequestId id_, EngineRequest&& r)
       : id(id_), tokens(std::move(r.prompt)), n_prompt(int(tokens.size())), sampling(r.sampling),
-        sampler(r.sampling), on_output(std::move(r.on_output)), arrival(r.arrival) {}
+        sampler(r.sampling), on_output(std::move(r.on_output)), arrival(r.arrival), priority(r.priority),
+        cache_salt(std::move(r.cache_salt)) {}
 
   RequestId id;
   std::vector<int32_t> tokens;  // prompt, then generated tokens
@@ -35,6 +42,9 @@ struct Sequence {
   OutputCallback on_output;
   std::chrono::steady_clock::time_point arrival;
   std::optional<std::chrono::steady_clock::time_point> first_scheduled;  // its first batch
+  int64_t priority = 0;        // EngineRequest::priority
+  std::string cache_salt;      // EngineRequest::cache_salt
+  uint64_t arrival_order = 0;  // set by Scheduler::add: ties of priority go by it
 
   int n_generated() const { return int(tokens.size()) - n_prompt; }
   std::span<const int32_t> generated() const { return std::span(tokens).subspan(size_t(n_prompt)); }
@@ -48,9 +58,12 @@ struct ScheduledSequence {
 
 class Scheduler {
  public:
-  Scheduler(KvBlockManager& blocks, int max_num_seqs, int max_num_batched_tokens);
+  Scheduler(KvBlockManager& blocks, int max_num_seqs, int max_num_batched_tokens,
+            SchedulingPolicy policy = SchedulingPolicy::scheduling_fcfs);
 
-  void add(std::unique_ptr<Sequence> seq);  // joins the back of the waiting queue
+  // Joins the waiting queue: at the back (fcfs), or behind every request of the same or a
+  // lower priority value (priority).
+  void add(std::unique_ptr<Sequence> seq);
   std::vector<ScheduledSequence> schedule();
   // After the step's forward: counts the computed tokens and shares newly full blocks.
   void computed(const ScheduledSequence& s);
@@ -73,10 +86,15 @@ class Scheduler {
   void preempt(Sequence& seq);
   int64_t match_prefix(Sequence& seq);  // returns the tokens looked up
   void admitted(Sequence& seq, int64_t n_queried);
+  bool before(const Sequence& a, const Sequence& b) const;  // priority policy: a is served first
+  void requeue(std::unique_ptr<Sequence> seq);              // a preempted sequence back to waiting
+  void insert_running(std::unique_ptr<Sequence> seq);
 
   KvBlockManager& blocks_;
   int max_num_seqs_, max_num_batched_tokens_;
-  std::vector<std::unique_ptr<Sequence>> running_;  // in admission order
+  SchedulingPolicy policy_;
+  uint64_t n_added_ = 0;
+  std::vector<std::unique_ptr<Sequence>> running_;  // admission order (fcfs), priority order (priority)
   std::deque<std::unique_ptr<Sequence>> waiting_;
   int64_t n_preemptions_ = 0;
   int64_t prefix_queried_tokens_ = 0, prefix_hit_tokens_ = 0;

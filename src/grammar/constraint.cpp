@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "grammar/cfg_constraint.h"
+#include "grammar/ebnf.h"
 #include "grammar/json_schema.h"
 #include "grammar/regex.h"
 
@@ -41,18 +43,28 @@ std::string spec_regex(SpecKind kind, const Json& spec) {
     }
     case SpecKind::json_schema: return json_schema_regex(spec);
     case SpecKind::json_object: return json_object_regex();
+    case SpecKind::grammar: fail("an EBNF grammar is not a regular expression");
   }
   return "";
 }
 
-std::shared_ptr<const GrammarConstraint> GrammarCache::get(SpecKind kind, const Json& spec) {
+static std::shared_ptr<const TokenConstraint> compile(SpecKind kind, const Json& spec,
+                                                      const std::shared_ptr<const TokenTrie>& trie) {
+  if (kind == SpecKind::grammar) {
+    if (!spec.is_string()) fail("the grammar must be a string");
+    return std::make_shared<const CfgConstraint>(parse_ebnf(spec.get_ref<const std::string&>()), trie);
+  }
+  return std::make_shared<const GrammarConstraint>(
+      std::make_shared<const Automaton>(compile_regex(spec_regex(kind, spec)), trie));
+}
+
+std::shared_ptr<const TokenConstraint> GrammarCache::get(SpecKind kind, const Json& spec) {
   std::string key = std::to_string(int(kind)) + ":" + spec.dump();
   {
     std::lock_guard lock(mu_);
     if (auto it = map_.find(key); it != map_.end()) return it->second;
   }
-  auto made = std::make_shared<const GrammarConstraint>(
-      std::make_shared<const Automaton>(compile_regex(spec_regex(kind, spec)), trie_));
+  auto made = compile(kind, spec, trie_);
   std::lock_guard lock(mu_);
   auto [it, fresh] = map_.emplace(key, made);
   if (fresh) {

@@ -23,6 +23,13 @@ uint64_t kv_block_hash(KvPrefixRef parent, std::span<const int32_t> tokens) {
   return mix64(h ^ tokens.size());
 }
 
+KvPrefixRef kv_root_prefix(std::string_view cache_salt) {
+  if (cache_salt.empty()) return kKvRootPrefix;
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a over the salt, then mixed
+  for (char c : cache_salt) h = (h ^ uint8_t(c)) * 0x100000001b3ull;
+  return {-1, mix64(h) | 1};  // (never 0: that is the unsalted root)
+}
+
 KvBlockManager::KvBlockManager(int64_t n_blocks, int block_size, bool prefix_caching, KvBlockHashFn hash)
     : block_size_(block_size), prefix_caching_(prefix_caching), hash_(hash) {
   if (n_blocks <= 0 || n_blocks > INT32_MAX) fail("KV cache: {} blocks is not a usable size", n_blocks);
@@ -34,17 +41,18 @@ KvBlockManager::KvBlockManager(int64_t n_blocks, int block_size, bool prefix_cac
 }
 
 bool KvBlockManager::holds_prefix(KvPrefixRef ref) const {
-  if (ref == kKvRootPrefix) return true;
+  if (ref.block < 0) return true;  // a root
   const Block& b = blocks_.at(size_t(ref.block));
   return b.registered && b.generation == ref.generation;
 }
 
-std::optional<int32_t> KvBlockManager::find(KvPrefixRef parent, std::span<const int32_t> tokens,
-                                            uint64_t bucket) const {
+std::optional<int32_t> KvBlockManager::find(KvPrefixRef parent, std::span<const int32_t> tokens, uint64_t bucket,
+                                            std::string_view salt) const {
   auto [first, last] = by_bucket_.equal_range(bucket);
   for (auto it = first; it != last; ++it) {
     const Block& b = blocks_[size_t(it->second)];
-    if (b.parent == parent && std::equal(tokens.begin(), tokens.end(), b.tokens.begin(), b.tokens.end()))
+    if (b.parent == parent && std::equal(tokens.begin(), tokens.end(), b.tokens.begin(), b.tokens.end()) &&
+        (parent.block >= 0 || b.salt == salt))
       return it->second;
   }
   return std::nullopt;
@@ -56,14 +64,15 @@ void KvBlockManager::take_reference(int32_t block) {
   ++b.ref_count;
 }
 
-std::vector<int32_t> KvBlockManager::match_prefix(std::span<const int32_t> tokens, int64_t max_blocks) {
+std::vector<int32_t> KvBlockManager::match_prefix(std::span<const int32_t> tokens, int64_t max_blocks,
+                                                  std::string_view cache_salt) {
   std::vector<int32_t> found;
   if (!prefix_caching_) return found;
   const int64_t n_full = std::min<int64_t>(int64_t(tokens.size()) / block_size_, max_blocks);
-  KvPrefixRef parent = kKvRootPrefix;
+  KvPrefixRef parent = kv_root_prefix(cache_salt);
   for (int64_t i = 0; i < n_full; ++i) {
     auto chunk = tokens.subspan(size_t(i * block_size_), size_t(block_size_));
-    auto block = find(parent, chunk, hash_(parent, chunk));
+    auto block = find(parent, chunk, hash_(parent, chunk), cache_salt);
     if (!block) break;
     take_reference(*block);
     found.push_back(*block);
@@ -83,6 +92,7 @@ void KvBlockManager::unregister(int32_t block) {
     }
   b.registered = false;
   b.tokens.clear();
+  b.salt.clear();
 }
 
 std::optional<int32_t> KvBlockManager::allocate() {
@@ -117,18 +127,20 @@ void KvBlockManager::release(std::span<const int32_t> blocks) {
   }
 }
 
-KvPrefixRef KvBlockManager::register_full_block(int32_t block, KvPrefixRef parent, std::span<const int32_t> tokens) {
+KvPrefixRef KvBlockManager::register_full_block(int32_t block, KvPrefixRef parent, std::span<const int32_t> tokens,
+                                                std::string_view cache_salt) {
   Block& b = blocks_.at(size_t(block));
   if (b.ref_count <= 0) fail("KV cache: block {} registered without being held", block);
   if (b.registered) return prefix_ref(block);
   // Unregistered, this block's own ref is one no lookup can reach: a dead end for its children.
   if (!prefix_caching_ || int64_t(tokens.size()) != block_size_ || !holds_prefix(parent)) return prefix_ref(block);
   const uint64_t bucket = hash_(parent, tokens);
-  if (auto existing = find(parent, tokens, bucket)) return prefix_ref(*existing);
+  if (auto existing = find(parent, tokens, bucket, cache_salt)) return prefix_ref(*existing);
   b.registered = true;
   b.bucket = bucket;
   b.parent = parent;
   b.tokens.assign(tokens.begin(), tokens.end());
+  if (parent.block < 0) b.salt.assign(cache_salt);
   by_bucket_.emplace(bucket, block);
   return prefix_ref(block);
 }

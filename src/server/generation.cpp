@@ -107,6 +107,8 @@ void Generation::submit_all() {
     request.sampling = options().sampling;
     if (request.sampling.seed) *request.sampling.seed += uint64_t(k % size_t(options().n));
     request.arrival = input_.arrival;
+    request.priority = options().priority;
+    request.cache_salt = options().cache_salt;
     // Runs on the engine's thread: only hand the event over to the connection's strand.
     request.on_output = [self = shared_from_this(), k, executor](RequestOutput&& out) {
       net::post(executor, [self, k, out = std::move(out)]() mutable { self->on_output(k, std::move(out)); });

@@ -38,9 +38,9 @@ constexpr std::string_view kIgnoredFields[] = {
 // vLLM's extensions that would change the result and that dsinfer cannot honour yet: a 400
 // that says so rather than "unrecognized", and their harmless values (false, 0, empty) pass.
 constexpr std::string_view kUnsupportedFields[] = {
-    "cache_salt", "documents", "logits_processors", "prompt_logprobs", "structural_tag", "use_beam_search"};
-// Handled below: request_id (the response id), priority (0 only), truncate_prompt_tokens.
-constexpr std::string_view kVllmFields[] = {"allowed_token_ids", "bad_words", "guided_choice", "guided_grammar",
+    "documents", "logits_processors", "prompt_logprobs", "structural_tag", "use_beam_search"};
+// Handled below: request_id (the response id), priority, cache_salt, truncate_prompt_tokens.
+constexpr std::string_view kVllmFields[] = {"allowed_token_ids", "bad_words", "cache_salt", "guided_choice", "guided_grammar",
                                             "guided_json", "guided_regex", "priority", "request_id",
                                             "structured_outputs", "truncate_prompt_tokens"};
 constexpr std::string_view kChatFields[] = {
@@ -241,8 +241,11 @@ void parse_structured(const Json& body, GenerationOptions& o) {
     if (!g->is_array() || g->empty()) fail_param("guided_choice", "'guided_choice' must be a non-empty array of strings");
     set_structured(o, "guided_choice", "choice", *g);
   }
-  if (field(body, "guided_grammar"))
-    fail_param("guided_grammar", "'guided_grammar' (EBNF) is not supported yet: use guided_regex or guided_json");
+  if (const Json* g = field(body, "guided_grammar")) {
+    if (!g->is_string() || g->get_ref<const std::string&>().empty())
+      fail_param("guided_grammar", "'guided_grammar' must be a non-empty string (an EBNF grammar: root ::= ...)");
+    set_structured(o, "guided_grammar", "grammar", *g);
+  }
   if (const Json* so = field(body, "structured_outputs")) {
     if (!so->is_object()) fail_param("structured_outputs", "'structured_outputs' must be an object");
     for (const auto& [key, value] : so->items()) {
@@ -252,10 +255,12 @@ void parse_structured(const Json& body, GenerationOptions& o) {
       if (key == "json") set_structured(o, "structured_outputs", "json_schema", schema_of(value, "structured_outputs"));
       else if (key == "regex" && value.is_string()) set_structured(o, "structured_outputs", "regex", value);
       else if (key == "choice" && value.is_array()) set_structured(o, "structured_outputs", "choice", value);
+      else if (key == "grammar" && value.is_string()) set_structured(o, "structured_outputs", "grammar", value);
       else if (key == "json_object" && value.is_boolean()) {
         if (value.get<bool>()) set_structured(o, "structured_outputs", "json_object", nullptr);
-      } else if (key == "grammar" || key == "structural_tag")
-        fail_param("structured_outputs", "'structured_outputs.{}' is not supported yet (json, regex, choice, json_object)", key);
+      } else if (key == "structural_tag")
+        fail_param("structured_outputs", "'structured_outputs.{}' is not supported yet (json, regex, choice, grammar, "
+                   "json_object)", key);
       else
         fail_param("structured_outputs", "'structured_outputs.{}' is not recognised or has the wrong type", clip_text(key));
     }
@@ -339,11 +344,19 @@ GenerationOptions parse_common(const Json& body, const RequestDefaults& d) {
   get_string(body, "safety_identifier");
   get_bool(body, "store");
   if (auto id = get_string(body, "request_id")) o.request_id = clip_text(*id);
-  // vLLM refuses a non-zero priority unless --scheduling-policy priority; dsinfer schedules
-  // first come, first served only.
-  if (auto priority = get_integer(body, "priority"); priority && *priority != 0)
-    fail_param("priority", "'priority' {} needs priority scheduling, which dsinfer does not have (first come, first "
-               "served); send 0 or leave it out", *priority);
+  // vLLM refuses a non-zero priority unless --scheduling-policy priority.
+  if (auto priority = get_integer(body, "priority"); priority && *priority != 0) {
+    if (!d.priority_scheduling)
+      fail_param("priority", "'priority' {} needs the server started with --scheduling-policy priority (it runs "
+                 "fcfs: first come, first served); send 0 or leave it out", *priority);
+    o.priority = *priority;
+  }
+  if (const Json* salt = field(body, "cache_salt")) {
+    if (!salt->is_string() || salt->get_ref<const std::string&>().empty())
+      fail_param("cache_salt", "'cache_salt' must be a non-empty string, got {}",
+                 salt->is_string() ? std::string("\"\"") : type_name(*salt));
+    o.cache_salt = salt->get<std::string>();
+  }
   if (auto t = get_integer(body, "truncate_prompt_tokens")) {
     if (*t < 1 || *t > std::numeric_limits<int32_t>::max())
       fail_param("truncate_prompt_tokens", "'truncate_prompt_tokens' must be a positive integer, got {}", *t);

@@ -5,9 +5,10 @@
 // ("Unrecognized request argument supplied: x"), so a misspelt parameter never silently
 // changes nothing; fields the API defines that change nothing here (user, metadata, store,
 // ...) are accepted and ignored; fields vLLM accepts whose effect is not a different result
-// (request_id, priority, ...) are accepted and listed in `ignored_fields` so the handler logs
-// one warning naming them; those we cannot honour (response_format other than text, suffix,
-// guided_*, ...) are rejected. See docs/serving.md.
+// (kv_transfer_params, vllm_xargs, ...) are accepted and listed in `ignored_fields` so the
+// handler logs one warning naming them; vLLM's extras that matter (guided_*, priority,
+// cache_salt, ...) are honoured; those we cannot honour (suffix, use_beam_search, ...) are
+// rejected. See docs/serving.md.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -39,7 +40,9 @@ struct GenerationOptions {
   std::string request_id;                   // vLLM: the response id becomes cmpl-/chatcmpl-<request_id>
   std::optional<int> truncate_prompt_tokens;  // vLLM: keep only the prompt's last N tokens
   std::vector<std::string> bad_words;         // vLLM: tokenized by the server into sampling.bad_words_ids
-  // Structured output: kind "regex", "choice", "json_schema" or "json_object" with its spec
+  int64_t priority = 0;                       // vLLM: lower first (only with --scheduling-policy priority)
+  std::string cache_salt;                     // vLLM: prefix-cache blocks shared only under an equal salt
+  // Structured output: kind "regex", "choice", "json_schema", "json_object" or "grammar" with its spec
   // (response_format, guided_*, structured_outputs); compiled by the server (src/grammar/).
   std::string structured_kind;
   Json structured_spec;
@@ -56,6 +59,7 @@ struct RequestDefaults {
   double repetition_penalty = 1.0;
   std::optional<int> max_tokens;  // generation_config.json's max_new_tokens: the default where a request sets none
   int max_logprobs = 20;          // --max-logprobs: logprobs / top_logprobs above this are a 400
+  bool priority_scheduling = false;  // --scheduling-policy priority: else a non-zero priority is a 400
 };
 
 // A completions prompt: text the server tokenizes, or token ids.

@@ -78,6 +78,7 @@ ApiOptions api_options(const ServeOptions& o, const std::string& model_name) {
   api.default_seed = o.seed;
   RequestDefaults base;
   base.max_logprobs = o.max_logprobs;
+  base.priority_scheduling = o.engine.scheduling_policy == SchedulingPolicy::scheduling_priority;
   api.defaults = load_generation_config(o.generation_config, o.source.path, base);
   return api;
 }

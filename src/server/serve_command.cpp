@@ -22,6 +22,7 @@ struct ServeFlags {
   std::string model_tag;  // the positional MODEL of `vllm serve MODEL`
   std::string max_body = "16MiB";
   std::string max_model_len = "0";
+  std::string scheduling_policy = "fcfs";
   std::optional<uint64_t> seed;
   bool enable_auto_tool_choice = false;
   // vLLM flags that change nothing here: accepted so a copied command line runs, with a note.
@@ -81,6 +82,11 @@ void add_engine_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--max-waiting-requests", o.engine.max_waiting_requests,
                   "sequences waiting beyond a full running batch; a request whose choices (prompts x n) do "
                   "not all fit now is answered 503, one that never fits 400")
+      ->capture_default_str();
+  cmd->add_option("--scheduling-policy", f.scheduling_policy,
+                  "fcfs (first come, first served) or priority: requests' 'priority' field, lower served first and "
+                  "preempted last, ties by arrival (under fcfs a non-zero priority is a 400)")
+      ->check(CLI::IsMember({"fcfs", "priority"}))
       ->capture_default_str();
   cmd->add_option("--kv-cache-memory", o.kv_cache_memory,
                   "memory of the paged KV cache (e.g. 512MiB, 4GiB); auto: 1GiB on the CPU, on a GPU what "
@@ -171,6 +177,8 @@ void run(ServeFlags& f) {
   note_vllm_flags(f);
   o.seed = f.seed;
   o.engine.max_model_len = server::parse_human_int(f.max_model_len, "--max-model-len");
+  o.engine.scheduling_policy =
+      f.scheduling_policy == "priority" ? SchedulingPolicy::scheduling_priority : SchedulingPolicy::scheduling_fcfs;
   o.limits.max_body_bytes = uint64_t(parse_byte_size(f.max_body, "--max-request-body-bytes"));
   if (o.api_key.empty())
     if (const char* env = std::getenv("DSINFER_API_KEY")) o.api_key = env;

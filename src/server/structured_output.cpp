@@ -31,6 +31,7 @@ void StructuredOutputs::apply(GenerationOptions& o) {
   grammar::SpecKind kind = o.structured_kind == "regex"         ? grammar::SpecKind::regex
                            : o.structured_kind == "choice"      ? grammar::SpecKind::choice
                            : o.structured_kind == "json_schema" ? grammar::SpecKind::json_schema
+                           : o.structured_kind == "grammar"     ? grammar::SpecKind::grammar
                                                                 : grammar::SpecKind::json_object;
   try {
     o.sampling.constraint = cache().get(kind, o.structured_spec);

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
+#include <string>
 #include <numeric>
 #include <random>
 
@@ -21,7 +23,7 @@ std::vector<int32_t> iota_tokens(int n, int start = 100) {
 // registers its full blocks, as the scheduler does. nullopt (and nothing held) when the cache
 // has no room.
 std::optional<std::vector<int32_t>> compute(KvBlockManager& m, const std::vector<int32_t>& tokens,
-                                            std::vector<int32_t> matched = {}) {
+                                            std::vector<int32_t> matched = {}, const std::string& salt = "") {
   std::vector<int32_t> table = std::move(matched);
   const int bs = m.block_size();
   const size_t n_blocks = (tokens.size() + size_t(bs) - 1) / size_t(bs);
@@ -33,9 +35,9 @@ std::optional<std::vector<int32_t>> compute(KvBlockManager& m, const std::vector
     }
     table.push_back(*b);
   }
-  KvPrefixRef parent = kKvRootPrefix;
+  KvPrefixRef parent = kv_root_prefix(salt);
   for (size_t b = 0; (b + 1) * size_t(bs) <= tokens.size(); ++b)
-    parent = m.register_full_block(table[b], parent, std::span(tokens).subspan(b * size_t(bs), size_t(bs)));
+    parent = m.register_full_block(table[b], parent, std::span(tokens).subspan(b * size_t(bs), size_t(bs)), salt);
   return table;
 }
 
@@ -165,6 +167,37 @@ TEST(KvBlockManager, RandomWorkloadWithCollisionsMatchesOnlyTruePrefixes) {
       }
     }
     EXPECT_GT(n_hit_blocks, 1000);  // the workload does exercise sharing
+  }
+}
+
+// vLLM's cache_salt: blocks are shared only between sequences of equal salts, the salt
+// changing the first block's hash (so every later block's parent) and compared itself.
+TEST(KvBlockManager, CacheSaltsShareOnlyWithEqualSalts) {
+  EXPECT_EQ(kv_root_prefix(""), kKvRootPrefix);
+  EXPECT_NE(kv_root_prefix("tenant-a"), kv_root_prefix("tenant-b"));
+  EXPECT_NE(kv_root_prefix("tenant-a"), kKvRootPrefix);
+  auto tokens = iota_tokens(12);  // three full blocks
+  const auto first = std::span(tokens).first(4);
+  EXPECT_NE(kv_block_hash(kv_root_prefix("tenant-a"), first), kv_block_hash(kKvRootPrefix, first));
+  EXPECT_NE(kv_block_hash(kv_root_prefix("tenant-a"), first), kv_block_hash(kv_root_prefix("tenant-b"), first));
+  for (KvBlockHashFn hash : {&kv_block_hash, &colliding_hash}) {  // (colliding: the comparison alone decides)
+    KvBlockManager m(16, 4, true, hash);
+    auto a = *compute(m, tokens, {}, "tenant-a");
+    auto again = m.match_prefix(tokens, 100, "tenant-a");
+    EXPECT_EQ(again, (std::vector<int32_t>{a[0], a[1], a[2]}));  // an equal salt shares every block
+    m.release(again);
+    EXPECT_TRUE(m.match_prefix(tokens, 100, "tenant-b").empty());
+    EXPECT_TRUE(m.match_prefix(tokens, 100).empty());  // nor does an unsalted request see them
+    // The other tenant computes its own blocks; both sets stay findable, each under its salt.
+    auto b = *compute(m, tokens, {}, "tenant-b");
+    EXPECT_TRUE(std::none_of(b.begin(), b.end(), [&](int32_t x) { return std::count(a.begin(), a.end(), x) > 0; }));
+    auto mb = m.match_prefix(tokens, 100, "tenant-b");
+    EXPECT_EQ(mb, b);
+    m.release(mb);
+    auto plain = *compute(m, tokens);
+    auto mp = m.match_prefix(tokens, 100);
+    EXPECT_EQ(mp, plain);
+    m.release(mp);
   }
 }
 

@@ -152,7 +152,7 @@ TEST(TokenMask, EqualsBruteForceOnTheRealVocabulary) {
   GrammarCache cache(trie);
   auto c = cache.get(SpecKind::json_schema, schema);
   EXPECT_EQ(cache.get(SpecKind::json_schema, schema), c);  // compiled once
-  const Automaton& a = c->automaton();
+  const Automaton& a = dynamic_cast<const GrammarConstraint&>(*c).automaton();
   // States along a document, each checked against every token.
   const std::string doc = R"({"a":[{"b":"h\u00e9 x","c":-12},{"b":"","c":0}]})";
   int s = a.start();

@@ -110,6 +110,37 @@ TEST(CompletionRequest, RejectionsNameTheField) {
   EXPECT_THROW(parse_completion_request(Json::array()), ApiError);
 }
 
+// vLLM's priority (honoured only under --scheduling-policy priority), cache_salt and
+// guided_grammar / structured_outputs.grammar.
+TEST(CompletionRequest, PrioritySaltAndGrammar) {
+  const Json priority = Json::parse(R"({"prompt": "x", "priority": -4})");
+  try {
+    parse_completion_request(priority);
+    ADD_FAILURE() << "a non-zero priority under fcfs was accepted";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.param(), "priority");
+    EXPECT_NE(std::string(e.what()).find("--scheduling-policy priority"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(parse_completion_request(Json::parse(R"({"prompt": "x", "priority": 0})")).options.priority, 0);
+  RequestDefaults by_priority;
+  by_priority.priority_scheduling = true;
+  EXPECT_EQ(parse_completion_request(priority, by_priority).options.priority, -4);
+  EXPECT_EQ(rejected_param([&] { parse_completion_request(Json::parse(R"({"prompt": "x", "priority": 1.5})"), by_priority); }),
+            "priority");
+  EXPECT_EQ(completion(R"({"prompt": "x", "cache_salt": "tenant-7"})").options.cache_salt, "tenant-7");
+  EXPECT_EQ(completion(R"({"prompt": "x", "cache_salt": null})").options.cache_salt, "");
+  for (const char* bad : {R"({"prompt": "x", "cache_salt": ""})", R"({"prompt": "x", "cache_salt": 3})"})
+    EXPECT_EQ(rejected_param([&] { completion(bad); }), "cache_salt") << bad;
+  auto g = completion(R"({"prompt": "x", "guided_grammar": "root ::= \"a\""})");
+  EXPECT_EQ(g.options.structured_kind, "grammar");
+  EXPECT_EQ(g.options.structured_spec, "root ::= \"a\"");
+  EXPECT_EQ(completion(R"({"prompt": "x", "structured_outputs": {"grammar": "root ::= [a-z]"}})").options.structured_kind,
+            "grammar");
+  EXPECT_EQ(rejected_param([&] { completion(R"({"prompt": "x", "guided_grammar": ""})"); }), "guided_grammar");
+  EXPECT_EQ(rejected_param([&] { completion(R"({"prompt": "x", "guided_grammar": "root ::= \"a\"", "guided_regex": "a"})"); }),
+            "guided_grammar");  // (the one parsed second is named)
+}
+
 TEST(ChatRequest, NormalisesMessages) {
   auto r = chat(R"({"messages": [{"role": "developer", "content": "be brief"},
                                  {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},

@@ -102,7 +102,7 @@ class OpenAIClient(unittest.TestCase):
     def test_bad_specs_are_400(self):
         for extra, param in [({"guided_regex": "(ab"}, "guided_regex"),
                              ({"guided_json": {"type": "strin"}}, "guided_json"),
-                             ({"guided_grammar": "root ::= 'a'"}, "guided_grammar"),
+                             ({"guided_grammar": "root ::= item"}, "guided_grammar"),
                              ({"guided_choice": ["a"], "guided_regex": "a"}, "guided_choice"),
                              ({"response_format": {"type": "yaml"}}, "response_format")]:
             status, body = server.post("/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 2, **extra})

@@ -155,14 +155,16 @@ class RequestFields(unittest.TestCase):
 
     def test_fields_that_would_change_the_result_are_400(self):
         for extra, param in [({"priority": 3}, "priority"), ({"use_beam_search": True}, "use_beam_search"),
-                             ({"guided_grammar": "root ::= 'a'"}, "guided_grammar"),
+                             ({"guided_grammar": "root ::= item"}, "guided_grammar"),
                              ({"prompt_logprobs": 1}, "prompt_logprobs"),
-                             ({"cache_salt": "t1"}, "cache_salt"), ({"logprobs": 6}, "logprobs"),
+                             ({"cache_salt": ""}, "cache_salt"), ({"logprobs": 6}, "logprobs"),
                              ({"truncate_prompt_tokens": 0}, "truncate_prompt_tokens"),
                              ({"no_such_field": 1}, "no_such_field")]:
             status, body = server.post("/v1/completions", {"prompt": PROMPT, "max_tokens": 2, **extra})
             self.assertEqual(status, 400, (extra, body))
             self.assertEqual(body["error"]["param"], param, body)
+            if param == "priority":  # as vLLM: the flag that would allow it is named
+                self.assertIn("--scheduling-policy priority", body["error"]["message"])
 
     def test_allowed_token_ids_logit_bias_and_bad_words_steer_sampling(self):
         allowed = [11, 12, 13]
