@@ -40,6 +40,9 @@ struct ServeOptions {
   std::string reasoning_parser;  // "" or deepseek-r1
   std::string tool_call_parser;  // "" or deepseek-v3
   ParallelOptions parallel;      // under mpirun: rank 0 serves, the others run its steps
+  // After a rank of the group failed: seconds rank 0 keeps answering (/health 503 naming the
+  // failure, new requests 503) before it exits non-zero.
+  double failure_exit_delay_s = 5;
   std::optional<uint64_t> seed;   // --seed: the default sampling seed (vLLM's meaning)
   int max_logprobs = 20;          // --max-logprobs
   std::string generation_config = "auto";  // auto | vllm | DIR (vllm_compat.h)

@@ -29,6 +29,10 @@ void ShutdownController::wait() {
 }
 
 void ShutdownController::on_signal(int signal) {
+  if (group_failed_) {
+    spdlog::warn("{}: exiting now (a rank of the group failed)", signal == SIGINT ? "SIGINT" : "SIGTERM");
+    return finish(true);
+  }
   if (++n_signals_ > 1) return cancel("second signal");
   EngineStats stats = engine_.stats();
   spdlog::info("{}: draining (no new requests; {} running, {} waiting finish first, for {} s at most; signal again "
@@ -52,14 +56,30 @@ void ShutdownController::cancel(const char* why) {
 }
 
 void ShutdownController::engine_finished(bool engine_failed) {
-  net::post(signals_.get_executor(), [this, engine_failed] {
-    finished_ = true;
-    beast::error_code ignored;
-    signals_.cancel(ignored);
-    drain_timer_.cancel();
-    if (engine_failed) server_.close_all();
-    else server_.stop();
+  net::post(signals_.get_executor(), [this, engine_failed] { finish(engine_failed); });
+}
+
+void ShutdownController::group_failed(double linger_s) {
+  net::post(signals_.get_executor(), [this, linger_s] {
+    group_failed_ = true;
+    drain_timer_.cancel();  // a drain in progress has nothing left to wait for
+    drain_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(linger_s)));
+    drain_timer_.async_wait([this](const beast::error_code& ec) {
+      if (!ec) finish(true);
+    });
   });
+}
+
+// On the strand.
+void ShutdownController::finish(bool engine_failed) {
+  if (finished_) return;
+  finished_ = true;
+  beast::error_code ignored;
+  signals_.cancel(ignored);
+  drain_timer_.cancel();
+  if (engine_failed) server_.close_all();
+  else server_.stop();
 }
 
 }  // namespace dsi::server
