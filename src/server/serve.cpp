@@ -132,10 +132,11 @@ int run_serve(const ServeOptions& o) {
     ro.parallel = par;
     ModelRunner runner(std::move(model.config), std::move(model.weights), ro);
     if (!par.is_root()) {
-      // mpirun forwards SIGTERM and SIGINT to every rank; rank 0 drains its requests and then
-      // stops the workers, which must live until then.
+      // mpirun forwards SIGTERM, SIGINT and SIGUSR1 to every rank; rank 0 drains its requests
+      // and then stops the workers, which must live until then.
       std::signal(SIGTERM, SIG_IGN);
       std::signal(SIGINT, SIG_IGN);
+      std::signal(SIGUSR1, SIG_IGN);
       try {
         return run_worker(runner);
       } catch (const CollectiveTimeout& e) {

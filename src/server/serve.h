@@ -1,6 +1,6 @@
 #pragma once
 // `dsinfer serve`: loads the model and tokenizer, starts the engine on its own thread and the
-// HTTP server on Asio, and runs until SIGTERM/SIGINT. The first signal drains (no new
+// HTTP server on Asio, and runs until SIGTERM/SIGINT/SIGUSR1. The first signal drains (no new
 // requests; in-flight ones complete), a second or --shutdown-timeout cancels what is still
 // running (shutdown.h); either way the exit code is 0 (1 when the engine failed).
 #include <optional>

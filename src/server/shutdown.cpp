@@ -6,12 +6,25 @@
 
 namespace dsi::server {
 
+namespace {
+
+const char* signal_name(int signal) {
+  switch (signal) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGUSR1: return "SIGUSR1";
+  }
+  return "signal";
+}
+
+}  // namespace
+
 // The signal set and the timer share one strand: with several I/O threads, a cancel racing
 // the re-arming of a wait would otherwise leave a wait pending and the io_context never out
 // of work.
 ShutdownController::ShutdownController(net::io_context& ioc, Engine& engine, HttpServer& server,
                                        double drain_timeout_s)
-    : signals_(net::make_strand(ioc), SIGINT, SIGTERM),
+    : signals_(net::make_strand(ioc), SIGINT, SIGTERM, SIGUSR1),
       drain_timer_(signals_.get_executor()),
       engine_(engine),
       server_(server),
@@ -30,14 +43,14 @@ void ShutdownController::wait() {
 
 void ShutdownController::on_signal(int signal) {
   if (group_failed_) {
-    spdlog::warn("{}: exiting now (a rank of the group failed)", signal == SIGINT ? "SIGINT" : "SIGTERM");
+    spdlog::warn("{}: exiting now (a rank of the group failed)", signal_name(signal));
     return finish(true);
   }
   if (++n_signals_ > 1) return cancel("second signal");
   EngineStats stats = engine_.stats();
   spdlog::info("{}: draining (no new requests; {} running, {} waiting finish first, for {} s at most; signal again "
                "to cancel them)",
-               signal == SIGINT ? "SIGINT" : "SIGTERM", stats.n_running, stats.n_waiting, drain_timeout_s_);
+               signal_name(signal), stats.n_running, stats.n_waiting, drain_timeout_s_);
   server_.begin_drain();
   engine_.stop(true);
   if (drain_timeout_s_ <= 0) return cancel("--shutdown-timeout 0");

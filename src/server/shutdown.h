@@ -1,6 +1,7 @@
 #pragma once
 // What moves `dsinfer serve` through HttpServer's shutdown states (http_server.h): SIGINT /
-// SIGTERM and the drain's time limit. The first signal drains (no new work; what is in
+// SIGTERM / SIGUSR1 and the drain's time limit. (SIGUSR1 because mpirun forwards it to every
+// rank, where SIGTERM to mpirun ends the ranks at once: docs/multi-rank.md.) The first signal drains (no new work; what is in
 // progress finishes); a second signal, or --shutdown-timeout seconds of draining, cancels what
 // is still in progress, each request ending with an error event or a 503. When the engine has
 // finished, the server stops.
