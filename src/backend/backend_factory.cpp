@@ -17,6 +17,8 @@ std::string resolve_dtype(const std::string& text, const char* flag, DeviceKind 
   return device == DeviceKind::device_cuda ? "bfloat16" : "float32";
 }
 
+}  // namespace
+
 DeviceKind resolve_device(DeviceKind wanted) {
   if (wanted == DeviceKind::device_cpu) return wanted;
 #ifdef DSINFER_HAVE_CUDA
@@ -33,7 +35,13 @@ DeviceKind resolve_device(DeviceKind wanted) {
 #endif
 }
 
-}  // namespace
+bool runs_on_gpu(const BackendOptions& o) noexcept {
+  try {
+    return resolve_device(o.device) == DeviceKind::device_cuda;
+  } catch (...) {
+    return false;
+  }
+}
 
 DeviceKind parse_device(const std::string& text) {
   if (text == "auto") return DeviceKind::device_auto;

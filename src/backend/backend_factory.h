@@ -23,6 +23,13 @@ struct BackendOptions {
 DeviceKind parse_device(const std::string& text);
 const char* device_name(DeviceKind d);
 
+// auto -> cuda when this build has CUDA and a GPU is visible, else cpu; an Error for cuda
+// without CUDA or without a GPU. make_backend resolves the same way.
+DeviceKind resolve_device(DeviceKind wanted);
+// Whether make_backend(o) would run on a GPU; false where it would refuse the options (it
+// says why then).
+bool runs_on_gpu(const BackendOptions& o) noexcept;
+
 // Resolves auto, checks the build and the dtypes (clear Errors: "--device cuda: this build has
 // no CUDA", "--dtype bfloat16 is not supported by the CPU backend"), logs the choice.
 std::unique_ptr<Backend> make_backend(const BackendOptions& options);

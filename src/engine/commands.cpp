@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "backend/backend_factory.h"
 #include "core/error.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -19,6 +20,7 @@
 #include "engine/step_broadcast.h"
 #include "model/dump_compare.h"
 #include "model/sharding.h"
+#include "parallel/gpu_group_check.h"
 #include "parallel/parallel_runtime.h"
 #include "model/safetensors.h"
 
@@ -120,6 +122,8 @@ LoadedModel load_checked(const CommonOptions& o, const ParallelContext& par, std
     check_parallel_layout(par, m.config);
     prompt = parse_tokens(o.tokens, m.config.vocab_size);
   });
+  // Only once every rank is here: the check is a collective.
+  checked_on_every_rank(par, [&] { check_gpu_group(par, runs_on_gpu(o.backend), o.backend.device_index); });
   return m;
 }
 

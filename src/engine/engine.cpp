@@ -291,6 +291,9 @@ bool Engine::step() {
   const auto t1 = Clock::now();
   im.stats.scheduler_seconds_total += std::chrono::duration<double>(t1 - t0).count();
 
+  // Collectives inside the step are its communication phase, not forward (docs/metrics.md).
+  const CommunicationClock* comm = runner_.parallel().comm_clock.get();
+  const double comm_before = comm ? comm->seconds() : 0.0;
   try {
     runner_.forward(batch, im.logits);
   } catch (const std::exception& e) {
@@ -318,7 +321,9 @@ bool Engine::step() {
   // logits already). Counted as forward time: it is the model's output.
   if (im.expert_load) im.expert_load->add(runner_.expert_counts());
   const auto t2 = Clock::now();
-  im.stats.forward_seconds_total += std::chrono::duration<double>(t2 - t1).count();
+  const double comm_seconds = comm ? comm->seconds() - comm_before : 0.0;
+  im.stats.communication_seconds_total += comm_seconds;
+  im.stats.forward_seconds_total += std::chrono::duration<double>(t2 - t1).count() - comm_seconds;
 
   // Sample every sequence whose newest token was computed, in parallel: sequences are
   // independent (each has its own logits row and random stream), and the pass over the

@@ -57,7 +57,7 @@ struct EngineStats {
   double scheduler_seconds_total = 0;  // scheduling and bookkeeping, forward and sampling excluded
   double forward_seconds_total = 0;
   double sampling_seconds_total = 0;
-  double communication_seconds_total = 0;  // between ranks; 0 until the engine runs on several
+  double communication_seconds_total = 0;  // in collectives between ranks (0 in a world of one)
   RunnerMemory memory;     // fixed at startup
   ExpertLoad expert_load;  // the latest window (no layers: a dense model, or readback off)
 };

@@ -91,6 +91,9 @@ ModelWeights shard_weights(const ModelConfig& c, const ParallelContext& p, Model
     int parts = 1, part = 0;
     switch (spec.group) {
       case ShardGroup::shard_group_none: break;
+      // `dsinfer plan` counts them split by TP, as GPU servers run them; kept whole here, so
+      // every rank computes all the logits and no all-gather of them is needed.
+      case ShardGroup::shard_group_vocab: break;
       case ShardGroup::shard_group_tp: parts = p.tp_size, part = p.tp_rank; break;
       case ShardGroup::shard_group_all_ranks: parts = p.world_size, part = p.world_rank; break;
       case ShardGroup::shard_group_expert: parts = p.expert_tp_size, part = p.expert_tp_rank; break;

@@ -22,9 +22,18 @@ namespace dsi {
 
 // A collective that did not complete within its timeout: a peer died, hangs, or runs a
 // different collective. The communicator is unusable afterwards (every later call throws).
+// `collective`, `group`, `rank` and `size` say where (for /health and the logs); `rank` is the
+// rank that waited, in the group's numbering.
 class CollectiveTimeout : public Error {
  public:
   using Error::Error;
+  CollectiveTimeout(const std::string& what, std::string op, std::string group_name, int group_rank, int group_size,
+                    double seconds)
+      : Error(what), collective(std::move(op)), group(std::move(group_name)), rank(group_rank), size(group_size),
+        timeout_s(seconds) {}
+  std::string collective, group;
+  int rank = -1, size = 0;
+  double timeout_s = 0;
 };
 
 class Communicator {
@@ -35,9 +44,10 @@ class Communicator {
   // "world", "tp", "ep": named in errors and logs.
   virtual const std::string& name() const = 0;
 
-  // How long one collective may wait for its peers before CollectiveTimeout.
-  void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
-  std::chrono::milliseconds timeout() const { return timeout_; }
+  // How long one collective may wait for its peers before CollectiveTimeout. Virtual so that
+  // a wrapper (TimedCommunicator) passes it to the communicator it wraps.
+  virtual void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
+  virtual std::chrono::milliseconds timeout() const { return timeout_; }
 
   // In place: data = sum over ranks of data (float32).
   virtual void all_reduce_sum(std::span<float> data) = 0;

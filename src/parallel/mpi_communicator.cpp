@@ -109,10 +109,11 @@ void MpiCommunicator::wait(const char* op, void* request, std::vector<std::vecto
   }
   broken_ = true;
   abandoned_.push_back(std::make_unique<Pending>(Pending{req, std::move(buffers)}));
-  throw CollectiveTimeout(fmt::format(
-      "collective {} on group '{}' (rank {} of {}) did not complete within {:.1f} s: a peer rank died, hangs, or "
-      "runs a different collective",
-      op, name_, rank_, size_, double(timeout_.count()) / 1000.0));
+  const double secs = double(timeout_.count()) / 1000.0;
+  throw CollectiveTimeout(fmt::format("collective {} on group '{}' (rank {} of {}) did not complete within {:.1f} s: a "
+                                      "peer rank died, hangs, or runs a different collective",
+                                      op, name_, rank_, size_, secs),
+                          op, name_, rank_, size_, secs);
 }
 
 // Gathers everyone's values, then sums them in rank order (see the header).

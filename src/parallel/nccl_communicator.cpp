@@ -74,10 +74,11 @@ void NcclCommunicator::wait(const char* op, void* stream) {
   broken_ = true;
   ncclCommAbort(as_comm(comm_));
   comm_ = nullptr;
-  throw CollectiveTimeout(fmt::format(
-      "NCCL collective {} on group '{}' (rank {} of {}) did not complete within {:.1f} s: a peer rank died, hangs, "
-      "or runs a different collective",
-      op, name_, rank_, size_, double(timeout_.count()) / 1000.0));
+  const double secs = double(timeout_.count()) / 1000.0;
+  throw CollectiveTimeout(fmt::format("NCCL collective {} on group '{}' (rank {} of {}) did not complete within {:.1f} "
+                                      "s: a peer rank died, hangs, or runs a different collective",
+                                      op, name_, rank_, size_, secs),
+                          op, name_, rank_, size_, secs);
 }
 
 void NcclCommunicator::all_reduce_sum(void* data, int64_t count, DType dtype, void* stream) {

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "parallel/communicator.h"
+#include "parallel/timed_communicator.h"
 
 namespace dsi {
 
@@ -35,6 +36,9 @@ struct ParallelContext {
   // Groups; null in a world of one (no collective is ever needed then).
   std::shared_ptr<Communicator> world;
   std::shared_ptr<Communicator> tp;  // this rank's attention group
+  // Seconds this rank spent in the collectives of `world`, `tp` and their splits (they are
+  // TimedCommunicators on this clock); null in a world of one.
+  std::shared_ptr<CommunicationClock> comm_clock;
 
   bool single() const { return world_size == 1; }
   bool is_root() const { return world_rank == 0; }

@@ -19,7 +19,9 @@ ParallelRuntime::ParallelRuntime(const ParallelOptions& o) {
     return;
   }
   session_ = std::make_unique<MpiSession>();
-  std::shared_ptr<Communicator> world = MpiCommunicator::world();
+  // Every collective of the run is timed (the step's communication phase); splits inherit it.
+  auto clock = std::make_shared<CommunicationClock>();
+  std::shared_ptr<Communicator> world = std::make_shared<TimedCommunicator>(MpiCommunicator::world(), clock);
   world->set_timeout(timeout);
   if (world->size() != launch.size || world->rank() != launch.rank)
     fail("the launcher ({}) says rank {} of {}, MPI says rank {} of {}", launch.launcher, launch.rank, launch.size,
@@ -35,6 +37,7 @@ ParallelRuntime::ParallelRuntime(const ParallelOptions& o) {
   }
   agree_on_startup(world.get(), error);
   ctx_.world = world;
+  ctx_.comm_clock = clock;
   ctx_.tp = world->split(ctx_.world_rank / ctx_.tp_size, ctx_.tp_rank, "tp");
   if (root)
     spdlog::info("parallel: {} ranks ({}), tensor parallel {}, expert parallel {} (expert width split {}), data "

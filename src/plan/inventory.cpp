@@ -1,4 +1,13 @@
+// The planner's view of the model's weight table (model/weight_map.h): the same tensors,
+// shapes, stored dtypes and split rules the engine loads and shards, grouped for the
+// parameter breakdown and with each layer's routed experts folded into one entry per
+// projection (n_copies = n_routed_experts). No tensor name or split rule is written here.
 #include "plan/inventory.h"
+
+#include <map>
+
+#include "core/error.h"
+#include "model/weight_map.h"
 
 namespace dsi::plan {
 
@@ -18,88 +27,112 @@ std::string_view param_group_name(ParamGroup g) {
 
 namespace {
 
-WeightTensor linear(std::string_view name, ParamGroup g, int64_t out, int64_t in, TpSplit split, int64_t n = 1) {
-  return {name, g, out, in, n, true, false, split};
-}
-
-WeightTensor vec(std::string_view name, ParamGroup g, int64_t n, bool fp32 = false) {
-  return {name, g, n, 1, 1, false, fp32, TpSplit::replicated};
-}
-
-// MLA attention and the two layer norms (MATH.md "Attention (MLA)").
-void add_attention(const ModelConfig& c, std::vector<WeightTensor>& t) {
-  const int64_t h = c.hidden_size, nh = c.n_heads;
-  const auto A = ParamGroup::attention;
-  if (c.q_lora_rank) {
-    t.push_back(linear("self_attn.q_a_proj.weight", A, *c.q_lora_rank, h, TpSplit::replicated));
-    t.push_back(vec("self_attn.q_a_layernorm.weight", ParamGroup::norms, *c.q_lora_rank));
-    t.push_back(linear("self_attn.q_b_proj.weight", A, nh * c.qk_head_dim(), *c.q_lora_rank, TpSplit::rows));
-  } else {
-    t.push_back(linear("self_attn.q_proj.weight", A, nh * c.qk_head_dim(), h, TpSplit::rows));
+// The name inside its layer: "model.layers.3.self_attn.o_proj.weight" -> "self_attn.o_proj.weight",
+// routed expert e's "mlp.experts.<e>.up_proj.weight" -> "mlp.experts.{e}.up_proj.weight".
+std::string local_name(const WeightSpec& s) {
+  std::string n = s.name;
+  if (s.layer >= 0) {
+    const std::string prefix = "model.layers." + std::to_string(s.layer) + ".";
+    if (n.rfind(prefix, 0) != 0) fail("weight table: {} is not under {}", n, prefix);
+    n.erase(0, prefix.size());
   }
-  t.push_back(linear("self_attn.kv_a_proj_with_mqa.weight", A, c.kv_cache_dim(), h, TpSplit::replicated));
-  t.push_back(vec("self_attn.kv_a_layernorm.weight", ParamGroup::norms, c.kv_lora_rank));
-  t.push_back(linear("self_attn.kv_b_proj.weight", A, nh * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank,
-                     TpSplit::rows));
-  t.push_back(linear("self_attn.o_proj.weight", A, h, nh * c.v_head_dim, TpSplit::cols));
-  t.push_back(vec("input_layernorm.weight", ParamGroup::norms, h));
-  t.push_back(vec("post_attention_layernorm.weight", ParamGroup::norms, h));
+  if (s.expert >= 0) {
+    const std::string id = "experts." + std::to_string(s.expert) + ".";
+    const size_t at = n.find(id);
+    if (at == std::string::npos) fail("weight table: routed expert tensor {} does not name expert {}", s.name, s.expert);
+    n.replace(at, id.size(), "experts.{e}.");
+  }
+  return n;
 }
 
-void add_mlp(std::string_view gate, std::string_view up, std::string_view down, ParamGroup g, int64_t h,
-             int64_t width, int64_t n, std::vector<WeightTensor>& t) {
-  t.push_back(linear(gate, g, width, h, TpSplit::rows, n));
-  t.push_back(linear(up, g, width, h, TpSplit::rows, n));
-  t.push_back(linear(down, g, h, width, TpSplit::cols, n));
+ParamGroup group_of(const WeightSpec& s, const std::string& local) {
+  switch (s.kind) {
+    case WeightKind::weight_kind_embedding: return ParamGroup::embedding;
+    case WeightKind::weight_kind_router: return ParamGroup::router;
+    case WeightKind::weight_kind_vector:
+      // The router's correction bias is the router's; every other vector is a norm.
+      return local.rfind("mlp.gate.", 0) == 0 ? ParamGroup::router : ParamGroup::norms;
+    case WeightKind::weight_kind_linear: break;
+  }
+  switch (s.group) {
+    case ShardGroup::shard_group_expert: return ParamGroup::routed_experts;
+    case ShardGroup::shard_group_all_ranks: return ParamGroup::shared_experts;
+    case ShardGroup::shard_group_vocab: return ParamGroup::lm_head;
+    case ShardGroup::shard_group_tp:
+    case ShardGroup::shard_group_none: break;
+  }
+  return local.rfind("mlp.", 0) == 0 ? ParamGroup::dense_mlp : ParamGroup::attention;
 }
 
-// MoE FFN (MATH.md "MoE"): router, routed experts, shared experts as one MLP of width
-// moe_intermediate_size * n_shared_experts.
-void add_moe(const ModelConfig& c, std::vector<WeightTensor>& t) {
-  const int64_t h = c.hidden_size;
-  t.push_back({"mlp.gate.weight", ParamGroup::router, c.n_routed_experts, h, 1, false, false, TpSplit::replicated});
-  // noaux_tc adds a per-expert bias used only to choose experts; the checkpoints store it in float32.
-  if (c.topk_method == TopkMethod::noaux_tc)
-    t.push_back(vec("mlp.gate.e_score_correction_bias", ParamGroup::router, c.n_routed_experts, true));
-  add_mlp("mlp.experts.{e}.gate_proj.weight", "mlp.experts.{e}.up_proj.weight", "mlp.experts.{e}.down_proj.weight",
-          ParamGroup::routed_experts, h, c.moe_intermediate_size, c.n_routed_experts, t);
-  if (c.n_shared_experts > 0)
-    add_mlp("mlp.shared_experts.gate_proj.weight", "mlp.shared_experts.up_proj.weight",
-            "mlp.shared_experts.down_proj.weight", ParamGroup::shared_experts, h,
-            c.moe_intermediate_size * c.n_shared_experts, 1, t);
+TpSplit split_of(ShardDim d) {
+  switch (d) {
+    case ShardDim::shard_dim_rows: return TpSplit::rows;
+    case ShardDim::shard_dim_cols: return TpSplit::cols;
+    case ShardDim::shard_dim_replicated: break;
+  }
+  return TpSplit::replicated;
 }
 
-LayerInventory decoder_layer(const ModelConfig& c, bool moe) {
-  LayerInventory l;
-  l.moe = moe;
-  add_attention(c, l.tensors);
-  if (moe) add_moe(c, l.tensors);
-  else add_mlp("mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight", ParamGroup::dense_mlp,
-               c.hidden_size, c.intermediate_size, 1, l.tensors);
-  return l;
+WeightTensor tensor_of(const WeightSpec& s, std::string local) {
+  WeightTensor t;
+  t.group = group_of(s, local);
+  t.name = std::move(local);
+  t.rows = s.shape.at(0);
+  t.cols = s.shape.size() > 1 ? s.shape[1] : 1;
+  t.quantizable = s.stored == StoredDtype::stored_weight_dtype;
+  t.fp32 = s.stored == StoredDtype::stored_f32;
+  t.split = split_of(s.shard);
+  return t;
+}
+
+// Appends the layer's specs to `out`, routed experts folded: expert 0's entry stands for all
+// of them, and every expert must have the same tensors.
+void add_specs(const std::vector<const WeightSpec*>& specs, int n_experts, std::vector<WeightTensor>& out) {
+  std::map<std::string, int64_t> expert_entries;  // folded name -> experts seen
+  for (const WeightSpec* s : specs) {
+    std::string local = local_name(*s);
+    if (s->expert < 0) {
+      out.push_back(tensor_of(*s, std::move(local)));
+      continue;
+    }
+    if (++expert_entries[local] > 1) continue;
+    WeightTensor t = tensor_of(*s, local);
+    t.n_copies = n_experts;
+    out.push_back(std::move(t));
+  }
+  for (const auto& [name, n] : expert_entries)
+    if (n != n_experts) fail("weight table: {} appears for {} of {} routed experts", name, n, n_experts);
 }
 
 }  // namespace
 
 WeightInventory WeightInventory::from_config(const ModelConfig& c) {
-  const int64_t h = c.hidden_size, v = c.vocab_size;
   WeightInventory inv;
-  inv.embedding.push_back({"model.embed_tokens.weight", ParamGroup::embedding, v, h, 1, false, false, TpSplit::rows});
-  for (int i = 0; i < c.n_layers; ++i) inv.layers.push_back(decoder_layer(c, c.is_moe_layer(i)));
-  inv.head.push_back(vec("model.norm.weight", ParamGroup::norms, h));
-  if (!c.tie_word_embeddings)
-    inv.head.push_back({"lm_head.weight", ParamGroup::lm_head, v, h, 1, false, false, TpSplit::rows});
-  // MTP modules (MATH.md "MTP layer"): the decoder layer is an MoE layer when the model has
-  // experts. eh_proj is not quantised in the FP8 checkpoints.
-  for (int i = 0; i < c.num_nextn_predict_layers; ++i) {
-    LayerInventory m = decoder_layer(c, c.n_routed_experts > 0);
-    m.tensors.push_back(vec("enorm.weight", ParamGroup::norms, h));
-    m.tensors.push_back(vec("hnorm.weight", ParamGroup::norms, h));
-    m.tensors.push_back({"eh_proj.weight", ParamGroup::attention, h, 2 * h, 1, false, false, TpSplit::replicated});
-    m.tensors.push_back({"embed_tokens.weight", ParamGroup::embedding, v, h, 1, false, false, TpSplit::rows});
-    m.tensors.push_back(vec("shared_head.norm.weight", ParamGroup::norms, h));
-    m.tensors.push_back({"shared_head.head.weight", ParamGroup::lm_head, v, h, 1, false, false, TpSplit::rows});
-    inv.mtp.push_back(std::move(m));
+  const std::vector<WeightSpec> table = weight_table(c);
+  std::vector<const WeightSpec*> outside;  // embedding, final norm, lm_head
+  std::vector<std::vector<const WeightSpec*>> by_layer(size_t(c.n_layers));
+  for (const WeightSpec& s : table) {
+    if (s.layer < 0) outside.push_back(&s);
+    else by_layer.at(size_t(s.layer)).push_back(&s);
+  }
+  // The embedding comes before the layers in the table, the final norm and lm_head after.
+  for (const WeightSpec* s : outside) {
+    auto& dst = s->kind == WeightKind::weight_kind_embedding ? inv.embedding : inv.head;
+    dst.push_back(tensor_of(*s, s->name));
+  }
+  for (int i = 0; i < c.n_layers; ++i) {
+    LayerInventory& l = inv.layers.emplace_back();
+    l.moe = c.is_moe_layer(i);
+    add_specs(by_layer[size_t(i)], c.n_routed_experts, l.tensors);
+  }
+
+  const std::vector<WeightSpec> mtp = mtp_weight_table(c);
+  std::vector<std::vector<const WeightSpec*>> by_module(size_t(c.num_nextn_predict_layers));
+  for (const WeightSpec& s : mtp) by_module.at(size_t(s.layer - c.n_layers)).push_back(&s);
+  for (auto& specs : by_module) {
+    LayerInventory& m = inv.mtp.emplace_back();
+    m.moe = c.n_routed_experts > 0;
+    add_specs(specs, c.n_routed_experts, m.tensors);
   }
   return inv;
 }

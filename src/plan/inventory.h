@@ -1,8 +1,11 @@
 #pragma once
 // Every weight tensor of a DeepSeek checkpoint, with its shape, derived from config.json alone:
-// the table that parameter counts, weight bytes and per-GPU shards are computed from. Names
-// follow the hub checkpoints (MATH.md); shapes are [out, in] for a Linear, [n] for a vector.
+// the table that parameter counts, weight bytes and per-GPU shards are computed from. It is
+// read from the model's own weight table (model/weight_map.h: hub names, shapes, stored
+// dtypes, split rules), so the planner counts exactly what the engine loads. Shapes are
+// [out, in] for a Linear, [n] for a vector.
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -15,14 +18,16 @@ enum class ParamGroup { embedding, attention, dense_mlp, routed_experts, shared_
 inline constexpr int n_param_groups = 8;
 std::string_view param_group_name(ParamGroup g);
 
-// How tensor parallelism splits a tensor (vLLM/SGLang MLA conventions): rows = the output
-// dimension (column-parallel: q_b_proj, kv_b_proj, gate/up, vocab-parallel embedding and head),
-// cols = the input dimension (row-parallel: o_proj, down_proj), replicated = every rank holds
-// all of it (q_a_proj and kv_a_proj_with_mqa are small and feed the shared latent; norms; router).
+// How tensor parallelism splits a tensor (the weight table's ShardDim; vLLM/SGLang MLA
+// conventions): rows = the output dimension (column-parallel: q_b_proj, kv_b_proj, gate/up,
+// vocab-parallel embedding and head), cols = the input dimension (row-parallel: o_proj,
+// down_proj), replicated = every rank holds all of it (q_a_proj and kv_a_proj_with_mqa are
+// small and feed the shared latent; norms; router). The planner splits by its layout's TP
+// (routed experts by the expert TP inside their EP group).
 enum class TpSplit { replicated, rows, cols };
 
 struct WeightTensor {
-  std::string_view name;     // hub name inside its layer, e.g. "self_attn.q_b_proj.weight"
+  std::string name;          // hub name inside its layer, e.g. "self_attn.q_b_proj.weight"
   ParamGroup group = ParamGroup::attention;
   int64_t rows = 0;          // [rows, cols] as stored
   int64_t cols = 1;

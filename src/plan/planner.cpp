@@ -43,6 +43,7 @@ Plan make_plan(ModelSource model, Cluster cluster, const PlanRequest& req, const
 
   for (const Layout& l : candidate_layouts(c, p.cluster.n_gpus(), p.cluster.gpus_per_node()))
     p.layouts.push_back(estimate_layout(c, inv, l, p.cluster, p.serving, cal));
+  if (p.cluster.n_gpus() > 1) p.communication = communication_per_token(c, p.cluster.n_gpus());
   recommend(p);
   add_warnings(p);
   // LoRA trainers dequantise an FP8 base to bf16; int8 / int4 bases stay quantised (QLoRA).

@@ -7,6 +7,7 @@
 
 #include "plan/calibration.h"
 #include "plan/cluster.h"
+#include "plan/comm_model.h"
 #include "plan/finetune.h"
 #include "plan/layout.h"
 #include "plan/model_size.h"
@@ -32,6 +33,9 @@ struct Plan {
   std::vector<std::pair<WeightDtype, WeightBytes>> weight_bytes;  // every dtype, for the table
   int64_t kv_bytes_per_token = 0;  // whole model, --kv-dtype
   std::vector<LayoutEstimate> layouts;
+  // docs/design/parallel.md's model over all the GPUs: TP all-reduce against DP attention +
+  // EP all-to-all, all links together. Set for more than one GPU.
+  std::optional<CommPerToken> communication;
   std::optional<size_t> recommended;  // index into layouts
   std::string reason;                 // one sentence: why that layout, or why nothing fits
   std::vector<std::string> warnings;

@@ -106,6 +106,17 @@ Json plan_json(const Plan& p) {
       {"finetune", finetune_json(p.finetune)},
       {"calibration", p.calibration.to_json()},
   };
+  if (p.communication) {
+    const CommPerToken& m = *p.communication;
+    j["communication_per_token"] = {{"ranks", m.ranks},
+                                    {"tp_all_reduce_bytes", m.tp_all_reduce},
+                                    {"dp_ep_all_to_all_bytes", m.dp_ep_all_to_all},
+                                    {"dp_ep_fp8_dispatch_bytes", m.dp_ep_fp8_dispatch},
+                                    {"tp_collectives", m.tp_collectives},
+                                    {"ep_collectives", m.ep_collectives}};
+  } else {
+    j["communication_per_token"] = nullptr;
+  }
   return j;
 }
 

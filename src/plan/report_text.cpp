@@ -85,6 +85,20 @@ void layouts(const Plan& p, std::string& out) {
   }
 }
 
+// docs/design/parallel.md's model; the layouts' comm/token above is what one GPU sends.
+void communication(const Plan& p, std::string& out) {
+  if (!p.communication) return;
+  const CommPerToken& m = *p.communication;
+  out += fmt::format("\nCommunication per generated token on {} GPUs (all links together, bf16 activations; "
+                     "docs/design/parallel.md)\n",
+                     m.ranks);
+  out += fmt::format("  {:<44}{:>12}  ({} all-reduces)\n", "TP all-reduce, 2 per layer", bytes_auto(m.tp_all_reduce),
+                     m.tp_collectives);
+  out += fmt::format("  {:<44}{:>12}  ({} all-to-alls; {} with FP8 dispatch)\n",
+                     "DP attention + EP all-to-all, per MoE layer", bytes_auto(m.dp_ep_all_to_all), m.ep_collectives,
+                     bytes_auto(m.dp_ep_fp8_dispatch));
+}
+
 void finetune(const Plan& p, std::string& out) {
   const FinetuneEstimate& f = p.finetune;
   const int n = p.cluster.n_gpus();
@@ -109,6 +123,7 @@ std::string plan_text(const Plan& p) {
   parameters(p, out);
   weights_and_kv(p, out);
   layouts(p, out);
+  communication(p, out);
   finetune(p, out);
   return out;
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "server/group_health.h"
 #include "server/openai_request.h"
 #include "server/structured_output.h"
 #include "server/metrics.h"
@@ -36,6 +37,7 @@ struct ApiContext {
   // answering the same requests in the same order repeats itself, as vLLM's --seed does.
   mutable std::atomic<uint64_t> unseeded_requests{0};
   StructuredOutputs* structured = nullptr;  // compiled structured-output grammars (serve.cpp owns it)
+  const GroupHealth* group_health = nullptr;  // a parallel server's ranks (serve.cpp owns it); null: one process
   const std::string& model_name() const { return options.served_model_names.front(); }
 };
 

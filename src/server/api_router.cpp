@@ -94,6 +94,15 @@ Answer current_error_answer(std::string_view target) {
   }
 }
 
+// A rank of the group failed: nothing can run any more until the group is restarted.
+void check_group_healthy(const ApiContext& context) {
+  if (!context.group_health) return;
+  if (auto f = context.group_health->failure())
+    throw ApiError(503, fmt::format("the server cannot generate: a rank of its parallel group failed ({}); it exits "
+                                    "to be restarted",
+                                    f->error));
+}
+
 void check_not_shutting_down(const HttpConnection& connection) {
   if (connection.shutting_down()) throw ApiError(503, "the server is shutting down and accepts no new requests");
 }
@@ -179,6 +188,8 @@ void dispatch(ApiContext& context, const std::shared_ptr<HttpConnection>& connec
 
   switch (info.route) {
     case Route::route_health:
+      if (context.group_health)
+        if (auto f = context.group_health->failure()) return connection->send_json(503, f->to_json());
       if (connection->shutting_down()) throw ApiError(503, "the server is shutting down");
       return connection->send(200, "", "text/plain; charset=utf-8");
     case Route::route_metrics:
@@ -197,11 +208,13 @@ void dispatch(ApiContext& context, const std::shared_ptr<HttpConnection>& connec
       return connection->send_json(200, model_card(context, id));
     }
     case Route::route_completions:
+      check_group_healthy(context);
       check_not_shutting_down(*connection);
       return offload(context, connection, request, [](const ApiContext& c, const std::string& body) -> Prepared {
         return prepare_completions(c, body);
       });
     case Route::route_chat:
+      check_group_healthy(context);
       check_not_shutting_down(*connection);
       return offload(context, connection, request, [](const ApiContext& c, const std::string& body) -> Prepared {
         return prepare_chat_completions(c, body);

@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <cmath>
 #include <csignal>
 #include <ctime>
 #include <optional>
@@ -9,13 +10,16 @@
 #include <filesystem>
 #include <thread>
 
+#include "backend/backend_factory.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/threads.h"
 #include "engine/step_broadcast.h"
 #include "model/sharding.h"
+#include "parallel/gpu_group_check.h"
 #include "parallel/parallel_runtime.h"
 #include "server/api_router.h"
+#include "server/group_health.h"
 #include "server/http_server.h"
 #include "server/shutdown.h"
 #include "server/vllm_compat.h"
@@ -121,17 +125,30 @@ int run_serve(const ServeOptions& o) {
     check_quantization(o.quantization, model.config, o.source.path.empty() ? model.name : o.source.path);
     check_parallel_layout(par, model.config);
   });
+  // Only once every rank is here: the check is a collective.
+  checked_on_every_rank(par, [&] { check_gpu_group(par, runs_on_gpu(o.backend), o.backend.device_index); });
   int code = 0;
   rt.run([&] {
     RunnerOptions ro = runner_options(o);
     ro.parallel = par;
     ModelRunner runner(std::move(model.config), std::move(model.weights), ro);
     if (!par.is_root()) {
-      // mpirun forwards SIGTERM and SIGINT to every rank; rank 0 drains its requests and then
-      // stops the workers, which must live until then.
+      // mpirun forwards SIGTERM, SIGINT and SIGUSR1 to every rank; rank 0 drains its requests
+      // and then stops the workers, which must live until then.
       std::signal(SIGTERM, SIG_IGN);
       std::signal(SIGINT, SIG_IGN);
-      return run_worker(runner);
+      std::signal(SIGUSR1, SIG_IGN);
+      try {
+        return run_worker(runner);
+      } catch (const CollectiveTimeout& e) {
+        // Rank 0 saw (or will see within its own timeout) the same failure and keeps
+        // answering /health for --failure-exit-delay before it ends the job: ending it from
+        // here now would cut that short. Wait for it, then end the job ourselves in case
+        // rank 0 is the rank that failed.
+        spdlog::error("rank {}: {}; waiting for rank 0 to end the job", par.world_rank, e.what());
+        std::this_thread::sleep_for(std::chrono::duration<double>(o.failure_exit_delay_s + e.timeout_s + 2));
+        throw;
+      }
     }
     code = serve_on_root(o, *tokenizer, model, runner);
     if (code != 0 && par.world) fail("the engine failed (see the log above)");
@@ -159,6 +176,8 @@ int serve_on_root(const ServeOptions& o, Tokenizer& tokenizer, LoadedModel& mode
   StructuredOutputs structured(tokenizer, engine.config().vocab_size);
   ApiContext context{engine, tokenizer, metrics, api, preprocess};
   context.structured = &structured;
+  GroupHealth group_health;
+  if (runner.parallel().world) context.group_health = &group_health;
   HttpServer server(ioc, o.limits, metrics, [&context](const std::shared_ptr<HttpConnection>& c, HttpRequest&& r) {
     handle_api_request(context, c, std::move(r));
   });
@@ -170,6 +189,22 @@ int serve_on_root(const ServeOptions& o, Tokenizer& tokenizer, LoadedModel& mode
     try {
       set_num_threads(o.threads);  // OpenMP's thread count is per thread: set it where the model runs
       engine.run();
+    } catch (const CollectiveTimeout& e) {
+      // A rank of the group died or hangs. The engine has failed every request (503); say
+      // where, turn /health to 503, refuse new work, and exit non-zero after
+      // --failure-exit-delay so that a supervisor restarts the group.
+      GroupFailure f = GroupFailure::from(e);
+      f.step = engine.stats().steps_total;
+      f.exit_in_s = int(std::ceil(o.failure_exit_delay_s));
+      spdlog::error("parallel group failed: rank {} of group '{}' ({} ranks) waited {:.1f} s in {} during engine "
+                    "step {}; a peer rank died or hangs (its own log, if any, says more). /health now answers 503; "
+                    "exiting with status 1 in {:.1f} s",
+                    f.rank, f.group, f.group_size, f.timeout_s, f.collective, f.step + 1, o.failure_exit_delay_s);
+      group_health.fail(std::move(f));
+      engine.stop(false);  // submissions from now on are refused
+      engine_failed = true;
+      shutdown.group_failed(o.failure_exit_delay_s);
+      return;
     } catch (const std::exception& e) {
       spdlog::error("engine stopped on an error: {}", e.what());
       engine_failed = true;

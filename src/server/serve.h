@@ -1,6 +1,6 @@
 #pragma once
 // `dsinfer serve`: loads the model and tokenizer, starts the engine on its own thread and the
-// HTTP server on Asio, and runs until SIGTERM/SIGINT. The first signal drains (no new
+// HTTP server on Asio, and runs until SIGTERM/SIGINT/SIGUSR1. The first signal drains (no new
 // requests; in-flight ones complete), a second or --shutdown-timeout cancels what is still
 // running (shutdown.h); either way the exit code is 0 (1 when the engine failed).
 #include <optional>
@@ -40,6 +40,9 @@ struct ServeOptions {
   std::string reasoning_parser;  // "" or deepseek-r1
   std::string tool_call_parser;  // "" or deepseek-v3
   ParallelOptions parallel;      // under mpirun: rank 0 serves, the others run its steps
+  // After a rank of the group failed: seconds rank 0 keeps answering (/health 503 naming the
+  // failure, new requests 503) before it exits non-zero.
+  double failure_exit_delay_s = 5;
   std::optional<uint64_t> seed;   // --seed: the default sampling seed (vLLM's meaning)
   int max_logprobs = 20;          // --max-logprobs
   std::string generation_config = "auto";  // auto | vllm | DIR (vllm_compat.h)

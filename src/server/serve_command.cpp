@@ -121,8 +121,15 @@ void add_http_flags(CLI::App* cmd, ServeFlags& f) {
                   "seconds a client may leave a response unread before it is cut and its request cancelled")
       ->capture_default_str();
   cmd->add_option("--shutdown-timeout", o.shutdown_timeout_s,
-                  "seconds the drain after SIGTERM may take; then requests still in progress are cancelled (streams "
-                  "end with an error event and [DONE], others get 503) and the server exits (0: cancel at once)")
+                  "seconds the drain after SIGTERM, SIGINT or SIGUSR1 may take (under mpirun: SIGTERM to rank 0, or "
+                  "SIGUSR1 to mpirun, which forwards it); then requests still in progress are cancelled (streams end "
+                  "with an error event and [DONE], others get 503) and the server exits (0: cancel at once)")
+      ->capture_default_str();
+  cmd->add_option("--failure-exit-delay", o.failure_exit_delay_s,
+                  "under mpirun: seconds rank 0 keeps answering after a rank of the group failed (GET /health 503 "
+                  "with a JSON body naming the failed collective, new requests 503) before it exits with status 1 "
+                  "so that a supervisor restarts the group (0 to 20)")
+      ->check(CLI::Range(0.0, 20.0))
       ->capture_default_str();
   cmd->add_option("--preprocess-threads", o.preprocess_threads,
                   "threads that parse, render chat templates for and tokenize requests, off the I/O threads")

@@ -6,12 +6,25 @@
 
 namespace dsi::server {
 
+namespace {
+
+const char* signal_name(int signal) {
+  switch (signal) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGUSR1: return "SIGUSR1";
+  }
+  return "signal";
+}
+
+}  // namespace
+
 // The signal set and the timer share one strand: with several I/O threads, a cancel racing
 // the re-arming of a wait would otherwise leave a wait pending and the io_context never out
 // of work.
 ShutdownController::ShutdownController(net::io_context& ioc, Engine& engine, HttpServer& server,
                                        double drain_timeout_s)
-    : signals_(net::make_strand(ioc), SIGINT, SIGTERM),
+    : signals_(net::make_strand(ioc), SIGINT, SIGTERM, SIGUSR1),
       drain_timer_(signals_.get_executor()),
       engine_(engine),
       server_(server),
@@ -29,11 +42,15 @@ void ShutdownController::wait() {
 }
 
 void ShutdownController::on_signal(int signal) {
+  if (group_failed_) {
+    spdlog::warn("{}: exiting now (a rank of the group failed)", signal_name(signal));
+    return finish(true);
+  }
   if (++n_signals_ > 1) return cancel("second signal");
   EngineStats stats = engine_.stats();
   spdlog::info("{}: draining (no new requests; {} running, {} waiting finish first, for {} s at most; signal again "
                "to cancel them)",
-               signal == SIGINT ? "SIGINT" : "SIGTERM", stats.n_running, stats.n_waiting, drain_timeout_s_);
+               signal_name(signal), stats.n_running, stats.n_waiting, drain_timeout_s_);
   server_.begin_drain();
   engine_.stop(true);
   if (drain_timeout_s_ <= 0) return cancel("--shutdown-timeout 0");
@@ -52,14 +69,30 @@ void ShutdownController::cancel(const char* why) {
 }
 
 void ShutdownController::engine_finished(bool engine_failed) {
-  net::post(signals_.get_executor(), [this, engine_failed] {
-    finished_ = true;
-    beast::error_code ignored;
-    signals_.cancel(ignored);
-    drain_timer_.cancel();
-    if (engine_failed) server_.close_all();
-    else server_.stop();
+  net::post(signals_.get_executor(), [this, engine_failed] { finish(engine_failed); });
+}
+
+void ShutdownController::group_failed(double linger_s) {
+  net::post(signals_.get_executor(), [this, linger_s] {
+    group_failed_ = true;
+    drain_timer_.cancel();  // a drain in progress has nothing left to wait for
+    drain_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(linger_s)));
+    drain_timer_.async_wait([this](const beast::error_code& ec) {
+      if (!ec) finish(true);
+    });
   });
+}
+
+// On the strand.
+void ShutdownController::finish(bool engine_failed) {
+  if (finished_) return;
+  finished_ = true;
+  beast::error_code ignored;
+  signals_.cancel(ignored);
+  drain_timer_.cancel();
+  if (engine_failed) server_.close_all();
+  else server_.stop();
 }
 
 }  // namespace dsi::server

@@ -1,6 +1,7 @@
 #pragma once
 // What moves `dsinfer serve` through HttpServer's shutdown states (http_server.h): SIGINT /
-// SIGTERM and the drain's time limit. The first signal drains (no new work; what is in
+// SIGTERM / SIGUSR1 and the drain's time limit. (SIGUSR1 because mpirun forwards it to every
+// rank, where SIGTERM to mpirun ends the ranks at once: docs/multi-rank.md.) The first signal drains (no new work; what is in
 // progress finishes); a second signal, or --shutdown-timeout seconds of draining, cancels what
 // is still in progress, each request ending with an error event or a 503. When the engine has
 // finished, the server stops.
@@ -23,8 +24,14 @@ class ShutdownController {
   // stop waiting for signals and the drain's time limit, so that the io_context can run out
   // of work.
   void engine_finished(bool engine_failed);
+  // A rank of the parallel group failed and the engine stopped: keep the server up for
+  // `linger_s` seconds (GET /health answers 503 naming the failure, new work 503) so that
+  // health checks see it, then close every connection as for a failed engine. A signal
+  // during that time ends it at once.
+  void group_failed(double linger_s);
 
  private:
+  void finish(bool engine_failed);
   void wait();
   void on_signal(int signal);
   void cancel(const char* why);
@@ -36,6 +43,7 @@ class ShutdownController {
   double drain_timeout_s_;
   int n_signals_ = 0;
   bool finished_ = false;
+  bool group_failed_ = false;
 };
 
 }  // namespace dsi::server

@@ -13,6 +13,7 @@
 #include "core/dtype.h"
 #include "parallel/launch.h"
 #include "parallel/mpi_communicator.h"
+#include "parallel/timed_communicator.h"
 
 namespace dsi {
 namespace {
@@ -108,6 +109,29 @@ TEST(Communicator, SplitMakesGroupsOfTheSameColor) {
   std::vector<float> v = {1.0f};
   half->all_reduce_sum(v);
   EXPECT_EQ(v[0], float(half->size()));
+}
+
+// The step's communication phase: a TimedCommunicator passes every call through unchanged and
+// adds its time to the clock it shares with its splits.
+TEST(Communicator, TimedCommunicatorCountsEveryCallAndItsSplits) {
+  const int r = world().rank(), n = world().size();
+  auto clock = std::make_shared<CommunicationClock>();
+  TimedCommunicator timed(world().split(0, r, "timed"), clock);
+  EXPECT_EQ(timed.size(), n);
+  EXPECT_EQ(timed.rank(), r);
+  EXPECT_EQ(timed.name(), "timed");
+  timed.set_timeout(std::chrono::seconds(7));
+  EXPECT_EQ(timed.timeout(), std::chrono::seconds(7));
+  std::vector<float> data = {float(r + 1)};
+  timed.all_reduce_sum(data);
+  EXPECT_EQ(data[0], float(n * (n + 1) / 2));
+  timed.barrier();
+  EXPECT_EQ(clock->calls(), 2);
+  auto half = timed.split(r % 2, r, "half");  // timed on the same clock
+  half->barrier();
+  EXPECT_EQ(clock->calls(), 3);
+  EXPECT_GE(clock->seconds(), 0.0);
+  if (n > 1) EXPECT_GT(clock->seconds(), 0.0);  // real messages between processes take time
 }
 
 TEST(Communicator, AMissingPeerIsATimeoutNamingTheCollective) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "model/weight_map.h"
 #include "plan/inventory.h"
 #include "test_models.h"
 
@@ -67,6 +68,43 @@ TEST(PlanInventory, V3MtpModuleHasItsProjectionAndCopies) {
   EXPECT_FALSE(eh.quantizable);
   EXPECT_TRUE(has(inv.mtp[0].tensors, "shared_head.head.weight"));
   EXPECT_TRUE(has(inv.mtp[0].tensors, "embed_tokens.weight"));
+}
+
+// The inventory is the model's weight table (model/weight_map.h) regrouped: the same tensors
+// and parameters, MTP modules included, routed experts folded n_routed_experts to one.
+TEST(PlanInventory, IsTheModelsWeightTable) {
+  for (const char* name : {"deepseek-v2-lite", "deepseek-v2", "deepseek-v3"}) {
+    SCOPED_TRACE(name);
+    const ModelConfig& c = builtin_config(name);
+    auto numel = [](const WeightSpec& s) { return s.shape.size() == 2 ? s.shape[0] * s.shape[1] : s.shape[0]; };
+    int64_t main = 0, mtp = 0;
+    size_t n_main = 0;
+    for (const WeightSpec& s : weight_table(c)) main += numel(s), ++n_main;
+    for (const WeightSpec& s : mtp_weight_table(c)) mtp += numel(s);
+    const WeightInventory inv = WeightInventory::from_config(c);
+    int64_t inv_main = 0, inv_mtp = 0;
+    size_t n_inv = 0;
+    auto add = [&](const std::vector<WeightTensor>& ts, int64_t& sum) {
+      for (const WeightTensor& t : ts) sum += t.n_params(), n_inv += size_t(t.n_copies);
+    };
+    add(inv.embedding, inv_main);
+    for (const LayerInventory& l : inv.layers) add(l.tensors, inv_main);
+    add(inv.head, inv_main);
+    EXPECT_EQ(n_inv, n_main);
+    for (const LayerInventory& m : inv.mtp) add(m.tensors, inv_mtp);
+    EXPECT_EQ(inv_main, main);
+    EXPECT_EQ(inv_mtp, mtp);
+  }
+  // Split rules come from the table's ShardDim: a routed expert's down_proj is row-parallel
+  // (cols), the vocab-parallel lm_head rows, the latent projection replicated.
+  const WeightInventory inv = WeightInventory::from_config(builtin_config("deepseek-v3"));
+  EXPECT_EQ(find(inv.layers[3].tensors, "mlp.experts.{e}.down_proj.weight").split, TpSplit::cols);
+  EXPECT_EQ(find(inv.layers[3].tensors, "mlp.experts.{e}.down_proj.weight").group, ParamGroup::routed_experts);
+  EXPECT_EQ(find(inv.layers[3].tensors, "mlp.shared_experts.up_proj.weight").group, ParamGroup::shared_experts);
+  EXPECT_EQ(find(inv.head, "lm_head.weight").split, TpSplit::rows);
+  EXPECT_FALSE(find(inv.head, "lm_head.weight").quantizable);
+  EXPECT_EQ(find(inv.layers[0].tensors, "self_attn.kv_a_proj_with_mqa.weight").split, TpSplit::replicated);
+  EXPECT_EQ(find(inv.layers[0].tensors, "mlp.down_proj.weight").group, ParamGroup::dense_mlp);
 }
 
 }  // namespace

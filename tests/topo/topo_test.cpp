@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "topo/group_check.h"
 #include "topo/nvml.h"
 
 namespace dsi::topo {
@@ -137,6 +138,62 @@ TEST(Topo, PlacementErrors) {
   EXPECT_THROW(place_ranks(t, 8, 1), Error);  // more ranks than GPUs
   EXPECT_THROW(place_ranks(t, 3, 2), Error);  // not multiples
   EXPECT_THROW(place_ranks(t, 0, 1), Error);
+}
+
+// Startup checks of a parallel job (group_check.h): each rank's GPU as its node's NVML
+// describes it, judged together.
+TEST(GroupCheck, MixedModelsAreAnErrorAndPcieTpAWarning) {
+  Topology t = with_config(kMixedPcie);
+  std::vector<RankGpu> ranks;
+  for (int i = 0; i < 4; ++i) ranks.push_back(RankGpu::from_json(describe_rank_gpu(t, "node1", i).to_json()));
+  EXPECT_EQ(ranks[2].name, "NVIDIA A100-PCIE-40GB");
+  EXPECT_EQ(ranks[0].links[1], "PIX");
+  GroupCheck c = check_rank_gpus(ranks, 2);
+  ASSERT_EQ(c.errors.size(), 1u);
+  EXPECT_NE(c.errors[0].find("mixed GPU models in one job (ranks 0-1 on NVIDIA H100 PCIe, ranks 2-3 on NVIDIA "
+                             "A100-PCIE-40GB)"),
+            std::string::npos)
+      << c.errors[0];
+  EXPECT_TRUE(has(c.warnings, "tensor-parallel group 0 has GPUs without NVLink between them (rank 0 (GPU 0) and "
+                              "rank 1 (GPU 1) on node1 are linked by PIX)"));
+  EXPECT_TRUE(has(c.warnings, "tensor-parallel group 1 has GPUs without NVLink between them"));
+  // One model: no error; TP 1: no link warning.
+  std::vector<RankGpu> h100s(ranks.begin(), ranks.begin() + 2);
+  EXPECT_TRUE(check_rank_gpus(h100s, 2).errors.empty());
+  EXPECT_TRUE(check_rank_gpus(h100s, 1).warnings.empty());
+}
+
+TEST(GroupCheck, NvlinkSharedGpusAndNodes) {
+  Topology t = with_config(R"({"gpus": [
+    {"name": "NVIDIA H200", "memory_gib": 140, "cc": [9, 0], "bus": "00000000:18:00.0", "numa": 0},
+    {"name": "NVIDIA H200", "memory_gib": 140, "cc": [9, 0], "bus": "00000000:2A:00.0", "numa": 0}],
+   "links": [["X", "NV18"], ["NV18", "X"]]})");
+  const RankGpu a = describe_rank_gpu(t, "n1", 0), b = describe_rank_gpu(t, "n1", 1);
+  EXPECT_EQ(a.links[1], "NV18");
+  GroupCheck nv = check_rank_gpus({a, b}, 2);
+  EXPECT_TRUE(nv.errors.empty());
+  EXPECT_TRUE(nv.warnings.empty()) << nv.warnings[0];
+  // Two ranks on one GPU (the single-GPU test machine): nothing to warn about.
+  EXPECT_TRUE(check_rank_gpus({a, a}, 2).warnings.empty());
+  // The same GPUs on two nodes: TP across the network.
+  RankGpu far = b;
+  far.host = "n2";
+  EXPECT_TRUE(has(check_rank_gpus({a, far}, 2).warnings, "tensor-parallel group 0 spans nodes"));
+  EXPECT_TRUE(check_rank_gpus({a, far}, 1).warnings.empty());
+  // A rank on the CPU beside GPU ranks is an error; a job all on the CPU checks nothing.
+  GroupCheck mixed = check_rank_gpus({a, cpu_rank("n1")}, 1);
+  ASSERT_EQ(mixed.errors.size(), 1u);
+  EXPECT_NE(mixed.errors[0].find("some ranks run on the CPU (rank 1) and some on GPUs (rank 0)"), std::string::npos) << mixed.errors[0];
+  EXPECT_TRUE(check_rank_gpus({cpu_rank("n1"), cpu_rank("n1")}, 2).errors.empty());
+  // No such GPU, or no NVML: a warning, not a failure.
+  const RankGpu missing = describe_rank_gpu(t, "n1", 5);
+  EXPECT_NE(missing.problem.find("none with index 5"), std::string::npos) << missing.problem;
+  GroupCheck unknown = check_rank_gpus({a, missing}, 2);
+  EXPECT_TRUE(unknown.errors.empty());
+  EXPECT_TRUE(has(unknown.warnings, "the GPUs of rank 1 could not be checked"));
+  EXPECT_NE(describe_rank_gpu(read_topology("/nonexistent/libnvidia-ml.so.1"), "n1", 0).problem.find("NVML is not "
+                                                                                                     "available"),
+            std::string::npos);
 }
 
 }  // namespace
