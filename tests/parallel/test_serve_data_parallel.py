@@ -1,7 +1,13 @@
-"""A 2-rank server with data-parallel attention (`-dp 2`): concurrent streaming completions,
-which rank 0 spreads over both DP ranks (its log names each request's rank, /metrics counts
-them), give exactly the greedy text each prompt gives alone on a one-process server."""
+"""A 2-rank server with data-parallel attention (`-dp 2`):
+- concurrent streaming completions, which rank 0 spreads over both DP ranks (its log names
+  each request's rank, /metrics counts them), give exactly the greedy text each prompt gives
+  alone on a one-process server;
+- with each rank's KV pool too small for its share of the load, requests are preempted and
+  recomputed on the rank they were placed on (each is placed once), and every one still gets
+  exactly its tokens alone.
+Arguments: the cases to run (spread, preemption; default both)."""
 import os
+import random
 import re
 import sys
 import threading
@@ -11,43 +17,60 @@ os.environ["DSINFER_SERVE_LAYOUT"] = "-dp 2"
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server"))
 import serverlib  # noqa: E402
 
+MODEL = os.path.join(serverlib.DATA, "tiny-v2-lite")
 N_STREAMS = 6
 MAX_TOKENS = 24
+# tiny-v2-lite: 960 bytes of KV per token, 61440 per 64-token block. 6 blocks per rank; 8
+# requests of 100-107 + 60 tokens (3 blocks each) need 12 on each rank.
+KV_BYTES = 6 * 61440
+PREEMPT_JOBS = [([random.Random(11 + i).randrange(2, 1024) for _ in range(100 + i)], 60) for i in range(8)]
 
 
-def completion(srv, model, prompt):
-    events = srv.stream("/v1/completions", {"model": model, "prompt": prompt, "max_tokens": MAX_TOKENS,
-                                            "temperature": 0, "ignore_eos": True, "stream": True})
-    return "".join(e["choices"][0]["text"] for e in events if e != "[DONE]" and e["choices"])
+def body(prompt, n_out, stream):
+    return {"model": MODEL, "prompt": prompt, "max_tokens": n_out, "temperature": 0, "ignore_eos": True,
+            "return_token_ids": True, "stream": stream}
 
 
-def main():
-    model = os.path.join(serverlib.DATA, "tiny-v2-lite")
-    prompts = [[1 + i, 7 + 2 * i, 3, 11 + i][: 2 + i % 3] + [5] * i for i in range(N_STREAMS)]
-    serverlib.SERVE_RANKS = 1  # the reference: one process, one sequence at a time
-    base = serverlib.baseline_server("--model", model)
+def streamed(srv, prompt, n_out):
+    events = srv.stream("/v1/completions", body(prompt, n_out, True))
+    return [t for e in events[:-1] for c in e["choices"] for t in c.get("token_ids", [])]
+
+
+def alone(base, prompt, n_out):
+    status, out = base.post("/v1/completions", body(prompt, n_out, False))
+    assert status == 200, out
+    return out["choices"][0]["token_ids"]
+
+
+def concurrently(srv, jobs):
+    results = [None] * len(jobs)
+    barrier = threading.Barrier(len(jobs))
+
+    def client(i):
+        barrier.wait()
+        results[i] = streamed(srv, *jobs[i])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return results
+
+
+def placements(srv):
+    return [int(r) for r in re.findall(r"placed on DP rank (\d+)", srv.log_text())]
+
+
+def check_spread(base):
+    jobs = [([1 + i, 7 + 2 * i, 3, 11 + i][: 2 + i % 3] + [5] * i, MAX_TOKENS) for i in range(N_STREAMS)]
+    want = [alone(base, *j) for j in jobs]
+    srv = serverlib.Server("--model", MODEL)
     try:
-        alone = [completion(base, model, p) for p in prompts]
-    finally:
-        base.stop_cleanly()
-    serverlib.SERVE_RANKS = 2
-    srv = serverlib.Server("--model", model)
-    try:
-        results = [None] * N_STREAMS
-        barrier = threading.Barrier(N_STREAMS)
-
-        def client(i):
-            barrier.wait()
-            results[i] = completion(srv, model, prompts[i])
-
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(N_STREAMS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
+        got = concurrently(srv, jobs)
         for i in range(N_STREAMS):
-            assert results[i] == alone[i], (i, results[i], alone[i])
-        placed = [int(r) for r in re.findall(r"placed on DP rank (\d+)", srv.log_text())]
+            assert got[i] == want[i], (i, got[i], want[i])
+        placed = placements(srv)
         assert len(placed) == N_STREAMS, placed
         assert set(placed) == {0, 1}, f"the requests were not spread over both DP ranks: {placed}"
         metrics = srv.metrics()
@@ -57,6 +80,36 @@ def main():
               f"{MAX_TOKENS} greedy tokens each equal to the prompt alone")
     finally:
         srv.stop_cleanly()
+
+
+def check_preemption(base):
+    want = [alone(base, *j) for j in PREEMPT_JOBS]
+    srv = serverlib.Server("--model", MODEL, "--kv-cache-memory", str(KV_BYTES), "--max-num-seqs", "16")
+    try:
+        got = concurrently(srv, PREEMPT_JOBS)
+        m = srv.metrics()
+        assert m["dsinfer_num_preemptions_total"] > 0, "each rank's cache was meant to be too small"
+        assert m["dsinfer_kv_cache_num_blocks"] == 12, m["dsinfer_kv_cache_num_blocks"]  # 6 per rank
+        for i, (a, b) in enumerate(zip(got, want)):
+            assert len(a) == 60 and a == b, (i, a, b)
+        placed = placements(srv)
+        assert len(placed) == len(PREEMPT_JOBS) and set(placed) == {0, 1}, placed
+        print(f"{len(PREEMPT_JOBS)} requests on DP2 with 6 KV blocks per rank: "
+              f"{int(m['dsinfer_num_preemptions_total'])} preemptions, each request placed once ({placed}), "
+              f"60 tokens each equal to the request alone")
+    finally:
+        srv.stop_cleanly()
+
+
+def main():
+    serverlib.SERVE_RANKS = 1  # the reference: one process, one sequence at a time, no prefix cache
+    base = serverlib.baseline_server("--model", MODEL)
+    serverlib.SERVE_RANKS = 2
+    try:
+        for case in sys.argv[1:] or ["spread", "preemption"]:
+            {"spread": check_spread, "preemption": check_preemption}[case](base)
+    finally:
+        base.stop_cleanly()
     print("ok")
 
 
