@@ -218,7 +218,8 @@ void ModelRunner::execute(std::span<const ForwardBatch> batches, std::span<float
   const ForwardBatch& mine = batches[size_t(parallel_.dp_rank)];
   own_logits_.resize(mine.logit_rows.size() * size_t(vocab));
   // A rank without tokens still serves its experts to the others (lockstep MoE exchange).
-  if (mine.n_tokens() > 0) run_batch(mine, own_logits_);
+  idle_ = mine.n_tokens() == 0;
+  if (!idle_) run_batch(mine, own_logits_);
   else model_->idle_forward(*workspace_);
   // Every rank's logits rows to rank 0, in DP rank order (an all-to-all in which only rank 0
   // receives; every rank knows the counts from the plan).
@@ -246,7 +247,8 @@ void ModelRunner::stop_workers() {
 std::vector<int32_t> ModelRunner::expert_counts() {
   const Tensor& t = workspace_->expert_counts.t;
   std::vector<int32_t> out(size_t(t.numel()));
-  if (t.numel()) backend_->copy_to_host(t, out.data());
+  // (An idle DP step routed nothing here: the buffer still holds the step before.)
+  if (t.numel() && !idle_) backend_->copy_to_host(t, out.data());
   return out;
 }
 

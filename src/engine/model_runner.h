@@ -94,7 +94,8 @@ class ModelRunner {
   void stop_workers();
 
   // Tokens each routed expert got in the last step, [n_layers * n_routed_experts] (zero rows
-  // for dense layers): copied from backend memory on request, for load metrics.
+  // for dense layers): copied from backend memory on request, for load metrics. Under DP
+  // attention, this rank's tokens only.
   std::vector<int32_t> expert_counts();
 
  private:
@@ -109,6 +110,7 @@ class ModelRunner {
 
   std::vector<std::unique_ptr<KvBlockManager>> blocks_;
   std::vector<float> own_logits_;
+  bool idle_ = false;  // this rank had no tokens in the last step (data-parallel attention)
   std::unique_ptr<Workspace> workspace_;
   std::unique_ptr<TensorDump> dump_;
   double ready_seconds_ = 0;
