@@ -1,5 +1,6 @@
-// `dsinfer logits` and `dsinfer generate`: one prompt of token ids through the engine, for
-// checking numerics against a reference and for scripting.
+// `dsinfer logits` and `dsinfer generate`: prompts of token ids through the engine (logits:
+// one; generate: one or more, batched together and, under data-parallel attention, spread
+// over the DP ranks), for checking numerics against a reference and for scripting.
 #include "engine/commands.h"
 
 #include <algorithm>
@@ -30,7 +31,7 @@ namespace {
 
 struct CommonOptions {
   ModelSource source;
-  std::string tokens;
+  std::vector<std::string> tokens;  // one prompt per --tokens
   int threads = 0;
   BackendOptions backend;
   DumpFlags dump;
@@ -45,7 +46,9 @@ void add_common(CLI::App* cmd, CommonOptions& o) {
       ->check(CLI::IsMember({"auto", "safetensors", "dummy"}))
       ->capture_default_str();
   cmd->add_option("--seed", o.source.seed, "seed of --load-format dummy weights")->capture_default_str();
-  cmd->add_option("--tokens", o.tokens, "prompt token ids, comma-separated (e.g. 0,17,5)")->required();
+  cmd->add_option("--tokens", o.tokens,
+                  "prompt token ids, comma-separated (e.g. 0,17,5); generate takes several --tokens, one prompt each")
+      ->required();
   cmd->add_option("--threads", o.threads, "CPU threads (0: one per core)")->capture_default_str();
   add_device_flags(cmd, o.backend);
   add_dump_flags(cmd, o.dump);
@@ -91,18 +94,19 @@ ForwardBatch single_sequence_batch(std::span<const int32_t> tokens, int32_t n_ca
 
 // A runner whose cache and workspace hold exactly one sequence of n_tokens, computed in one
 // step with n_logit_rows logits.
+// (n_seqs such sequences for generate: n_tokens is then their sum, each may take a block more.)
 ModelRunner make_runner(LoadedModel m, const CommonOptions& common, int64_t n_tokens, int64_t n_logit_rows,
-                        const ParallelContext& parallel) {
+                        int n_seqs, const ParallelContext& parallel) {
   RunnerOptions o;
   o.parallel = parallel;
   o.backend = common.backend;
   o.dump = common.dump.parse();
   o.prefix_caching = false;
-  o.max_kv_blocks = (n_tokens + o.block_size - 1) / o.block_size;
+  o.max_kv_blocks = (n_tokens + o.block_size - 1) / o.block_size + n_seqs - 1;
   // 4 bytes: the widest KV dtype; max_kv_blocks caps the count for narrower ones.
   o.kv_cache_bytes = o.max_kv_blocks * o.block_size * m.config.kv_cache_dim() * 4 * m.config.n_layers;
   o.max_num_batched_tokens = int(n_tokens);
-  o.max_num_seqs = 1;
+  o.max_num_seqs = n_seqs;
   o.max_logit_rows = n_logit_rows;
   return ModelRunner(std::move(m.config), std::move(m.weights), o);
 }
@@ -115,12 +119,15 @@ std::vector<int32_t> allocate_blocks(ModelRunner& r, int64_t n_tokens) {
 
 // Every rank loads the model (memory maps: only its slices are read) and checks the layout;
 // an error there is the same on every rank and printed by rank 0 alone.
-LoadedModel load_checked(const CommonOptions& o, const ParallelContext& par, std::vector<int32_t>& prompt) {
+LoadedModel load_checked(const CommonOptions& o, const ParallelContext& par, std::vector<std::vector<int32_t>>& prompts,
+                         bool one_prompt) {
   LoadedModel m;
   checked_on_every_rank(par, [&] {
     m = load_model(o.source);
     check_parallel_layout(par, m.config);
-    prompt = parse_tokens(o.tokens, m.config.vocab_size);
+    if (one_prompt && o.tokens.size() != 1) fail("--tokens: logits takes one prompt, got {}", o.tokens.size());
+    prompts.clear();
+    for (const auto& t : o.tokens) prompts.push_back(parse_tokens(t, m.config.vocab_size));
   });
   // Only once every rank is here: the check is a collective.
   checked_on_every_rank(par, [&] { check_gpu_group(par, runs_on_gpu(o.backend), o.backend.device_index); });
@@ -131,11 +138,12 @@ void run_logits(const CommonOptions& o, const std::string& out_path) {
   set_num_threads(o.threads);
   ParallelRuntime rt(o.parallel);
   const ParallelContext& par = rt.context();
-  std::vector<int32_t> prompt;
-  LoadedModel m = load_checked(o, par, prompt);
+  std::vector<std::vector<int32_t>> prompts;
+  LoadedModel m = load_checked(o, par, prompts, true);
+  const std::vector<int32_t>& prompt = prompts[0];
   const int64_t vocab = m.config.vocab_size;
   rt.run([&] {
-    ModelRunner runner = make_runner(std::move(m), o, int64_t(prompt.size()), int64_t(prompt.size()), par);
+    ModelRunner runner = make_runner(std::move(m), o, int64_t(prompt.size()), int64_t(prompt.size()), 1, par);
     if (!par.is_root()) return run_worker(runner);
     auto table = allocate_blocks(runner, int64_t(prompt.size()));
     std::vector<float> logits(prompt.size() * size_t(vocab));
@@ -153,59 +161,74 @@ struct GenerateOptions {
   bool json = false;
 };
 
-void generate_on_root(ModelRunner& runner, const std::vector<int32_t>& prompt, const GenerateOptions& g);
+void generate_on_root(ModelRunner& runner, const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& g);
 
 // Generation goes through the same engine (scheduler, paged cache, sampler) as serving.
 void run_generate(const CommonOptions& o, const GenerateOptions& g) {
   set_num_threads(o.threads);
   ParallelRuntime rt(o.parallel);
   const ParallelContext& par = rt.context();
-  std::vector<int32_t> prompt;
-  LoadedModel m = load_checked(o, par, prompt);
-  const int64_t total = int64_t(prompt.size()) + g.max_tokens;
+  std::vector<std::vector<int32_t>> prompts;
+  LoadedModel m = load_checked(o, par, prompts, false);
+  int64_t total = 0;
+  for (const auto& p : prompts) total += int64_t(p.size()) + g.max_tokens;
+  const int n = int(prompts.size());
   rt.run([&] {
-    ModelRunner runner = make_runner(std::move(m), o, total, 1, par);
+    ModelRunner runner = make_runner(std::move(m), o, total, n, n, par);
     if (!par.is_root()) return run_worker(runner);
-    generate_on_root(runner, prompt, g);
+    generate_on_root(runner, prompts, g);
     runner.stop_workers();
   });
 }
 
-// Rank 0 (or the only rank): the engine, the sampler and the output.
-void generate_on_root(ModelRunner& runner, const std::vector<int32_t>& prompt, const GenerateOptions& g) {
-  const int64_t total = int64_t(prompt.size()) + g.max_tokens;
+// Rank 0 (or the only rank): the engine, the sampler and the output (one line per prompt,
+// in order).
+void generate_on_root(ModelRunner& runner, const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& g) {
+  int64_t total = 0, n_prompt_tokens = 0;
+  for (const auto& p : prompts) total += int64_t(p.size()) + g.max_tokens, n_prompt_tokens += int64_t(p.size());
   EngineOptions eo;
-  eo.max_num_seqs = 1;
-  eo.max_model_len = runner.blocks().n_blocks() * runner.block_size();
+  eo.max_num_seqs = int(prompts.size());
+  eo.max_model_len = std::min<int64_t>(runner.blocks().n_blocks() * runner.block_size(),
+                                      runner.config().max_position_embeddings);
   eo.max_num_batched_tokens = int(std::max<int64_t>(total, 1));
   Engine engine(runner, eo);
 
-  std::vector<int32_t> out;
-  const char* finish = nullptr;
-  std::string error;
-  EngineRequest req;
-  req.prompt = prompt;
-  req.sampling = g.sampling;
-  req.sampling.max_tokens = g.max_tokens;
-  req.sampling.ignore_eos = !g.stop_at_eos;
-  req.on_output = [&](RequestOutput&& r) {
-    for (auto& t : r.tokens) out.push_back(t.token);
-    if (r.finish != FinishReason::finish_none) finish = finish_reason_name(r.finish);
-    error = r.error;
+  struct Output {
+    std::vector<int32_t> tokens;
+    const char* finish = nullptr;
+    std::string error;
   };
+  std::vector<Output> outs(prompts.size());
   auto start = std::chrono::steady_clock::now();
-  engine.submit(std::move(req));
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EngineRequest req;
+    req.prompt = prompts[i];
+    req.sampling = g.sampling;
+    req.sampling.max_tokens = g.max_tokens;
+    req.sampling.ignore_eos = !g.stop_at_eos;
+    req.on_output = [&out = outs[i]](RequestOutput&& r) {
+      for (auto& t : r.tokens) out.tokens.push_back(t.token);
+      if (r.finish != FinishReason::finish_none) out.finish = finish_reason_name(r.finish);
+      out.error = r.error;
+    };
+    engine.submit(std::move(req));
+  }
   while (engine.has_work()) engine.step();
-  if (!error.empty()) fail("generation failed: {}", error);
+  for (const auto& out : outs)
+    if (!out.error.empty()) fail("generation failed: {}", out.error);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const EngineStats st = engine.stats();
-  spdlog::info("{} prompt + {} generated tokens in {:.3f} s ({:.3f} s in the model)", prompt.size(), out.size(), secs,
+  int64_t n_out = 0;
+  for (const auto& out : outs) n_out += int64_t(out.tokens.size());
+  spdlog::info("{} prompt + {} generated tokens in {:.3f} s ({:.3f} s in the model)", n_prompt_tokens, n_out, secs,
                st.forward_seconds_total);
-  if (g.json) {
-    std::printf("%s\n", Json{{"token_ids", out}, {"finish_reason", finish ? finish : ""}}.dump().c_str());
-  } else {
-    for (size_t i = 0; i < out.size(); ++i) std::printf("%s%d", i ? "," : "", out[i]);
-    std::printf("\n");
+  for (const auto& out : outs) {
+    if (g.json) {
+      std::printf("%s\n", Json{{"token_ids", out.tokens}, {"finish_reason", out.finish ? out.finish : ""}}.dump().c_str());
+    } else {
+      for (size_t i = 0; i < out.tokens.size(); ++i) std::printf("%s%d", i ? "," : "", out.tokens[i]);
+      std::printf("\n");
+    }
   }
 }
 

@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
-#include "engine/scheduler.h"
+#include "engine/dp_scheduler.h"
 #include "parallel/communicator.h"
 
 namespace dsi {
@@ -31,7 +31,12 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 struct Engine::Impl {
   Impl(ModelRunner& runner, const EngineOptions& o)
-      : scheduler(runner.blocks(), o.max_num_seqs, o.max_num_batched_tokens, o.scheduling_policy) {}
+      : scheduler(block_managers(runner), o.max_num_seqs, o.max_num_batched_tokens, o.scheduling_policy) {}
+  static std::vector<KvBlockManager*> block_managers(ModelRunner& runner) {
+    std::vector<KvBlockManager*> out;
+    for (int d = 0; d < runner.n_block_managers(); ++d) out.push_back(&runner.blocks(d));
+    return out;
+  }
 
   // Shared with other threads, under `mutex`.
   std::mutex mutex;
@@ -45,7 +50,7 @@ struct Engine::Impl {
   EngineStats published;
 
   // The engine thread's own.
-  Scheduler scheduler;
+  DpScheduler scheduler;  // one Scheduler per data-parallel rank (one without DP attention)
   EngineStats stats;
   std::vector<float> logits;
   std::optional<ExpertLoadWindow> expert_load;  // MoE models with the readback on
@@ -73,9 +78,14 @@ Engine::Engine(ModelRunner& runner, const EngineOptions& options)
          "workspace ({} tokens, {} sequences, {} logit rows, {} tokens of context)",
          options.max_num_batched_tokens, options.max_num_seqs, max_model_len_, ws.max_tokens, ws.max_seqs,
          ws.max_logit_rows, ws.max_blocks_per_seq * runner.block_size());
-  impl_->stats.kv_blocks_total = runner.blocks().n_blocks();
+  impl_->stats.kv_blocks_total = impl_->scheduler.kv_stats().n_blocks;
+  impl_->stats.data_parallel = impl_->scheduler.rank_stats();
   impl_->stats.memory = runner.memory();
   const ModelConfig& c = runner.config();
+  if (impl_->scheduler.n_ranks() > 1)
+    spdlog::info("engine: data-parallel attention over {} ranks, each with its own scheduler and KV pool of {} blocks; "
+                 "requests go to the rank with the least KV in use",
+                 impl_->scheduler.n_ranks(), runner.blocks().n_blocks());
   std::vector<int> moe_layers;
   for (int l = 0; l < c.n_layers; ++l)
     if (c.is_moe_layer(l)) moe_layers.push_back(l);
@@ -125,12 +135,14 @@ std::vector<RequestId> Engine::submit(std::vector<EngineRequest> requests) {
   }
   // The queue holds a full batch running plus max_waiting_requests waiting; a group larger
   // than that would be refused forever, so it is the client's to split (not "retry later").
-  const int64_t capacity = int64_t(options_.max_waiting_requests) + options_.max_num_seqs;
+  // (Under DP attention every DP rank runs up to max_num_seqs.)
+  const int64_t running = int64_t(options_.max_num_seqs) * impl_->scheduler.n_ranks();
+  const int64_t capacity = int64_t(options_.max_waiting_requests) + running;
   if (int64_t(n) > capacity)
     throw SubmitError(SubmitRefusal::submit_too_large,
                       fmt::format("{} requests (prompts x n) at once are more than this server ever queues: {} "
                                   "(--max-num-seqs {} running + --max-waiting-requests {} waiting); split them",
-                                  n, capacity, options_.max_num_seqs, options_.max_waiting_requests));
+                                  n, capacity, running, options_.max_waiting_requests));
   // Sequences are built (and the prompts moved) before the lock, ids taken under it.
   std::vector<std::unique_ptr<Sequence>> seqs;
   seqs.reserve(n);
@@ -145,7 +157,7 @@ std::vector<RequestId> Engine::submit(std::vector<EngineRequest> requests) {
       throw SubmitError(SubmitRefusal::submit_overloaded,
                         fmt::format("overloaded: {} requests are queued or running, and {} more do not fit in {} "
                                     "(--max-num-seqs {} running + --max-waiting-requests {} waiting); retry later",
-                                    impl_->n_queued, n, capacity, options_.max_num_seqs,
+                                    impl_->n_queued, n, capacity, running,
                                     options_.max_waiting_requests));
     impl_->n_queued += int64_t(n);
     for (auto& seq : seqs) {
@@ -201,7 +213,7 @@ void Engine::run() {
       if (impl_->draining && impl_->n_queued == 0 && impl_->inbox.empty()) impl_->stopping = true;
       if (impl_->stopping) {
         // Whatever is still queued or running ends now, aborted.
-        for (auto& seq : impl_->inbox) impl_->scheduler.add(std::move(seq));
+        for (auto& seq : impl_->inbox) impl_->scheduler.add(std::move(seq));  // (placed, then aborted)
         impl_->inbox.clear();
         for (RequestId id : impl_->scheduler.ids()) impl_->finishes.emplace_back(id, FinishReason::finish_abort);
         lock.unlock();
@@ -246,7 +258,8 @@ bool Engine::step() {
     im.stats.preemptions_total = im.scheduler.n_preemptions();
     im.stats.prefix_queried_tokens = im.scheduler.prefix_queried_tokens();
     im.stats.prefix_hit_tokens = im.scheduler.prefix_hit_tokens();
-    const KvCacheStats kv = runner_.blocks().stats();
+    const KvCacheStats kv = im.scheduler.kv_stats();
+    if (im.scheduler.n_ranks() > 1) im.stats.data_parallel = im.scheduler.rank_stats();
     im.stats.kv_blocks_used = kv.n_used;
     im.stats.kv_blocks_cached = kv.n_cached;
     if (im.expert_load) im.stats.expert_load = im.expert_load->load();
@@ -260,7 +273,11 @@ bool Engine::step() {
     im.published = im.stats;
   };
 
-  auto batch_plan = im.scheduler.schedule();
+  // Every DP rank's work (one rank without DP attention); batch_plan is their concatenation
+  // in rank order, which is also the order of the logits rows the forward returns.
+  auto rank_plans = im.scheduler.schedule();
+  std::vector<ScheduledSequence> batch_plan;
+  for (const auto& p : rank_plans) batch_plan.insert(batch_plan.end(), p.begin(), p.end());
   if (batch_plan.empty()) {
     im.stats.scheduler_seconds_total += seconds_since(t0);
     publish();
@@ -271,23 +288,28 @@ bool Engine::step() {
   for (const auto& s : batch_plan)
     if (!s.seq->first_scheduled) s.seq->first_scheduled = scheduled_at;
 
-  // The batch: each sequence's new tokens, positions and cache slots, in plan order.
-  ForwardBatch batch;
+  // Each rank's batch: each sequence's new tokens, positions and cache slots, in plan order.
+  std::vector<ForwardBatch> batches(rank_plans.size());
   const int bs = runner_.block_size();
-  for (const auto& s : batch_plan) {
-    const Sequence& seq = *s.seq;
-    BatchSequence bseq{int32_t(batch.token_ids.size()), s.n_new, seq.n_computed, seq.block_table};
-    for (int i = 0; i < s.n_new; ++i) {
-      const int pos = seq.n_computed + i;
-      batch.token_ids.push_back(seq.tokens[size_t(pos)]);
-      batch.positions.push_back(pos);
-      batch.kv_slots.push_back(int64_t(seq.block_table[size_t(pos / bs)]) * bs + pos % bs);
+  for (size_t d = 0; d < rank_plans.size(); ++d) {
+    ForwardBatch& batch = batches[d];
+    for (const auto& s : rank_plans[d]) {
+      const Sequence& seq = *s.seq;
+      BatchSequence bseq{int32_t(batch.token_ids.size()), s.n_new, seq.n_computed, seq.block_table};
+      for (int i = 0; i < s.n_new; ++i) {
+        const int pos = seq.n_computed + i;
+        batch.token_ids.push_back(seq.tokens[size_t(pos)]);
+        batch.positions.push_back(pos);
+        batch.kv_slots.push_back(int64_t(seq.block_table[size_t(pos / bs)]) * bs + pos % bs);
+      }
+      if (s.samples) batch.logit_rows.push_back(bseq.first_row + s.n_new - 1);
+      batch.sequences.push_back(std::move(bseq));
     }
-    if (s.samples) batch.logit_rows.push_back(bseq.first_row + s.n_new - 1);
-    batch.sequences.push_back(std::move(bseq));
   }
+  size_t n_logit_rows = 0;
+  for (const auto& b : batches) n_logit_rows += b.logit_rows.size();
   const int64_t vocab = runner_.config().vocab_size;
-  im.logits.resize(batch.logit_rows.size() * size_t(vocab));
+  im.logits.resize(n_logit_rows * size_t(vocab));
   const auto t1 = Clock::now();
   im.stats.scheduler_seconds_total += std::chrono::duration<double>(t1 - t0).count();
 
@@ -295,7 +317,7 @@ bool Engine::step() {
   const CommunicationClock* comm = runner_.parallel().comm_clock.get();
   const double comm_before = comm ? comm->seconds() : 0.0;
   try {
-    runner_.forward(batch, im.logits);
+    runner_.forward_plan(batches, im.logits);
   } catch (const std::exception& e) {
     // A failed step fails the requests in it, never the server; unless a rank of a parallel
     // group failed (a collective timed out): then no step can run again, every request fails

@@ -5,6 +5,7 @@
 // abort requests and read stats. See docs/design/engine.md for the request lifecycle.
 #include <memory>
 
+#include "engine/dp_scheduler.h"
 #include "engine/expert_load.h"
 #include "engine/model_runner.h"
 #include "engine/request.h"
@@ -60,6 +61,9 @@ struct EngineStats {
   double communication_seconds_total = 0;  // in collectives between ranks (0 in a world of one)
   RunnerMemory memory;     // fixed at startup
   ExpertLoad expert_load;  // the latest window (no layers: a dense model, or readback off)
+  // Data-parallel attention: each DP rank's placements, sequences and KV in use (one entry
+  // without DP). kv_blocks_total and kv_blocks_used above sum the ranks' pools.
+  std::vector<DpRankStats> data_parallel;
 };
 
 class Engine {

@@ -124,7 +124,10 @@ ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerO
     }
     workspace_->step.bounds.n_kv_blocks = n_blocks;
   }
-  blocks_ = std::make_unique<KvBlockManager>(n_blocks, options.block_size, options.prefix_caching);
+  // Rank 0 keeps the bookkeeping of every DP rank's pool (they hold the same block count).
+  const int n_managers = parallel_.is_root() ? parallel_.dp_size : 1;
+  for (int d = 0; d < n_managers; ++d)
+    blocks_.push_back(std::make_unique<KvBlockManager>(n_blocks, options.block_size, options.prefix_caching));
 
   cache_.n_layers = config.n_layers;
   cache_.n_blocks = n_blocks;
@@ -178,23 +181,74 @@ int64_t ModelRunner::kv_bytes_per_token() const {
 }
 
 void ModelRunner::forward(const ForwardBatch& batch, std::span<float> logits) {
-  if (parallel_.world && parallel_.is_root()) broadcast_step(*parallel_.world, batch);
+  if (parallel_.dp_size == 1) return forward_plan({&batch, 1}, logits);
+  std::vector<ForwardBatch> plan(size_t(parallel_.dp_size));
+  plan[0] = batch;
+  forward_plan(plan, logits);
+}
+
+void ModelRunner::forward_plan(std::span<const ForwardBatch> batches, std::span<float> logits) {
+  if (int(batches.size()) != parallel_.dp_size)
+    fail("forward: a plan of {} batches for {} data-parallel ranks", batches.size(), parallel_.dp_size);
+  if (parallel_.world && parallel_.is_root()) broadcast_step(*parallel_.world, batches);
+  execute(batches, logits);
+}
+
+void ModelRunner::run_step(std::span<const ForwardBatch> batches) {
+  if (int(batches.size()) != parallel_.dp_size)
+    fail("step message: {} batches for {} data-parallel ranks", batches.size(), parallel_.dp_size);
+  execute(batches, {});
+}
+
+void ModelRunner::run_batch(const ForwardBatch& batch, std::span<float> logits) {
   if (dump_) dump_->begin_step();
   workspace_->step.begin(*backend_, batch);
   model_->forward(*workspace_, cache_, logits);
   if (dump_) dump_->end_step();
 }
 
+void ModelRunner::execute(std::span<const ForwardBatch> batches, std::span<float> root_logits) {
+  const int64_t vocab = config().vocab_size;
+  if (parallel_.dp_size == 1) {
+    // Every rank runs the one batch; only rank 0's logits are wanted.
+    if (parallel_.is_root()) return run_batch(batches[0], root_logits);
+    own_logits_.resize(batches[0].logit_rows.size() * size_t(vocab));
+    return run_batch(batches[0], own_logits_);
+  }
+  const ForwardBatch& mine = batches[size_t(parallel_.dp_rank)];
+  own_logits_.resize(mine.logit_rows.size() * size_t(vocab));
+  // A rank without tokens still serves its experts to the others (lockstep MoE exchange).
+  idle_ = mine.n_tokens() == 0;
+  if (!idle_) run_batch(mine, own_logits_);
+  else model_->idle_forward(*workspace_);
+  // Every rank's logits rows to rank 0, in DP rank order (an all-to-all in which only rank 0
+  // receives; every rank knows the counts from the plan).
+  const int W = parallel_.world_size;
+  const int64_t row_bytes = vocab * int64_t(sizeof(float));
+  std::vector<int64_t> send(size_t(W), 0), recv(size_t(W), 0);
+  send[0] = int64_t(mine.logit_rows.size()) * row_bytes;
+  int64_t total = 0;
+  for (int d = 0; d < W; ++d) {
+    const int64_t rows = int64_t(batches[size_t(d)].logit_rows.size());
+    total += rows;
+    if (parallel_.is_root()) recv[size_t(d)] = rows * row_bytes;
+  }
+  if (parallel_.is_root() && int64_t(root_logits.size()) != total * vocab)
+    fail("forward: logits buffer holds {} floats, expected {} rows x vocab {}", root_logits.size(), total, vocab);
+  parallel_.world->all_to_all(std::as_bytes(std::span(own_logits_)), send, std::as_writable_bytes(root_logits), recv);
+}
+
 void ModelRunner::stop_workers() {
   if (!parallel_.world || !parallel_.is_root() || workers_stopped_) return;
   workers_stopped_ = true;
-  broadcast_step(*parallel_.world, ForwardBatch{}, true);
+  broadcast_step(*parallel_.world, {}, true);
 }
 
 std::vector<int32_t> ModelRunner::expert_counts() {
   const Tensor& t = workspace_->expert_counts.t;
   std::vector<int32_t> out(size_t(t.numel()));
-  if (t.numel()) backend_->copy_to_host(t, out.data());
+  // (An idle DP step routed nothing here: the buffer still holds the step before.)
+  if (t.numel() && !idle_) backend_->copy_to_host(t, out.data());
   return out;
 }
 

@@ -65,7 +65,10 @@ class ModelRunner {
   const ModelConfig& config() const { return model_->config(); }
   DeepSeekModel& model() { return *model_; }
   Backend& backend() { return *backend_; }
-  KvBlockManager& blocks() { return *blocks_; }
+  // The KV block bookkeeping of DP rank `dp_rank`'s cache (rank 0 schedules every DP rank's
+  // pool; all pools have the same number of blocks). Without DP attention, one.
+  KvBlockManager& blocks(int dp_rank = 0) { return *blocks_.at(size_t(dp_rank)); }
+  int n_block_managers() const { return int(blocks_.size()); }
   const KvCacheView& cache() const { return cache_; }
   int block_size() const { return cache_.block_size; }
   const StepLimits& step_limits() const { return workspace_->step.limits; }
@@ -78,14 +81,21 @@ class ModelRunner {
   // batch.logit_rows land in `logits` ([rows, vocab]). Throws Error for a batch that does not
   // fit the workspace or the cache.
   // On rank 0 of a parallel run it first broadcasts the batch (engine/step_broadcast.h), so
-  // the engine drives every rank by calling it; the other ranks run it from run_worker.
+  // the engine drives every rank by calling it; the other ranks run it from run_worker. Under
+  // data-parallel attention the batch runs on DP rank 0 and the other DP ranks idle.
   void forward(const ForwardBatch& batch, std::span<float> logits);
+  // Rank 0: one step of every DP rank (batches[d] for DP rank d, parallel().dp_size of them;
+  // any may be empty, not all). `logits` gets the logits rows of batch 0, then batch 1, ...
+  void forward_plan(std::span<const ForwardBatch> batches, std::span<float> logits);
+  // Other ranks: runs this rank's part of a step rank 0 broadcast (run_worker).
+  void run_step(std::span<const ForwardBatch> batches);
   const ParallelContext& parallel() const { return parallel_; }
   // Rank 0 of a parallel run: tells the workers to return from run_worker (once, at the end).
   void stop_workers();
 
   // Tokens each routed expert got in the last step, [n_layers * n_routed_experts] (zero rows
-  // for dense layers): copied from backend memory on request, for load metrics.
+  // for dense layers): copied from backend memory on request, for load metrics. Under DP
+  // attention, this rank's tokens only.
   std::vector<int32_t> expert_counts();
 
  private:
@@ -93,7 +103,14 @@ class ModelRunner {
   std::unique_ptr<DeepSeekModel> model_;
   Buffer cache_memory_;
   KvCacheView cache_;
-  std::unique_ptr<KvBlockManager> blocks_;
+  // Runs this rank's batch of the plan; under DP, gathers every rank's logits rows on rank 0
+  // (into root_logits there; empty elsewhere).
+  void execute(std::span<const ForwardBatch> batches, std::span<float> root_logits);
+  void run_batch(const ForwardBatch& batch, std::span<float> logits);
+
+  std::vector<std::unique_ptr<KvBlockManager>> blocks_;
+  std::vector<float> own_logits_;
+  bool idle_ = false;  // this rank had no tokens in the last step (data-parallel attention)
   std::unique_ptr<Workspace> workspace_;
   std::unique_ptr<TensorDump> dump_;
   double ready_seconds_ = 0;

@@ -14,7 +14,10 @@ void add_parallel_flags(CLI::App* cmd, ParallelOptions& o) {
       ->group(group)
       ->capture_default_str();
   cmd->add_option("--data-parallel-size", o.data_parallel_size,
-                  "data-parallel attention groups (not implemented yet: must be 1)")
+                  "data-parallel attention (also -dp): D ranks, each with its own attention, KV cache, dense layers "
+                  "and shared experts running its own sequences (rank 0 places each request on the rank with the "
+                  "least KV in use); the routed experts split over all ranks, tokens sent to their experts by "
+                  "all-to-all. Launch with mpirun -np D; --tensor-parallel-size must be 1 with it")
       ->group(group)
       ->capture_default_str();
   cmd->add_flag("--enable-expert-parallel", o.enable_expert_parallel,
@@ -31,6 +34,8 @@ std::vector<std::string> expand_short_parallel_flags(int argc, char** argv) {
   for (auto& a : args) {
     if (a == "-tp") a = "--tensor-parallel-size";
     else if (a.rfind("-tp=", 0) == 0) a = "--tensor-parallel-size=" + a.substr(4);
+    else if (a == "-dp") a = "--data-parallel-size";
+    else if (a.rfind("-dp=", 0) == 0) a = "--data-parallel-size=" + a.substr(4);
   }
   return args;
 }

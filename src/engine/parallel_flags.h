@@ -10,8 +10,8 @@ namespace dsi {
 
 void add_parallel_flags(CLI::App* cmd, ParallelOptions& options);
 
-// CLI11 takes one-letter short options only: vLLM's `-tp N` / `-tp=N` are rewritten to
-// --tensor-parallel-size before parsing (argv is left alone; the result owns the strings).
+// CLI11 takes one-letter short options only: vLLM's `-tp N` / `-tp=N` and `-dp N` / `-dp=N`
+// are rewritten to --tensor-parallel-size / --data-parallel-size before parsing (argv is left alone; the result owns the strings).
 std::vector<std::string> expand_short_parallel_flags(int argc, char** argv);
 
 }  // namespace dsi

@@ -143,6 +143,12 @@ std::vector<RequestId> Scheduler::ids() const {
   return out;
 }
 
+int64_t Scheduler::waiting_blocks() const {
+  int64_t n = 0;
+  for (const auto& s : waiting_) n += (int64_t(s->tokens.size()) + blocks_.block_size() - 1) / blocks_.block_size();
+  return n;
+}
+
 std::unique_ptr<Sequence> Scheduler::remove(RequestId id) {
   auto take = [&](auto& queue) -> std::unique_ptr<Sequence> {
     auto it = std::find_if(queue.begin(), queue.end(), [&](const auto& s) { return s->id == id; });

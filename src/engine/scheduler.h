@@ -34,6 +34,7 @@ struct Sequence {
   int n_prompt_computed_ever = 0;   // for the prompt-token counter (recomputes excluded)
   int n_cached_prompt = -1;         // prefix-cache hits at first admission (-1: not admitted yet)
   std::vector<int32_t> block_table;
+  int dp_rank = 0;  // the data-parallel rank whose KV pool holds it (fixed for its life)
   // For each leading full block, the cached block that identifies the prefix up to its end
   // (its own, or an equal one registered first): the parent of the next block.
   std::vector<KvPrefixRef> block_prefixes;
@@ -74,6 +75,8 @@ class Scheduler {
   std::vector<RequestId> ids() const;  // every running and waiting sequence
   int n_running() const { return int(running_.size()); }
   int n_waiting() const { return int(waiting_.size()); }
+  // KV blocks the waiting sequences' tokens will take when admitted (without prefix hits).
+  int64_t waiting_blocks() const;
   int64_t n_preemptions() const { return n_preemptions_; }
   // Prompt tokens looked up in the prefix cache and found there, counted once per request at
   // its first admission (failed attempts and re-admissions after preemption not counted).

@@ -59,11 +59,29 @@ class Reader {
   size_t at_ = 0;
 };
 
+void read_batch(Reader& r, int64_t payload_bytes, ForwardBatch& batch) {
+  r.get(batch.token_ids);
+  r.get(batch.positions);
+  r.get(batch.kv_slots);
+  r.get(batch.logit_rows);
+  const int64_t n_seqs = r.value();
+  if (n_seqs < 0 || n_seqs > payload_bytes) fail("step message: {} sequences", n_seqs);
+  for (int64_t i = 0; i < n_seqs; ++i) {
+    std::vector<int32_t> f;
+    r.get(f);
+    if (f.size() != 3) fail("step message: a sequence record has {} fields", f.size());
+    BatchSequence s{f[0], f[1], f[2], {}};
+    r.get(s.block_table);
+    batch.sequences.push_back(std::move(s));
+  }
+}
+
 }  // namespace
 
-void broadcast_step(Communicator& world, const ForwardBatch& batch, bool stop) {
+void broadcast_step(Communicator& world, std::span<const ForwardBatch> batches, bool stop) {
   Writer w;
-  if (!stop) {
+  if (!stop) w.put_value(int64_t(batches.size()));
+  for (const ForwardBatch& batch : stop ? std::span<const ForwardBatch>{} : batches) {
     w.put(batch.token_ids);
     w.put(batch.positions);
     w.put(batch.kv_slots);
@@ -81,7 +99,7 @@ void broadcast_step(Communicator& world, const ForwardBatch& batch, bool stop) {
   if (!w.bytes.empty()) world.broadcast(w.bytes, 0);
 }
 
-bool receive_step(Communicator& world, ForwardBatch& batch) {
+bool receive_step(Communicator& world, std::vector<ForwardBatch>& batches) {
   StepHeader h{};
   h.magic = 0;
   const auto timeout = world.timeout();
@@ -98,33 +116,20 @@ bool receive_step(Communicator& world, ForwardBatch& batch) {
   std::vector<std::byte> payload(size_t(h.payload_bytes));
   world.broadcast(payload, 0);
   Reader r(payload);
-  batch = ForwardBatch{};
-  r.get(batch.token_ids);
-  r.get(batch.positions);
-  r.get(batch.kv_slots);
-  r.get(batch.logit_rows);
-  const int64_t n_seqs = r.value();
-  if (n_seqs < 0 || n_seqs > h.payload_bytes) fail("step message: {} sequences", n_seqs);
-  for (int64_t i = 0; i < n_seqs; ++i) {
-    std::vector<int32_t> f;
-    r.get(f);
-    if (f.size() != 3) fail("step message: a sequence record has {} fields", f.size());
-    BatchSequence s{f[0], f[1], f[2], {}};
-    r.get(s.block_table);
-    batch.sequences.push_back(std::move(s));
-  }
+  const int64_t n_batches = r.value();
+  if (n_batches < 1 || n_batches > world.size()) fail("step message: {} batches for {} ranks", n_batches, world.size());
+  batches.assign(size_t(n_batches), ForwardBatch{});
+  for (ForwardBatch& batch : batches) read_batch(r, h.payload_bytes, batch);
   return true;
 }
 
 void run_worker(ModelRunner& runner) {
   const ParallelContext& p = runner.parallel();
   if (!p.world) fail("run_worker: not a parallel run");
-  ForwardBatch batch;
-  std::vector<float> logits;
+  std::vector<ForwardBatch> batches;
   int64_t n_steps = 0;
-  while (receive_step(*p.world, batch)) {
-    logits.resize(batch.logit_rows.size() * size_t(runner.config().vocab_size));
-    runner.forward(batch, logits);
+  while (receive_step(*p.world, batches)) {
+    runner.run_step(batches);
     ++n_steps;
   }
   spdlog::debug("rank {}: {} steps, stopped by rank 0", p.world_rank, n_steps);

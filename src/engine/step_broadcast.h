@@ -1,7 +1,12 @@
 #pragma once
 // The rank protocol (docs/design/parallel.md): rank 0 plans every step and broadcasts its
-// ForwardBatch over the world communicator; every other rank waits for it, runs the same
-// forward and discards the logits (rank 0 samples). A stop message ends the workers.
+// plan over the world communicator: one ForwardBatch, or under data-parallel attention one
+// per DP rank (possibly empty), every rank running its own. Every other rank waits for it and
+// runs the forward; rank 0 samples (under DP the other ranks' logits rows come back to it).
+// A stop message ends the workers.
+#include <span>
+#include <vector>
+
 #include "backend/step_context.h"
 #include "parallel/communicator.h"
 
@@ -9,11 +14,12 @@ namespace dsi {
 
 class ModelRunner;
 
-// Rank 0: sends `batch` (or, with stop, the end of the run) to every rank.
-void broadcast_step(Communicator& world, const ForwardBatch& batch, bool stop = false);
-// Other ranks: the next step; false at stop. Waits without a timeout for the step to begin
-// (rank 0 may be idle for hours in serve); its payload then has the communicator's timeout.
-bool receive_step(Communicator& world, ForwardBatch& batch);
+// Rank 0: sends the step's batches (one per DP rank; or, with stop, the end of the run) to
+// every rank.
+void broadcast_step(Communicator& world, std::span<const ForwardBatch> batches, bool stop = false);
+// Other ranks: the next step's batches; false at stop. Waits without a timeout for the step to
+// begin (rank 0 may be idle for hours in serve); its payload then has the communicator's timeout.
+bool receive_step(Communicator& world, std::vector<ForwardBatch>& batches);
 
 // Other ranks: runs every step rank 0 broadcasts until it says stop.
 void run_worker(ModelRunner& runner);

@@ -50,7 +50,15 @@ DeepSeekModel::DeepSeekModel(ModelConfig config, ModelWeights weights, Backend& 
   inv_freq_ = backend_.alloc(DType::f32, 1, int64_t(rope_.inv_freq.size()));
   backend_.copy_from_host(rope_.inv_freq.data(), inv_freq_.t);
   backend_.synchronize();
-  if (parallel_.ep_size > 1 && c.n_routed_experts > 0) {
+  if (parallel_.dp_size > 1 && c.n_routed_experts > 0) {
+    // DP attention: tokens go to their experts' ranks and back (expert_exchange.h).
+    if (!parallel_.world) fail("DeepSeekModel: data-parallel attention without a world communicator");
+    n_local_experts_ = n_local_experts(parallel_, c);
+    expert_begin_ = expert_begin(parallel_, c);
+    exchange_ = std::make_unique<ExpertExchange>(backend_, c.n_routed_experts, parallel_.world_size, c.hidden_size,
+                                                 c.moe_intermediate_size);
+    no_counts_.assign(size_t(c.n_routed_experts), 0);
+  } else if (parallel_.ep_size > 1 && c.n_routed_experts > 0) {
     n_local_experts_ = n_local_experts(parallel_, c);
     expert_begin_ = expert_begin(parallel_, c);
     // One more bucket than local experts: the choices other ranks compute (see routed_experts).
@@ -186,7 +194,9 @@ void DeepSeekModel::feed_forward(int layer, const Rows& s, Workspace& ws) {
     ops::add(be, s.out, s.shared);
   }
   // Every rank holds its experts' and its shared-expert slice's share: one sum over all ranks.
-  if (parallel_.world) all_reduce(*parallel_.world, s.out);
+  // (Under DP attention the exchange brought every expert's output home, and the shared
+  // experts are whole: nothing to sum.)
+  if (parallel_.world && !exchange_) all_reduce(*parallel_.world, s.out);
 }
 
 // The routed experts of every token. Under expert parallelism a rank computes only the
@@ -209,6 +219,18 @@ void DeepSeekModel::routed_experts(int layer, const Rows& s, Workspace& ws) {
   dump(layer, "expert_ids", ids);
   dump(layer, "expert_weights", weights);
   Tensor route_counts = counts, offsets = ws.expert_offsets.t, group_offsets = ws.expert_offsets.t;
+  if (exchange_) {
+    // Sorted by global expert id, each owner's rows are contiguous: they go there and back.
+    ops::moe_dispatch(be, s.h, ids, counts, x_sorted, offsets, row_map);
+    dump(layer, "x_sorted", x_sorted);
+    host_counts_.resize(size_t(config_.n_routed_experts));
+    be.copy_to_host(counts, host_counts_.data());
+    exchange_->run(*parallel_.world, moe.routed, x_sorted, host_counts_, y_sorted);
+    dump(layer, "y_sorted", y_sorted);
+    ops::moe_combine(be, y_sorted, row_map, ids, weights, s.out);
+    dump(layer, "moe_out", s.out);
+    return;
+  }
   int64_t n_elsewhere = 0;
   if (n_local_experts_ > 0) {
     const size_t nk = size_t(m);
@@ -248,6 +270,14 @@ void DeepSeekModel::routed_experts(int layer, const Rows& s, Workspace& ws) {
   dump(layer, "y_sorted", y_sorted);
   ops::moe_combine(be, y_sorted, row_map, ids, weights, s.out);
   dump(layer, "moe_out", s.out);
+}
+
+void DeepSeekModel::idle_forward(Workspace& ws) {
+  if (!exchange_) return;  // no collective in a step without tokens but the expert exchange
+  const Tensor none = ws.x_sorted.t.slice_rows(0, 0);
+  for (int l = 0; l < config_.n_layers; ++l)
+    if (const auto& moe = weights_.layers[size_t(l)].moe)
+      exchange_->run(*parallel_.world, moe->routed, none, no_counts_, none);
 }
 
 }  // namespace dsi

@@ -3,11 +3,13 @@
 // It owns no kernels, no allocation and no scheduling: the caller hands it a workspace whose
 // step context holds the step's tokens and KV slots, and it returns the logits of the rows the
 // step asks for. Every intermediate has a name (model/tensor_dump.h) for debug dumps.
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "backend/backend.h"
 #include "model/config.h"
+#include "model/expert_exchange.h"
 #include "model/rope.h"
 #include "model/tensor_dump.h"
 #include "model/weights.h"
@@ -32,6 +34,11 @@ class DeepSeekModel {
   // ([n_logit_rows, vocab], host). Also leaves each MoE layer's expert counts in
   // ws.expert_counts. Not thread-safe: one forward at a time per model.
   void forward(Workspace& ws, const KvCacheView& cache, std::span<float> logits);
+
+  // Data-parallel attention: a step in which this rank has no tokens. It still joins every MoE
+  // layer's expert exchange, running its experts for the other ranks' tokens.
+  void idle_forward(Workspace& ws);
+  bool data_parallel() const { return exchange_ != nullptr; }
 
   // Debug: record the chosen intermediates of every forward into `dump` (null: none).
   void set_dump(TensorDump* dump) { dump_ = dump; }
@@ -63,6 +70,9 @@ class DeepSeekModel {
   std::vector<int32_t> host_ids_, host_counts_;
   std::vector<float> host_weights_;
   std::vector<std::byte> host_reduce_, zeros_;
+  // Data-parallel attention: the all-to-all dispatch and combine of the routed experts.
+  std::unique_ptr<ExpertExchange> exchange_;
+  std::vector<int32_t> no_counts_;
 };
 
 }  // namespace dsi

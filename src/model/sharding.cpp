@@ -21,9 +21,10 @@ void check_parallel_layout(const ParallelContext& p, const ModelConfig& c) {
     need(c.moe_intermediate_size, p.expert_tp_size,
          "moe_intermediate_size (each routed expert is split across world size / expert-parallel size ranks)",
          "world size / expert-parallel size =");
-    need(c.moe_intermediate_size * c.n_shared_experts, p.world_size,
-         "the shared experts' width moe_intermediate_size x n_shared_experts (split across all ranks)",
-         "the world size");
+    if (p.dp_size == 1)
+      need(c.moe_intermediate_size * c.n_shared_experts, p.world_size,
+           "the shared experts' width moe_intermediate_size x n_shared_experts (split across all ranks)",
+           "the world size");
   } else if (p.ep_size > 1) {
     fail("--expert-parallel-size {}: the model has no routed experts", p.ep_size);
   }
@@ -95,7 +96,10 @@ ModelWeights shard_weights(const ModelConfig& c, const ParallelContext& p, Model
       // every rank computes all the logits and no all-gather of them is needed.
       case ShardGroup::shard_group_vocab: break;
       case ShardGroup::shard_group_tp: parts = p.tp_size, part = p.tp_rank; break;
-      case ShardGroup::shard_group_all_ranks: parts = p.world_size, part = p.world_rank; break;
+      case ShardGroup::shard_group_all_ranks:
+        // Under DP attention a rank's tokens are its own: the shared experts stay whole.
+        if (p.dp_size == 1) parts = p.world_size, part = p.world_rank;
+        break;
       case ShardGroup::shard_group_expert: parts = p.expert_tp_size, part = p.expert_tp_rank; break;
     }
     Weight& wt = *spec.weight;

@@ -16,20 +16,27 @@ ParallelContext make_parallel_layout(const ParallelOptions& o, int world_rank, i
     fail("the world has {} ranks, which is not a multiple of --tensor-parallel-size {} x --data-parallel-size {} "
          "(launch with mpirun -np {} or change the sizes)",
          world_size, tp, dp, tp * dp);
-  if (dp > 1)
-    fail("--data-parallel-size {}: data-parallel attention is not implemented yet (attention groups all run the same "
-         "batch); use --tensor-parallel-size and --expert-parallel-size",
-         dp);
-  const int ep = o.enable_expert_parallel ? world_size : o.expert_parallel_size;
-  if (o.enable_expert_parallel && o.expert_parallel_size != 1 && o.expert_parallel_size != world_size)
-    fail("--enable-expert-parallel means expert parallelism over all {} ranks, but --expert-parallel-size is {}",
-         world_size, o.expert_parallel_size);
-  if (world_size % ep != 0)
-    fail("--expert-parallel-size {} does not divide the world of {} ranks", ep, world_size);
+  if (dp > 1) {
+    // Data-parallel attention: each rank its own sequences, the routed experts over all ranks.
+    // Attention TP inside a DP group is not built: one rank per DP group.
+    if (tp > 1)
+      fail("--data-parallel-size {} with --tensor-parallel-size {}: tensor parallelism inside a data-parallel group "
+           "is not supported yet; use --data-parallel-size {} alone (attention replicated per rank, experts split "
+           "over all ranks)",
+           dp, tp, dp * tp);
+    if (world_size != dp)
+      fail("--data-parallel-size {} needs exactly {} ranks (one per data-parallel group), the world has {}", dp, dp,
+           world_size);
+    if (o.expert_parallel_size != 1 && o.expert_parallel_size != world_size)
+      fail("--data-parallel-size {} splits the routed experts over all {} ranks; --expert-parallel-size {} does not "
+           "match (leave it out, or give {})",
+           dp, world_size, o.expert_parallel_size, world_size);
+  }
+  const int ep = o.enable_expert_parallel || dp > 1 ? world_size : o.expert_parallel_size;
   p.tp_size = tp;
   p.tp_rank = world_rank % tp;
   p.dp_size = dp;
-  p.dp_rank = 0;
+  p.dp_rank = world_rank / tp;
   p.ep_size = ep;
   p.expert_tp_size = world_size / ep;
   p.ep_rank = world_rank / p.expert_tp_size;

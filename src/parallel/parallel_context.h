@@ -3,12 +3,15 @@
 // to the model and the engine: no globals, so two engines can live in one test process.
 //
 // Ranks 0..world-1 form tp_size-rank attention groups (rank r: tp_rank = r % tp_size); every
-// group runs the same batch (data-parallel attention, where groups run different batches,
-// is not built yet). Attention heads, dense MLPs and shared experts split across a TP group.
+// group runs the same batch, except under data-parallel attention (dp_size > 1: tp_size 1,
+// one rank per DP group, dp_rank = world_rank), where each rank runs its own sequences and
+// the routed experts split over all ranks (ep_size = world_size) with an all-to-all dispatch.
+// Attention heads, dense MLPs and shared experts split across a TP group.
 // Routed experts split across ep_size expert groups of world/ep_size ranks each (rank r:
 // ep_rank = r / (world/ep_size)); within an expert group each expert's intermediate width is
 // split across its expert_tp_size ranks. Shared experts split across all ranks, so an MoE
-// layer ends in one world all-reduce and an attention block in one TP all-reduce.
+// layer ends in one world all-reduce and an attention block in one TP all-reduce (under DP
+// attention they are replicated: each rank's tokens are its own).
 #include <memory>
 #include <string>
 

@@ -113,6 +113,20 @@ void ServerMetrics::render_engine(Exposition& x, const EngineStats& e) const {
   x.sample("dsinfer_device_memory_bytes", double(m.device_free_bytes), fmt::format("device=\"{}\",kind=\"free\"", device));
   x.sample("dsinfer_device_memory_bytes", double(m.device_total_bytes),
            fmt::format("device=\"{}\",kind=\"total\"", device));
+  if (e.data_parallel.size() > 1) {
+    // Data-parallel attention: where rank 0 placed the requests, and each rank's load.
+    x.family("dsinfer_dp_requests_placed_total", "counter", "Requests placed on each data-parallel rank since start.");
+    for (size_t d = 0; d < e.data_parallel.size(); ++d)
+      x.sample("dsinfer_dp_requests_placed_total", double(e.data_parallel[d].requests_placed),
+               fmt::format("dp_rank=\"{}\"", d));
+    x.family("dsinfer_dp_num_requests_running", "gauge", "Sequences running on each data-parallel rank.");
+    for (size_t d = 0; d < e.data_parallel.size(); ++d)
+      x.sample("dsinfer_dp_num_requests_running", e.data_parallel[d].n_running, fmt::format("dp_rank=\"{}\"", d));
+    x.family("dsinfer_dp_kv_cache_blocks_used", "gauge", "KV cache blocks held on each data-parallel rank.");
+    for (size_t d = 0; d < e.data_parallel.size(); ++d)
+      x.sample("dsinfer_dp_kv_cache_blocks_used", double(e.data_parallel[d].kv_blocks_used),
+               fmt::format("dp_rank=\"{}\"", d));
+  }
   render_expert_load(x, e.expert_load);
 }
 

@@ -2,8 +2,9 @@
 # Runs THERE (the GPU machine), from the repo root, with the tarball's binaries at $ROOT
 # (run.sh's `parallel` phase): the GPU half of the parallel issue on the one GPU. Two CUDA ranks
 # cannot share a GPU in an NCCL group, so the two ranks here use the MPI host communicator:
-# TP2 and EP2 `dsinfer logits --device cuda --dtype float32` against the single-process CUDA
-# run (max |diff| printed; bound 1e-5, as on the CPU), then the NCCL communicator's one-rank
+# TP2, EP2 and DP2 `dsinfer logits --device cuda --dtype float32` against the single-process
+# CUDA run (max |diff| printed; bound 1e-5, as on the CPU), DP2 `generate` with three prompts
+# spread over both ranks against each prompt alone, then the NCCL communicator's one-rank
 # tests. Outputs to $OUT.
 set -uo pipefail
 out=${OUT:-$PWD/device-out}
@@ -14,7 +15,7 @@ status=0
 for model in ${PARALLEL_MODELS:-tiny-v2-lite tiny-v2-group tiny-v3-fp8}; do
   "$bin" --log-level warn logits --device cuda --dtype float32 --model tests/data/$model --tokens $tokens \
     --out /tmp/one-$model.st > "$out/par_one_$model.log" 2>&1 || { echo "single $model failed"; status=1; }
-  for layout in "-tp 2" "--expert-parallel-size 2" "-tp 2 --enable-expert-parallel"; do
+  for layout in "-tp 2" "--expert-parallel-size 2" "-tp 2 --enable-expert-parallel" "-dp 2"; do
     tag=$(echo "$layout" | tr -d ' -')
     timeout 120 "${mpi[@]}" -np 2 "$bin" --log-level warn logits --device cuda --dtype float32 $layout \
       --model tests/data/$model --tokens $tokens --out /tmp/$tag-$model.st > "$out/par_${tag}_$model.log" 2>&1
@@ -33,6 +34,19 @@ PY
     echo "$model ${layout}: rc $rc, max |logit - single process| $diff (bound 1e-5)"
     [ $rc = 0 ] || { status=1; tail -5 "$out/par_${tag}_$model.log"; }
   done
+  # Data-parallel attention: three prompts placed over the two DP ranks, each against itself alone.
+  prompts=(0,17,5,9,11,3,7 1,200,31,64,2,8,8,8,9,10,11 4,4,5)
+  alone=""
+  for p in "${prompts[@]}"; do
+    alone+=$("$bin" --log-level warn generate --device cuda --dtype float32 --model tests/data/$model --tokens $p \
+      --max-tokens 16)$'\n'
+  done
+  dp=$(timeout 120 "${mpi[@]}" -np 2 "$bin" --log-level info generate --device cuda --dtype float32 -dp 2 \
+    --model tests/data/$model --tokens ${prompts[0]} --tokens ${prompts[1]} --tokens ${prompts[2]} --max-tokens 16 \
+    2> "$out/par_dp2_generate_$model.log")
+  placed=$(grep -o "placed on DP rank [0-9]" "$out/par_dp2_generate_$model.log" | awk '{print $NF}' | tr '\n' ' ')
+  if [ "$dp"$'\n' = "$alone" ]; then echo "$model -dp 2 generate: 3 prompts on DP ranks $placed equal to each alone"
+  else echo "$model -dp 2 generate: DIFFERS (ranks $placed): '$dp' vs '$alone'"; status=1; fi
 done
 if [ -x "$ROOT/bin/nccl_communicator_test" ]; then
   timeout 120 "$ROOT/bin/nccl_communicator_test" > "$out/nccl_communicator_test.log" 2>&1 || status=1
