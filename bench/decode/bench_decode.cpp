@@ -5,16 +5,19 @@
 // (attention, dense MLP, shared experts, router, lm_head), the routed experts its tokens chose,
 // and each sequence's KV cache. The roofline is those bytes over the measured read bandwidth.
 //
-// Prefill speed is timed too: steps of --prefill-seqs prompts of --prefill-len tokens each.
+// Prefill speed is timed too: steps of --prefill-seqs prompts of --prefill-len tokens each, with
+// their FLOP rate (2 x active parameters per token plus causal attention, prefill_flops) and,
+// given --peak-tflops (the bf16 GEMM peak cuda_gemm_bench measured in the same run), its share.
 //
 //   bench_decode [--config FILE] [--fp8] [--threads N] [--context 256] [--steps 32]
 //                [--batches 1,16] [--prefill-len 512] [--prefill-seqs 4]
 //                [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16] [--bandwidth-gbps B]
+//                [--peak-tflops T] [--profile]
 // --bandwidth-gbps replaces the host read bandwidth in the roofline (on a GPU: the device copy
 // bandwidth measured by cuda_gemm_bench in the same run, scripts/device/run.sh).
-// --profile: one more decode step per batch with the backend's op timing on (Backend::
-// begin_op_timing): device time per op kind, and the step's wall time minus their sum (what
-// launching costs). The CPU backend has no op timing.
+// --profile: one more decode step per batch and one more prefill step with the backend's op
+// timing on (Backend::begin_op_timing): device time per op kind, and the step's wall time minus
+// their sum (what launching costs). The CPU backend has no op timing.
 #include <immintrin.h>
 #include <omp.h>
 
@@ -134,6 +137,19 @@ double token_flops(const ModelConfig& c, const ModelWeights& w, double ctx) {
   return 2 * (params + attention);
 }
 
+// FLOPs of one prefill step of n_seqs prompts of len tokens: 2 x the active parameters per token
+// (lm_head only on each prompt's last token, whose logits are wanted; kv_b_proj on every token,
+// which expands its keys and values) plus causal attention over the expanded heads, 2 x (qk + v
+// head dims) per query-key pair and head.
+double prefill_flops(const ModelConfig& c, const ModelWeights& w, int len, int n_seqs) {
+  std::vector<int> k(size_t(c.n_layers), c.num_experts_per_tok);
+  const double params = double(step_weight_sum(c, w, k, weight_params));
+  const double lm_head = double(weight_params(w.lm_head));
+  const double pairs = double(len) * (len + 1) / 2;
+  const double attention = 2.0 * double(c.n_layers) * c.n_heads * pairs * double(c.qk_head_dim() + c.v_head_dim);
+  return n_seqs * (2 * (params - lm_head) * len + 2 * lm_head + attention);
+}
+
 struct Result {
   double tokens_per_second;
   double step_ms;
@@ -204,15 +220,15 @@ Result run_batch(ModelRunner& runner, int batch, int context, int steps, double 
 
 // The op timing of one step: device microseconds per op kind, largest first, and what the
 // step's wall time has beyond them.
-void print_ops(int batch, double step_ms, std::vector<OpTiming> ops) {
+void print_ops(const std::string& what, double step_ms, std::vector<OpTiming> ops) {
   if (ops.empty()) {
-    std::printf("batch %d: this backend has no op timing\n", batch);
+    std::printf("%s: this backend has no op timing\n", what.c_str());
     return;
   }
   std::sort(ops.begin(), ops.end(), [](const OpTiming& a, const OpTiming& b) { return a.seconds > b.seconds; });
   double device = 0;
   for (const auto& o : ops) device += o.seconds;
-  std::printf("batch %d, one decode step: device time per op (the step took %.3f ms of wall time)\n", batch, step_ms);
+  std::printf("%s: device time per op (the step took %.3f ms of wall time)\n", what.c_str(), step_ms);
   std::printf("  %-20s %6s %10s %8s %7s\n", "op", "calls", "total us", "us/call", "share");
   for (const auto& o : ops)
     std::printf("  %-20s %6lld %10.1f %8.2f %6.1f%%\n", o.op.c_str(), static_cast<long long>(o.calls), o.seconds * 1e6,
@@ -222,13 +238,21 @@ void print_ops(int batch, double step_ms, std::vector<OpTiming> ops) {
               std::max(0.0, step_ms * 1e3 - device * 1e6), step_ms * 1e3, device * 1e6);
 }
 
-// Prompt tokens per second: steps of n_seqs fresh prompts of len tokens, best of 3.
-double run_prefill(ModelRunner& runner, int len, int n_seqs) {
+struct PrefillResult {
+  double tokens_per_second = 0;
+  double step_ms = 0;         // of the best step
+  std::vector<OpTiming> ops;  // --profile: one more step's device time per op kind
+};
+
+// Prompt tokens per second: steps of n_seqs fresh prompts of len tokens, best of 3 (and with
+// profile a fourth, op-timed step).
+PrefillResult run_prefill(ModelRunner& runner, int len, int n_seqs, bool profile) {
   const auto& c = runner.config();
   const int bs = runner.block_size();
-  double best = 0;
+  PrefillResult r;
   std::vector<float> logits(size_t(n_seqs) * size_t(c.vocab_size));
-  for (int rep = 0; rep < 3; ++rep) {
+  for (int rep = 0; rep < 3 + (profile ? 1 : 0); ++rep) {
+    const bool timed_ops = rep == 3;
     ForwardBatch b;
     std::vector<std::vector<int32_t>> tables(static_cast<size_t>(n_seqs));
     for (int s = 0; s < n_seqs; ++s) {
@@ -244,12 +268,17 @@ double run_prefill(ModelRunner& runner, int len, int n_seqs) {
       b.sequences.push_back({first, len, 0, t});
     }
     auto t0 = Clock::now();
+    if (timed_ops) runner.backend().begin_op_timing();
     runner.forward(b, logits);
+    if (timed_ops) r.ops = runner.backend().end_op_timing();
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-    best = std::max(best, double(len) * n_seqs / secs);
+    if (!timed_ops && double(len) * n_seqs / secs > r.tokens_per_second) {
+      r.tokens_per_second = double(len) * n_seqs / secs;
+      r.step_ms = 1000 * secs;
+    }
     for (auto& t : tables) runner.blocks().release(t);
   }
-  return best;
+  return r;
 }
 
 }  // namespace
@@ -260,7 +289,7 @@ int main(int argc, char** argv) {
   std::string config_path = DSINFER_BENCH_DECODE_CONFIG;
   bool fp8 = false, profile = false;
   int threads = 0, context = 256, steps = 32, prefill_len = 512, prefill_seqs = 4;
-  double bandwidth_override = 0;
+  double bandwidth_override = 0, peak_tflops = 0;
   std::vector<int> batches{1, 16};
   BackendOptions backend;
   for (int i = 1; i < argc; ++i) {
@@ -277,6 +306,7 @@ int main(int argc, char** argv) {
     else if (a == "--prefill-len") prefill_len = std::stoi(next());
     else if (a == "--prefill-seqs") prefill_seqs = std::stoi(next());
     else if (a == "--bandwidth-gbps") bandwidth_override = std::stod(next()) * 1e9;
+    else if (a == "--peak-tflops") peak_tflops = std::stod(next());
     else if (a == "--batches") {
       batches.clear();
       std::string list = next();
@@ -291,7 +321,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: bench_decode [--config FILE] [--fp8] [--threads N] [--context N] [--steps N] "
                    "[--batches 1,16] [--prefill-len N] [--prefill-seqs N] [--device auto|cpu|cuda] "
-                   "[--dtype auto|float32|bfloat16] [--bandwidth-gbps B] [--profile]\n");
+                   "[--dtype auto|float32|bfloat16] [--bandwidth-gbps B] [--peak-tflops T] [--profile]\n");
       return 2;
     }
   }
@@ -329,9 +359,18 @@ int main(int argc, char** argv) {
               runner.ready_seconds(), double(mem.weight_bytes) / double(1 << 30),
               double(mem.workspace_bytes) / double(1 << 30), double(mem.kv_cache_bytes) / double(1 << 30),
               double(mem.device_free_bytes) / double(1 << 30), double(mem.device_total_bytes) / double(1 << 30));
-  if (prefill_len > 0 && prefill_seqs > 0)
-    std::printf("prefill: %d prompts of %d tokens per step: %.1f tokens/s\n\n", prefill_seqs, prefill_len,
-                run_prefill(runner, prefill_len, prefill_seqs));
+  if (prefill_len > 0 && prefill_seqs > 0) {
+    auto r = run_prefill(runner, prefill_len, prefill_seqs, profile);
+    const double tflops = prefill_flops(c, runner.model().weights(), prefill_len, prefill_seqs) / (r.step_ms * 1e-3) / 1e12;
+    std::printf("prefill: %d prompts of %d tokens per step: %.1f tokens/s, %.3f ms a step, %.1f TFLOP/s", prefill_seqs,
+                prefill_len, r.tokens_per_second, r.step_ms, tflops);
+    if (peak_tflops > 0) std::printf(" = %.1f%% of the %.0f TFLOP/s peak given", 100 * tflops / peak_tflops, peak_tflops);
+    std::printf("\n\n");
+    if (profile) {
+      print_ops("prefill step (" + std::to_string(prefill_seqs) + " x " + std::to_string(prefill_len) + " tokens)",
+                r.step_ms, std::move(r.ops));
+    }
+  }
   // The memory roof (weights + KV read once per step) is the bound the issue asks about; the
   // compute roof (weights' FMAs per token) is printed too because batch 16 on two cores is
   // bound by it instead.
@@ -347,7 +386,8 @@ int main(int argc, char** argv) {
   }
   if (profile) {
     std::printf("\n");
-    for (auto& [batch, r] : results) print_ops(batch, r.step_ms, std::move(r.ops));
+    for (auto& [batch, r] : results)
+      print_ops("batch " + std::to_string(batch) + ", one decode step", r.step_ms, std::move(r.ops));
   }
   return 0;
 }

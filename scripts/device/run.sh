@@ -113,26 +113,31 @@ if [ "$mode" != tests ]; then
   gbps=$(grep -oE 'copy[^0-9]*[0-9.]+ (GB|TB)/s' "$out/cuda_gemm_bench.log" 2>/dev/null | head -1 |
          awk '{v=$(NF-1); u=$NF; if (u ~ /TB/) v*=1000; print v}')
   gbps=${gbps:-${COPY_GBPS:-}}
+  # The bf16 GEMM peak just measured (8192^3 through cuBLASLt): the prefill's FLOP ceiling.
+  peak=$(awk '$1 == "square" && $2 == "bf16" {print $7}' "$out/cuda_gemm_bench.log" 2>/dev/null | head -1)
+  peak=${peak:-${PEAK_TFLOPS:-}}
   if want decode; then
-  # Twice in one call: the cuBLASLt / tiled path (DSINFER_CUDA_SKINNY=0, the previous version)
-  # and the skinny decode kernels, each with one op-timed step per batch (--profile);
-  # SKINNY_RUNS=1 runs the second only.
-  for skinny in ${SKINNY_RUNS:-0 1}; do
+  # Once per decode path in one call (DSINFER_CUDA_SKINNY: 0 the cuBLASLt / tiled path, fma the
+  # CUDA-core skinny kernels, mma the tensor-core ones, the default), each with one op-timed
+  # step per batch and one op-timed prefill step of 8 x 2048 tokens (--profile);
+  # SKINNY_RUNS picks the paths, DECODE_BATCHES the batch sizes (default 1,16,64).
+  for skinny in ${SKINNY_RUNS:-0 fma mma}; do
     log="$out/bench_decode_v2_lite_skinny$skinny.log"
     echo "== V2-Lite shape, dummy bf16 weights, --device cuda, DSINFER_CUDA_SKINNY=$skinny (roofline at ${gbps:-host} GB/s)"
     DSINFER_CUDA_SKINNY=$skinny timeout 240 "$root/bin/bench_decode" --config assets/models/deepseek-v2-lite.json \
-      --device cuda --batches 1,16,64 --context 128 --steps 32 --profile ${gbps:+--bandwidth-gbps $gbps} > "$log" 2>&1
+      --device cuda --batches ${DECODE_BATCHES:-1,16,64} --context 128 --steps 32 --prefill-len 2048 --prefill-seqs 8 --profile \
+      ${gbps:+--bandwidth-gbps $gbps} ${peak:+--peak-tflops $peak} > "$log" 2>&1
     rows+=("$(printf '%-22s rc %-3s' "bench_decode_skinny$skinny" "$?")")
     # The figures, and the five largest ops of each batch's breakdown (the whole table is in the log).
     grep -E "^(model|backend|prefill|  batch| *[0-9]+ +[0-9.]+ )" "$log"
-    awk '/^batch [0-9]+, one decode step/{print; n=0; next} /^  op /{next} /^  (device total|not on device)/{print; next}
+    awk '/^(batch [0-9]+, one decode step|prefill step)/{print; n=0; next} /^  op /{next} /^  (device total|not on device)/{print; next}
          /^  [a-z]/{if (n++ < 6) print}' "$log"
   done
   fi
   if want grammar && [ -x "$root/bin/bench_grammar" ]; then
     echo "== grammar mask per token (the share of a decode step: compare with the step times above)"
     # --step-ms: the batch-64 decode step the skinny run above measured.
-    step64=$(awk '$1 == 64 && NF >= 7 {print $2}' "$out/bench_decode_v2_lite_skinny1.log" 2>/dev/null | head -1)
+    step64=$(awk '$1 == 64 && NF >= 7 {print $2}' "$out/bench_decode_v2_lite_skinny${skinny:-mma}.log" 2>/dev/null | head -1)
     timeout 60 "$root/bin/bench_grammar" ${step64:+--step-ms $step64} > "$out/bench_grammar.log" 2>&1
     rows+=("$(printf '%-22s rc %-3s' bench_grammar "$?")")
     tail -15 "$out/bench_grammar.log"

@@ -52,6 +52,7 @@ class Reader {
  private:
   void take(void* out, size_t n) {
     if (n > b_.size() - at_) fail("step message: truncated");
+    if (n == 0) return;  // an empty vector's data() may be null, which memcpy may not take
     std::memcpy(out, b_.data() + at_, n);
     at_ += n;
   }

@@ -6,6 +6,7 @@
 // barriers' placement), not its behaviour on the GPU's memory model: the `cuda` tests do that.
 #include "simt_emulator.h"  // first: it defines the CUDA keywords the kernel source uses
 
+#include <cstdio>
 #include <cstdlib>
 
 #define DSI_SAMPLING_THREADS 64
@@ -47,11 +48,15 @@ TEST(SamplingKernelEmulated, EqualsTheCpuSamplerOnRandomBatches) {
       ++n_rows;
     }
   }
-  // The generator covers what it claims to (288 rows): failures, cuts, and real draws.
+  std::printf("  %d rows: %d errors, %d cuts, %d draws among more than one token\n", n_rows, n_errors, n_cut, n_drawn);
+  // The generator covers what it claims to (288 rows): failures, cuts, and real draws. Over
+  // random seeds it gave 49-64 errors, 202-212 cuts and 30-45 draws (8 seeds); the bounds sit
+  // five standard deviations or more below, so that only a broken generator fails them (a
+  // bound of 30 draws failed one seed in five).
   EXPECT_EQ(n_rows, 12 * 24);
-  EXPECT_GT(n_errors, 3);
-  EXPECT_GT(n_cut, 50);
-  EXPECT_GT(n_drawn, 30);
+  EXPECT_GT(n_errors, 20);
+  EXPECT_GT(n_cut, 150);
+  EXPECT_GT(n_drawn, 12);
 }
 
 }  // namespace

@@ -131,7 +131,9 @@ TEST(Communicator, TimedCommunicatorCountsEveryCallAndItsSplits) {
   half->barrier();
   EXPECT_EQ(clock->calls(), 3);
   EXPECT_GE(clock->seconds(), 0.0);
-  if (n > 1) EXPECT_GT(clock->seconds(), 0.0);  // real messages between processes take time
+  if (n > 1) {
+    EXPECT_GT(clock->seconds(), 0.0);  // real messages between processes take time
+  }
 }
 
 TEST(Communicator, AMissingPeerIsATimeoutNamingTheCollective) {

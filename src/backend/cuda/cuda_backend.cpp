@@ -19,6 +19,11 @@ namespace {
 
 constexpr size_t kGemmWorkspaceBytes = size_t(32) << 20;  // cuBLASLt split-K on Hopper
 constexpr size_t kStagingBytes = size_t(64) << 20;         // two 32 MiB halves
+// Prefill attention by products (mla_prefill_ops.cpp): a sequence's gathered cache rows and one
+// chunk's scores and probabilities, 6 bytes per (query token, head, key): 256-token chunks of
+// V2-Lite's 16 heads over 2,048 keys take 50 MiB; more heads or keys take smaller chunks, and a
+// context whose gathered rows alone do not fit takes the attention kernel.
+constexpr size_t kPrefillAttentionScratchBytes = size_t(256) << 20;
 
 DType parse_float_dtype(const std::string& s, const char* flag) {
   if (s == "float32") return DType::f32;
@@ -66,8 +71,16 @@ CudaBackend::CudaBackend(const BackendOptions& options) : options_(options) {
   // splits * tokens * heads <= 64 SMs, each row holding r + 2 <= 514 floats.
   attention_scratch_floats_ = int64_t(64) * info_.n_sms * 514;
   attention_scratch_ = DeviceBuffer(size_t(attention_scratch_floats_) * sizeof(float));
-  if (const char* v = std::getenv("DSINFER_CUDA_SKINNY")) skinny_ = std::string(v) != "0";
-  spdlog::info("CUDA: {}{}", describe(info_), skinny_ ? "" : " (DSINFER_CUDA_SKINNY=0: no skinny decode kernels)");
+  prefill_attention_scratch_ = DeviceBuffer(kPrefillAttentionScratchBytes);
+  if (const char* v = std::getenv("DSINFER_CUDA_SKINNY")) {
+    const std::string s = v;
+    if (s == "0") skinny_ = SkinnyKernel::none;
+    else if (s == "fma") skinny_ = SkinnyKernel::cuda_cores;
+    else if (s != "1" && s != "mma") fail("DSINFER_CUDA_SKINNY={}: expected 0, fma or mma", s);
+  }
+  static constexpr const char* kSkinnyNote[] = {" (DSINFER_CUDA_SKINNY=0: no skinny decode kernels)",
+                                                " (DSINFER_CUDA_SKINNY=fma: CUDA-core skinny kernels)", ""};
+  spdlog::info("CUDA: {}{}", describe(info_), kSkinnyNote[int(skinny_)]);
 }
 
 CudaBackend::~CudaBackend() {

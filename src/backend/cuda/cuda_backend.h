@@ -17,6 +17,7 @@
 #include "backend/backend_factory.h"
 #include "backend/cuda/device.h"
 #include "backend/cuda/gemm.h"
+#include "backend/cuda/grouped_gemv.h"
 #include "backend/cuda/memory.h"
 #include "backend/cuda/op_timer.h"
 #include "backend/cuda/stream.h"
@@ -75,6 +76,14 @@ class CudaBackend final : public Backend {
   // Host rows (any row stride) into device memory at dst, packed, through pinned staging;
   // returns when `host` may be reused.
   void upload_rows(void* dst, const Tensor& host);
+  // Prefill-sized MoE: one cuBLASLt product per expert and matrix, sized from the expert
+  // offsets copied to the host (moe_grouped_mlp decides when).
+  // MLA attention of a prefill step by cuBLASLt products (mla_prefill_ops.cpp); false, having
+  // done nothing, where the step does not suit them (then the attention kernel runs).
+  bool mla_attention_by_products(const Tensor& q_full, const KvCacheView& cache, int layer, const StepContext& ctx,
+                                 const MlaShape& s, Tensor o_latent);
+  void moe_experts_per_expert(const Tensor& x_sorted, const Tensor& expert_offsets, const ExpertMlpWeights& experts,
+                              Tensor gate, Tensor up, Tensor y_sorted);
   // A device copy of host rows (packed) in their own dtype.
   std::shared_ptr<DeviceBuffer> to_device(const Tensor& host);
   // `src` (device, f32 or bf16) converted into a new allocation of dtype `to`.
@@ -94,9 +103,12 @@ class CudaBackend final : public Backend {
   // Split-KV attention scratch, sized once for the largest split the picker can choose.
   DeviceBuffer attention_scratch_;
   int64_t attention_scratch_floats_ = 0;
-  // Decode-shaped products take the skinny kernels (grouped_gemv.h); DSINFER_CUDA_SKINNY=0
-  // turns them off, so a benchmark can measure the cuBLASLt / tiled path in the same run.
-  bool skinny_ = true;
+  // Prefill attention by products: a sequence's gathered cache rows and a chunk's scores and
+  // probabilities (kPrefillAttentionScratchBytes, cuda_backend.cpp).
+  DeviceBuffer prefill_attention_scratch_;
+  // Decode-shaped products take the skinny kernels (grouped_gemv.h); DSINFER_CUDA_SKINNY=0 turns
+  // them off and =fma picks the CUDA-core kernel, so a benchmark can compare the paths in one run.
+  SkinnyKernel skinny_ = SkinnyKernel::tensor_cores;
   OpTimer timer_;
   // Uploaded weights, alive as long as the backend.
   std::vector<std::shared_ptr<void>> owned_;

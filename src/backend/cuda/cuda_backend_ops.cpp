@@ -61,14 +61,10 @@ GroupedWeight grouped_weight(const ExpertWeight& e) {
   return g;
 }
 
-// Up to this many rows the skinny kernel takes a linear layer: at 1 row it matched cuBLASLt
-// (8.96 vs 9.54 us a call, V2-Lite decode, H200), at 16 rows (two passes) it lost (50.9 vs
-// 9.7 us): docs/design/cuda_notes.md.
-constexpr int64_t kSkinnyLinearRows = 4;
-
 // y = x W^T as the one-group skinny problem.
-GroupedGemvParams dense_gemv(const Tensor& x, const Tensor& w, const Tensor& y) {
+GroupedGemvParams dense_gemv(const Tensor& x, const Tensor& w, const Tensor& y, SkinnyKernel k) {
   GroupedGemvParams q;
+  q.tensor_cores = k == SkinnyKernel::tensor_cores;
   GroupedGemmParams& g = q.gemm;
   g.act_dtype = x.dtype;
   g.n_groups = 1;
@@ -103,8 +99,8 @@ void CudaBackend::linear(const Tensor& x, const Weight& w, Tensor out) {
   if (w.quantized() || w.w.dtype != x.dtype)
     fail("cuda linear: a {} weight{} with {} activations; CUDA weights are uploaded in the activation dtype",
          dtype_name(w.w.dtype), w.quantized() ? " with block scales" : "", dtype_name(x.dtype));
-  if (skinny_ && x.rows <= kSkinnyLinearRows) {
-    const GroupedGemvParams q = dense_gemv(x, w.w, out);
+  if (x.rows <= skinny_limits(skinny_).linear_rows) {
+    const GroupedGemvParams q = dense_gemv(x, w.w, out, skinny_);
     if (grouped_gemv_supported(q)) {
       const auto t = timed("linear:gemv");
       grouped_gemv(q, stream());
@@ -168,12 +164,14 @@ void CudaBackend::mla_absorb_query(const Tensor& q, const Weight& kv_b, const Ml
   p.kv_b = device_weight(kv_b);
   p.q_full = q_full.data;
   p.q_full_ld = q_full.row_stride;
-  p.allow_skinny = skinny_;
+  p.skinny = skinny_;
+  p.gemm = gemm_.get();
   cuda::mla_absorb_query(p, stream());
 }
 
 void CudaBackend::mla_attention(const Tensor& q_full, const KvCacheView& cache, int layer, const StepContext& ctx,
                                 const MlaShape& s, Tensor o_latent) {
+  if (mla_attention_by_products(q_full, cache, layer, ctx, s, o_latent)) return;
   const auto t = timed("mla_attention");
   const Tensor pool = cache.layer(layer);
   MlaAttentionParams p;
@@ -221,7 +219,8 @@ void CudaBackend::mla_expand_output(const Tensor& o_latent, const Weight& kv_b, 
   p.kv_b = device_weight(kv_b);
   p.o = o.data;
   p.o_ld = o.row_stride;
-  p.allow_skinny = skinny_;
+  p.skinny = skinny_;
+  p.gemm = gemm_.get();
   cuda::mla_expand_output(p, stream());
 }
 
@@ -259,12 +258,51 @@ void CudaBackend::moe_dispatch(const Tensor& x, const Tensor& expert_ids, const 
   cuda::moe_dispatch(p, stream());
 }
 
-// The gate and up projections run fused (one launch writing silu(gate) * up into `gate`), so
-// `up` is not needed as scratch here.
+// Prefill-sized bf16 MoE: from this many rows per expert on average, one cuBLASLt product per
+// expert and matrix runs near the tensor-core peak, where the tiled grouped kernel reached 34
+// TFLOP/s (49.8 ms a layer at 8 x 2048 tokens, V2-Lite, H200: docs/design/cuda_notes.md). It
+// costs one copy of the expert offsets to the host (a stream synchronisation per layer) and
+// three launches per expert with rows, which a prefill step of this size hides.
+constexpr int64_t kCublasRowsPerExpert = 32;
+
+void CudaBackend::moe_experts_per_expert(const Tensor& x_sorted, const Tensor& expert_offsets,
+                                         const ExpertMlpWeights& experts, Tensor gate, Tensor up, Tensor y_sorted) {
+  const int n_experts = experts.gate.n_experts();
+  std::vector<int32_t> off(size_t(n_experts) + 1);
+  staging_->download(off.data(), expert_offsets.data, off.size() * sizeof(int32_t), stream());
+  auto product = [&](const Tensor& x, const Weight& w, Tensor y, int e) {
+    const int64_t m = off[size_t(e) + 1] - off[size_t(e)];
+    GemmParams g;
+    g.x = x.slice_rows(off[size_t(e)], m);
+    g.w = w.w;
+    g.y = y.slice_rows(off[size_t(e)], m);
+    gemm(*gemm_, g, stream());
+  };
+  for (int e = 0; e < n_experts; ++e) {
+    if (off[size_t(e) + 1] <= off[size_t(e)]) continue;
+    if (off[size_t(e) + 1] > x_sorted.rows || off[size_t(e)] < 0)
+      fail("cuda moe_grouped_mlp: expert {} owns rows [{}, {}) of {}", e, off[size_t(e)], off[size_t(e) + 1], x_sorted.rows);
+    product(x_sorted, experts.gate.experts[size_t(e)], gate, e);
+    product(x_sorted, experts.up.experts[size_t(e)], up, e);
+  }
+  const int64_t rows = off.back();
+  cuda::silu_mul({gate.slice_rows(0, rows), up.slice_rows(0, rows), gate.slice_rows(0, rows)}, stream());
+  for (int e = 0; e < n_experts; ++e)
+    if (off[size_t(e) + 1] > off[size_t(e)]) product(gate, experts.down.experts[size_t(e)], y_sorted, e);
+}
+
+// The gate and up projections of the grouped kernels run fused (one launch writing
+// silu(gate) * up into `gate`); only the per-expert cuBLASLt path uses `up` as scratch.
 void CudaBackend::moe_grouped_mlp(const Tensor& x_sorted, const Tensor& expert_offsets,
-                                  const ExpertMlpWeights& experts, Tensor gate, Tensor, Tensor y_sorted) {
+                                  const ExpertMlpWeights& experts, Tensor gate, Tensor up, Tensor y_sorted) {
   if (!x_sorted.contiguous() || !gate.contiguous() || !y_sorted.contiguous())
     fail("cuda moe_grouped_mlp: x_sorted, gate and y_sorted must be contiguous");
+  if (x_sorted.dtype == DType::bf16 && experts.gate.stacked.dtype == DType::bf16 && up.data &&
+      x_sorted.rows >= kCublasRowsPerExpert * experts.gate.n_experts()) {
+    const auto t = timed("moe_experts:cublas");
+    moe_experts_per_expert(x_sorted, expert_offsets, experts, gate, up, y_sorted);
+    return;
+  }
   MoeExpertsParams p;
   p.act_dtype = x_sorted.dtype;
   p.n_experts = experts.gate.n_experts();
@@ -278,7 +316,7 @@ void CudaBackend::moe_grouped_mlp(const Tensor& x_sorted, const Tensor& expert_o
   p.down = grouped_weight(experts.down);
   p.h = gate.data;
   p.y_sorted = y_sorted.data;
-  p.allow_skinny = skinny_;
+  p.skinny = skinny_;
   const auto t = timed(skinny_moe_experts(p) ? "moe_experts:gemv" : "moe_experts:gemm");
   moe_experts(p, stream());
 }

@@ -37,6 +37,7 @@ struct PlanKey {
   DType x, w, y;
   int64_t n, in, out, ldx, ldw, ldy;
   uint32_t align_x, align_w, align_y;
+  bool w_transposed;
   bool operator==(const PlanKey&) const = default;
 };
 
@@ -46,7 +47,7 @@ struct PlanKeyHash {
     auto mix = [&](uint64_t v) { h ^= std::hash<uint64_t>{}(v) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); };
     mix(uint64_t(k.x) | uint64_t(k.w) << 8 | uint64_t(k.y) << 16);
     for (int64_t v : {k.n, k.in, k.out, k.ldx, k.ldw, k.ldy}) mix(uint64_t(v));
-    mix(uint64_t(k.align_x) | uint64_t(k.align_w) << 16 | uint64_t(k.align_y) << 32);
+    mix(uint64_t(k.align_x) | uint64_t(k.align_w) << 16 | uint64_t(k.align_y) << 32 | uint64_t(k.w_transposed) << 48);
     return h;
   }
 };
@@ -102,9 +103,15 @@ GemmContext::~GemmContext() {
 
 size_t GemmContext::n_plans() const { return impl_->plans.size(); }
 
+// Plans kept at most: prefill's per-expert products (one row count per expert) and attention's
+// products over prompts of every length make new shapes without end, so past this many the
+// cache starts again (a plan is a few hundred bytes; rebuilding one costs a heuristic query).
+constexpr size_t kMaxPlans = 16384;
+
 Plan& GemmContext::Impl::plan_for(const PlanKey& k, const GemmParams& p) {
   auto it = plans.find(k);
   if (it != plans.end()) return *it->second;
+  if (plans.size() >= kMaxPlans) plans.clear();
   // f32 weights are the strict mode (--dtype float32): pedantic f32 first, else plain
   // CUBLAS_COMPUTE_32F, which in cuBLASLt never uses TF32 either (only ..._FAST_TF32 does).
   std::vector<cublasComputeType_t> computes{CUBLAS_COMPUTE_32F};
@@ -116,7 +123,8 @@ Plan& GemmContext::Impl::plan_for(const PlanKey& k, const GemmParams& p) {
     plan = std::make_unique<Plan>();
     plan->fp8 = k.w == DType::f8_e4m3;
     DSI_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, compute, CUDA_R_32F));
-    set_attr(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
+    // A transposed W is already the column-major [out, in] cuBLASLt wants for A: no op.
+    set_attr(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, k.w_transposed ? CUBLAS_OP_N : CUBLAS_OP_T);
     set_attr(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
     if (plan->fp8) {
       // Block scaling: D = sum_k (A_q * a_scale)(B_q * b_scale), the scales applied per 128-deep
@@ -129,7 +137,8 @@ Plan& GemmContext::Impl::plan_for(const PlanKey& k, const GemmParams& p) {
       set_attr(plan->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, static_cast<const void*>(p.x_scale));
       set_attr(plan->desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, int8_t(0));
     }
-    DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, cuda_type(k.w), uint64_t(k.in), uint64_t(k.out), k.ldw));
+    const uint64_t a_rows = uint64_t(k.w_transposed ? k.out : k.in), a_cols = uint64_t(k.w_transposed ? k.in : k.out);
+    DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, cuda_type(k.w), a_rows, a_cols, k.ldw));
     DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, cuda_type(k.x), uint64_t(k.in), uint64_t(k.n), k.ldx));
     DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->d, cuda_type(k.y), uint64_t(k.out), uint64_t(k.n), k.ldy));
 
@@ -180,15 +189,18 @@ size_t span_bytes(const Tensor& t) {
 }  // namespace
 
 void gemm(GemmContext& ctx, const GemmParams& p, cudaStream_t stream) {
-  const int64_t n = p.x.rows, in = p.w.cols, out = p.w.rows;
+  const bool wt_t = p.w_transposed;
+  const int64_t n = p.x.rows, in = wt_t ? p.w.rows : p.w.cols, out = wt_t ? p.w.cols : p.w.rows;
   const DType wt = p.w.dtype, xt = p.x.dtype, yt = p.y.dtype;
   if (wt != DType::bf16 && wt != DType::f32 && wt != DType::f8_e4m3)
     fail("gemm: weight dtype {} is not bf16, f32 or f8_e4m3", dtype_name(wt));
   if (xt != wt) fail("gemm: x is {} but the weight is {} (quantise or convert x first)", dtype_name(xt), dtype_name(wt));
   if (yt != DType::f32 && yt != DType::bf16) fail("gemm: y is {}, expected f32 or bf16", dtype_name(yt));
   if (wt == DType::f32 && yt != DType::f32) fail("gemm: f32 inputs need an f32 output, got {}", dtype_name(yt));
+  if (wt_t && wt == DType::f8_e4m3) fail("gemm: an FP8 weight cannot be transposed (cuBLASLt's FP8 is TN only)");
   if (n == 0 || out == 0) return;
-  check_operand(p.w, out, in, "W");
+  if (wt_t) check_operand(p.w, in, out, "W^T");
+  else check_operand(p.w, out, in, "W");
   check_operand(p.x, n, in, "x");
   check_operand(p.y, n, out, "y");
   if (overlaps(p.y.data, span_bytes(p.y), p.x.data, span_bytes(p.x)) ||
@@ -203,7 +215,7 @@ void gemm(GemmContext& ctx, const GemmParams& p, cudaStream_t stream) {
       fail("gemm: FP8 row strides {} (x) and {} (W) must be multiples of 16", p.x.row_stride, p.w.row_stride);
   }
   const PlanKey key{xt,          wt,          yt, n, in, out, p.x.row_stride, p.w.row_stride, p.y.row_stride,
-                    alignment_of(p.x.data), alignment_of(p.w.data), alignment_of(p.y.data)};
+                    alignment_of(p.x.data), alignment_of(p.w.data), alignment_of(p.y.data), wt_t};
   auto& impl = *ctx.impl_;
   Plan& plan = impl.plan_for(key, p);
   if (plan.fp8) {

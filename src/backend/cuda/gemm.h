@@ -32,9 +32,12 @@ namespace dsi::cuda {
 struct GemmParams {
   Tensor x;                        // [n, in] bf16, f32 or f8_e4m3 (the weight's dtype)
   const float* x_scale = nullptr;  // f8_e4m3: activation scales in fp8_act_scale_layout(n, in)
-  Tensor w;                        // [out, in] bf16, f32 or f8_e4m3
+  Tensor w;                        // [out, in] bf16, f32 or f8_e4m3; w_transposed: [in, out]
   const float* w_scale = nullptr;  // f8_e4m3: block scales from fp8_weight_scales_for_gemm
   Tensor y;                        // [n, out] f32 or bf16 (f32 inputs: f32); must not overlap x or w
+  // W^T stored row-major (bf16 and f32 only): w is [in, out] and W(o, i) = w[i][o], e.g. the
+  // rows of a KV cache as the right operand of attention's P V.
+  bool w_transposed = false;
 };
 
 // How cuBLASLt's FP8 block scaling reads the scale tensors: the scale mode of the weight and

@@ -8,16 +8,19 @@
 #include <cuda_fp8.h>
 
 #include "backend/cuda/device_types.cuh"
+#include "backend/cuda/grouped_gemv_common.cuh"
 #include "backend/cuda/launch.h"
 
 namespace dsi::cuda {
 
 namespace {
 
+using detail::load_chunk;
+using detail::nth_nonempty_group;
+
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 
-__device__ __forceinline__ uint4 load_chunk(const uint8_t* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
 
 // 8 bf16 -> f32 (exact: a bf16 is the top half of an f32).
 __device__ __forceinline__ void widen_bf16x8(const uint4& v, float* f) {
@@ -42,23 +45,6 @@ __device__ __forceinline__ void widen_fp8x8(uint32_t lo, uint32_t hi, float* f) 
       f[4 * i + 2 * j + 1] = t.y;
     }
   }
-}
-
-// The index of the i-th group with rows (-1 if there are fewer), by one full warp.
-__device__ int nth_nonempty_group(const int32_t* offsets, int n_groups, int i, int lane) {
-  int seen = 0;
-  for (int base = 0; base < n_groups; base += 32) {
-    const int g = base + lane;
-    const bool has_rows = g < n_groups && offsets[g + 1] > offsets[g];
-    unsigned mask = __ballot_sync(0xffffffffu, has_rows);
-    const int count = __popc(mask);
-    if (i < seen + count) {
-      for (int skip = i - seen; skip > 0; --skip) mask &= mask - 1;
-      return base + __ffs(int(mask)) - 1;
-    }
-    seen += count;
-  }
-  return -1;
 }
 
 // Sums of V values over the warp's lanes in V - 1 + (5 - log2 V) shuffles (not 5 V): at each
@@ -305,6 +291,10 @@ cudaError_t launch_dtype(const GroupedGemvParams& q, cudaStream_t stream) {
 cudaError_t launch_grouped_gemv(const GroupedGemvParams& q, cudaStream_t stream) {
   if (q.gemm.n_rows == 0 || q.gemm.n_cols == 0) return cudaSuccess;
   if (q.gemm.w.k_major) return launch_kmajor(q, stream);
+  const GroupedGemmParams& p = q.gemm;
+  const int active = p.row_offsets ? (q.max_active_groups > 0 ? q.max_active_groups : p.n_groups) : p.n_groups;
+  if (q.tensor_cores && p.n_rows > kFmaRowsPerGroup * active && grouped_gemv_mma_takes(q))
+    return launch_grouped_gemv_mma(q, stream);
   return q.gemm.w.dtype == DType::f8_e4m3 ? launch_dtype<true>(q, stream) : launch_dtype<false>(q, stream);
 }
 

@@ -10,6 +10,10 @@
 // an upper bound of them, the CTA finds its group from the device row offsets), so a decode step
 // that routes 6 tokens to 6 of 64 experts reads 6 experts' weights, with no host round trip.
 // A dense linear layer is the one-group case (row_offsets null).
+// Two kernels do this: CUDA-core FMA (grouped_gemv.cu) and tensor-core MMA (grouped_gemv_mma.cu,
+// the weights as the MMA's A operand, up to 8 activation rows per instruction), which reads the
+// same bytes with far fewer instructions per row; the FMA kernel remains for the k-major form
+// and for depths that are not whole 64-byte chunks.
 //
 // Numerics: products and sums in f32 (FP8: code x block scale in f32, no rounding of the
 // weight), the order fixed by the shape (a row's result does not depend on other rows), one
@@ -20,11 +24,39 @@
 
 namespace dsi::cuda {
 
+// Which kernel decode-shaped products take (DSINFER_CUDA_SKINNY=0|fma|mma, default mma): none
+// (cuBLASLt and the tiled grouped GEMM), the CUDA-core kernel, or the tensor-core kernel.
+enum class SkinnyKernel { none, cuda_cores, tensor_cores };
+
+// Up to how many rows each decode-shaped product takes the skinny kernels, from the H200 op
+// timings (V2-Lite, docs/design/cuda_notes.md): at 16 rows a linear layer took 11.2 us on the
+// tensor-core kernel against cuBLASLt's 10.1 (51 on the CUDA-core one), MLA's expand under 16 us
+// against the tiled kernel's 59 (75 at 64 rows, where two 32-row passes over 2 MB of weights
+// should still win); the routed experts gained up to 16 rows per expert.
+struct SkinnyLimits {
+  int64_t linear_rows = 0;  // dense linear layers
+  int64_t head_rows = 0;    // MLA's row-major per-head expand
+  int64_t kmajor_rows = 0;  // MLA's k-major absorb (the CUDA-core kernel only)
+  int64_t expert_rows = 0;  // rows per routed expert, on average
+};
+inline SkinnyLimits skinny_limits(SkinnyKernel k) {
+  switch (k) {
+    case SkinnyKernel::tensor_cores: return {8, 64, 4, 16};
+    case SkinnyKernel::cuda_cores: return {4, 4, 4, 8};
+    default: return {};
+  }
+}
+
 struct GroupedGemvParams {
   GroupedGemmParams gemm;         // act_dtype must be bf16 (a); y is written in y_dtype
   DType y_dtype = DType::bf16;    // bf16 or f32
   int max_active_groups = 0;      // upper bound of non-empty groups (<= n_groups); 0: n_groups
+  // The MMA kernel where it takes the problem and a group has more than kFmaRowsPerGroup rows on
+  // average: at 1-2 rows the CUDA-core kernel was faster (linear 9.0 against 10.3 us a call,
+  // experts 37 against 44 us a layer at batch 1; 298 against 310 us at 1.5 rows an expert).
+  bool tensor_cores = true;
 };
+inline constexpr int64_t kFmaRowsPerGroup = 2;
 
 // Whether the skinny kernel takes this problem: bf16 activations, bf16 or FP8 (e4m3, block
 // scales with block_cols a multiple of 16) row-major weights, K and every row stride a whole

@@ -16,6 +16,9 @@ cudaError_t launch_mla_attention(const MlaAttentionParams& p, cudaStream_t strea
 cudaError_t launch_copy_rope_part(const MlaAbsorbParams& p, cudaStream_t stream);
 cudaError_t launch_grouped_gemm(const GroupedGemmParams& p, cudaStream_t stream);
 cudaError_t launch_grouped_gemv(const GroupedGemvParams& p, cudaStream_t stream);
+// The tensor-core skinny kernel: whether it takes the problem, and its launch.
+bool grouped_gemv_mma_takes(const GroupedGemvParams& p);
+cudaError_t launch_grouped_gemv_mma(const GroupedGemvParams& p, cudaStream_t stream);
 cudaError_t launch_moe_route(const MoeRouteParams& p, cudaStream_t stream);
 cudaError_t launch_moe_dispatch(const MoeDispatchParams& p, cudaStream_t stream);
 cudaError_t launch_moe_combine(const MoeCombineParams& p, cudaStream_t stream);

@@ -42,12 +42,36 @@ GroupedWeight head_slices(const DeviceWeight& w, int dn, int dv, int64_t first_r
   return g;
 }
 
-// The per-head product as the skinny kernel where it takes it (decode), else the tiled GEMM.
-void per_head_product(const GroupedGemmParams& g, bool allow_skinny, cudaStream_t stream) {
-  if (allow_skinny && g.act_dtype == DType::bf16 && g.n_rows <= kMlaSkinnyTokens) {
+// One cuBLASLt product per head (group) of g: bf16 operands, W_g [n_cols, depth] or, k-major,
+// stored [depth, n_cols] (a transposed weight).
+void per_head_cublas(GemmContext& ctx, const GroupedGemmParams& g, cudaStream_t stream) {
+  auto at = [](const void* base, int64_t elems) {  // a bf16 element's address
+    return static_cast<void*>(const_cast<unsigned char*>(static_cast<const unsigned char*>(base)) + elems * 2);
+  };
+  for (int h = 0; h < g.n_groups; ++h) {
+    GemmParams p;
+    p.x = Tensor{at(g.a, h * g.a_group_cols), DType::bf16, g.n_rows, g.depth, g.a_ld};
+    void* w = at(g.w.data, h * g.w.group_stride);
+    p.w = g.w.k_major ? Tensor{w, DType::bf16, g.depth, g.n_cols, g.w.ld} : Tensor{w, DType::bf16, g.n_cols, g.depth, g.w.ld};
+    p.w_transposed = g.w.k_major;
+    p.y = Tensor{at(g.y, h * g.y_group_cols), DType::bf16, g.n_rows, g.n_cols, g.y_ld};
+    gemm(ctx, p, stream);
+  }
+}
+
+// The per-head product as the skinny kernel where it takes it (decode), cuBLASLt per head for
+// prefill-sized bf16 batches, else the tiled GEMM.
+void per_head_product(const GroupedGemmParams& g, SkinnyKernel k, GemmContext* ctx, cudaStream_t stream) {
+  if (ctx && g.act_dtype == DType::bf16 && g.w.dtype == DType::bf16 && g.n_rows >= kMlaCublasTokens) {
+    per_head_cublas(*ctx, g, stream);
+    return;
+  }
+  const int64_t limit = g.w.k_major ? skinny_limits(k).kmajor_rows : skinny_limits(k).head_rows;
+  if (g.act_dtype == DType::bf16 && g.n_rows <= limit) {
     GroupedGemvParams q;
     q.gemm = g;
     q.y_dtype = g.act_dtype;
+    q.tensor_cores = k == SkinnyKernel::tensor_cores;
     if (grouped_gemv_supported(q)) {
       grouped_gemv(q, stream);
       return;
@@ -119,7 +143,7 @@ void mla_absorb_query(const MlaAbsorbParams& p, cudaStream_t stream) {
   g.y_group_cols = D;
   // W_UK_h is [dn, r] and q_full's latent part is W_UK_h^T q_nope: K runs along its rows.
   g.w = head_slices(p.kv_b, p.qk_nope_head_dim, p.v_head_dim, 0, true);
-  per_head_product(g, p.allow_skinny, stream);
+  per_head_product(g, p.skinny, p.gemm, stream);
   DSI_CUDA_CHECK(launch_copy_rope_part(p, stream));
   DSI_CUDA_CHECK_LAUNCH(stream, "mla_absorb_query rope copy");
 }
@@ -144,7 +168,7 @@ void mla_expand_output(const MlaExpandParams& p, cudaStream_t stream) {
   g.y_ld = p.o_ld;
   g.y_group_cols = p.v_head_dim;
   g.w = head_slices(p.kv_b, p.qk_nope_head_dim, p.v_head_dim, p.qk_nope_head_dim, false);
-  per_head_product(g, p.allow_skinny, stream);
+  per_head_product(g, p.skinny, p.gemm, stream);
 }
 
 }  // namespace dsi::cuda

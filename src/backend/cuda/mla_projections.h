@@ -1,12 +1,14 @@
 #pragma once
 // MLA's per-head products with kv_b_proj around the latent attention (MATH.md "Absorbed form"),
 // matching CpuBackend::mla_absorb_query / mla_expand_output. Each is one grouped-GEMM launch
-// over the heads (plus, for the query, one copy of the rope part); up to kMlaSkinnyTokens bf16
-// tokens it is the skinny grouped kernel instead (grouped_gemv.h). Device pointers only.
+// over the heads (plus, for the query, one copy of the rope part); for decode-sized bf16 batches
+// (skinny_limits) it is the skinny grouped kernel instead (grouped_gemv.h). Device pointers only.
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
+#include "backend/cuda/gemm.h"
+#include "backend/cuda/grouped_gemv.h"
 #include "core/dtype.h"
 
 namespace dsi::cuda {
@@ -38,7 +40,8 @@ struct MlaAbsorbParams {
   DeviceWeight kv_b;         // [n_heads * (dn + dv), r]: per head W_UK rows, then W_UV rows
   void* q_full = nullptr;    // [n_tokens, n_heads * (r + dr)]: per head [W_UK_h^T q_nope_h, q_pe_h]
   int64_t q_full_ld = 0;
-  bool allow_skinny = true;  // decode (few tokens, bf16): the skinny kernel (grouped_gemv.h)
+  SkinnyKernel skinny = SkinnyKernel::tensor_cores;  // decode (few tokens, bf16): grouped_gemv.h
+  GemmContext* gemm = nullptr;  // prefill (kMlaCublasTokens or more, bf16): one cuBLASLt product per head
 };
 
 struct MlaExpandParams {
@@ -53,10 +56,14 @@ struct MlaExpandParams {
   DeviceWeight kv_b;               // [n_heads * (dn + dv), r]
   void* o = nullptr;               // [n_tokens, n_heads * dv]: o_h = W_UV_h o_latent_h
   int64_t o_ld = 0;
-  bool allow_skinny = true;        // as MlaAbsorbParams
+  SkinnyKernel skinny = SkinnyKernel::tensor_cores;  // as MlaAbsorbParams
+  GemmContext* gemm = nullptr;                       // as MlaAbsorbParams
 };
 
-inline constexpr int kMlaSkinnyTokens = 4;
+// From this many tokens (bf16 activations and kv_b, a GemmContext given) the per-head products
+// are cuBLASLt calls: the tiled grouped kernel took 1.8 ms (absorb) and 1.0 ms (expand) a layer
+// at 8 x 2048 tokens of V2-Lite (docs/design/cuda_notes.md).
+inline constexpr int64_t kMlaCublasTokens = 128;
 
 void mla_absorb_query(const MlaAbsorbParams& p, cudaStream_t stream);
 void mla_expand_output(const MlaExpandParams& p, cudaStream_t stream);

@@ -9,6 +9,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/grouped_gemm.h"
+#include "backend/cuda/grouped_gemv.h"
 
 namespace dsi::cuda {
 
@@ -61,13 +62,13 @@ struct MoeExpertsParams {
   void* y_sorted = nullptr;  // [n_rows, hidden], contiguous
   // Few rows per expert (decode): the skinny grouped kernels (grouped_gemv.h), which read only
   // the experts that have rows, once; else the tiled grouped GEMM. moe_experts decides when
-  // this is true (skinny_moe_experts).
-  bool allow_skinny = true;
+  // they are taken (skinny_moe_experts).
+  SkinnyKernel skinny = SkinnyKernel::tensor_cores;
 };
 
 // Whether moe_experts takes the skinny kernels for these params: bf16 activations, a supported
-// weight layout and at most kMoeSkinnyRowsPerExpert rows per expert on average.
-inline constexpr int kMoeSkinnyRowsPerExpert = 8;
+// weight layout and at most moe_skinny_rows_per_expert rows per expert on average.
+inline int64_t moe_skinny_rows_per_expert(SkinnyKernel k) { return skinny_limits(k).expert_rows; }
 bool skinny_moe_experts(const MoeExpertsParams& p);
 
 struct MoeCombineParams {

@@ -79,11 +79,12 @@ std::pair<GroupedGemmParams, GroupedGemmParams> expert_problems(const MoeExperts
   return {gate_up, down};
 }
 
-GroupedGemvParams skinny(const GroupedGemmParams& g, int max_active) {
+GroupedGemvParams skinny(const GroupedGemmParams& g, int max_active, SkinnyKernel k) {
   GroupedGemvParams q;
   q.gemm = g;
   q.y_dtype = g.act_dtype;
   q.max_active_groups = max_active;
+  q.tensor_cores = k == SkinnyKernel::tensor_cores;
   return q;
 }
 
@@ -92,11 +93,13 @@ int max_active_experts(const MoeExpertsParams& p) { return int(std::min<int64_t>
 }  // namespace
 
 bool skinny_moe_experts(const MoeExpertsParams& p) {
-  if (!p.allow_skinny || p.act_dtype != DType::bf16 || p.n_rows > int64_t(kMoeSkinnyRowsPerExpert) * p.n_experts)
+  if (p.skinny == SkinnyKernel::none || p.act_dtype != DType::bf16 ||
+      p.n_rows > moe_skinny_rows_per_expert(p.skinny) * p.n_experts)
     return false;
   const auto [gate_up, down] = expert_problems(p);
   const int active = max_active_experts(p);
-  return grouped_gemv_supported(skinny(gate_up, active)) && grouped_gemv_supported(skinny(down, active));
+  return grouped_gemv_supported(skinny(gate_up, active, p.skinny)) &&
+         grouped_gemv_supported(skinny(down, active, p.skinny));
 }
 
 void moe_experts(const MoeExpertsParams& p, cudaStream_t stream) {
@@ -107,8 +110,8 @@ void moe_experts(const MoeExpertsParams& p, cudaStream_t stream) {
   const auto [gate_up, down] = expert_problems(p);
   if (skinny_moe_experts(p)) {
     const int active = max_active_experts(p);
-    grouped_gemv(skinny(gate_up, active), stream);
-    grouped_gemv(skinny(down, active), stream);
+    grouped_gemv(skinny(gate_up, active, p.skinny), stream);
+    grouped_gemv(skinny(down, active, p.skinny), stream);
     return;
   }
   grouped_gemm(gate_up, stream);

@@ -102,20 +102,26 @@ class CudaGemm : public ::testing::Test {
   std::unique_ptr<GemmContext> ctx;
   Stream s;
 
-  // bf16 or f32 operands; strided views of x (row stride in + pad) where pad > 0.
-  void run_dense(DType in_t, DType out_t, GemmShape sh, int64_t pad = 0) {
+  // bf16 or f32 operands; strided views of x (row stride in + pad) where pad > 0; with
+  // transposed, W^T stored [in, out] with row stride out + w_pad (attention's P V over cache rows).
+  void run_dense(DType in_t, DType out_t, GemmShape sh, int64_t pad = 0, bool transposed = false, int64_t w_pad = 0) {
     Rng rng;
     SCOPED_TRACE(rng.trace() + " " + std::string(dtype_name(in_t)) + " -> " + std::string(dtype_name(out_t)) + " " +
-                 shape_name(sh) + " pad " + std::to_string(pad));
+                 shape_name(sh) + " pad " + std::to_string(pad) + (transposed ? " W^T" : ""));
     auto x = round_to(rng.normal(size_t(sh.n * sh.in)), in_t);
     auto w = round_to(rng.normal(size_t(sh.out * sh.in), 0.05f), in_t);
     std::vector<double> ref, cond;
     reference(x, w, sh.n, sh.out, sh.in, ref, cond);
     auto dx = upload(x, in_t, sh.n, sh.in, sh.in + pad);
-    auto dw = upload(w, in_t, sh.out, sh.in);
+    std::vector<float> wt(w.size());
+    for (int64_t o = 0; o < sh.out; ++o)
+      for (int64_t i = 0; i < sh.in; ++i) wt[size_t(i * sh.out + o)] = w[size_t(o * sh.in + i)];
+    auto dw = transposed ? upload(wt, in_t, sh.in, sh.out, sh.out + w_pad) : upload(w, in_t, sh.out, sh.in);
     DeviceTensor dy(out_t, sh.n, sh.out);
     dy.poison();
-    gemm(*ctx, {dx.t, nullptr, dw.t, nullptr, dy.t}, s.get());
+    GemmParams gp{dx.t, nullptr, dw.t, nullptr, dy.t};
+    gp.w_transposed = transposed;
+    gemm(*ctx, gp, s.get());
     auto got = download(dy.t);
     const double k = double(sh.in);
     const GemmCheck c = out_t == DType::bf16 ? check(got, ref, cond, kBf16Eps, (k + 2) * kF32Eps, kF32Eps)
@@ -197,19 +203,27 @@ TEST_F(CudaGemm, F32StrictIsNotTf32) {
     run_dense(DType::f32, DType::f32, sh);
 }
 
+// W^T stored row-major: MLA prefill's P V with the latent rows of the cache (512 of 576 columns).
+TEST_F(CudaGemm, TransposedWeight) {
+  run_dense(DType::bf16, DType::bf16, {2048, 512, 2048}, 0, true, 64);
+  run_dense(DType::bf16, DType::f32, {64, 512, 300}, 4, true, 64);
+  run_dense(DType::f32, DType::f32, {7, 100, 300}, 0, true, 0);
+}
+
 TEST_F(CudaGemm, StridedActivationRows) {
   run_dense(DType::bf16, DType::f32, {64, 512, 1024}, 64);
   run_dense(DType::f32, DType::f32, {7, 256, 512}, 3);  // rows only 4-byte aligned
 }
 
-// The skinny decode kernel (grouped_gemv.h) as a dense linear layer, one group: bf16 weights
-// (the CUDA backend's dense matrices) and FP8 with 128x128 block scales (the FP8 decode form),
-// f32 accumulation of exact products in a fixed order, so the same bounds as cuBLASLt's bf16:
-// |err| <= (k + 2) u S (+ 2^-8 |ref| for a bf16 output) and rms(|err| / (u S)) <= 8.
-void run_skinny(Stream& s, DType w_t, DType out_t, GemmShape sh, int64_t pad) {
+// The skinny decode kernels (grouped_gemv.h, CUDA-core and tensor-core) as a dense linear
+// layer, one group: bf16 weights (the CUDA backend's dense matrices) and FP8 with 128x128 block
+// scales (the FP8 decode form), f32 accumulation of exact products in a fixed order, so the same
+// bounds as cuBLASLt's bf16: |err| <= (k + 2) u S (+ 2^-8 |ref| for a bf16 output) and
+// rms(|err| / (u S)) <= 8.
+void run_skinny(Stream& s, bool tensor_cores, DType w_t, DType out_t, GemmShape sh, int64_t pad) {
   Rng rng;
-  SCOPED_TRACE(rng.trace() + " skinny " + std::string(dtype_name(w_t)) + " -> " + std::string(dtype_name(out_t)) +
-               " " + shape_name(sh) + " pad " + std::to_string(pad));
+  SCOPED_TRACE(rng.trace() + (tensor_cores ? " skinny mma " : " skinny fma ") + std::string(dtype_name(w_t)) +
+               " -> " + std::string(dtype_name(out_t)) + " " + shape_name(sh) + " pad " + std::to_string(pad));
   const auto x = round_to(rng.normal(size_t(sh.n * sh.in)), DType::bf16);
   const bool fp8 = w_t == DType::f8_e4m3;
   const auto wq = round_to(rng.normal(size_t(sh.out * sh.in), fp8 ? 60.0f : 0.05f), w_t);
@@ -245,12 +259,13 @@ void run_skinny(Stream& s, DType w_t, DType out_t, GemmShape sh, int64_t pad) {
     q.gemm.w.scale_ld = sc;
   }
   q.y_dtype = out_t;
+  q.tensor_cores = tensor_cores;
   ASSERT_TRUE(grouped_gemv_supported(q));
   grouped_gemv(q, s.get());
   const auto got = download(dy.t);
   const double k = double(sh.in);
   const GemmCheck c = check(got, ref, cond, out_t == DType::bf16 ? kBf16Eps : 0.0, (k + 2) * kF32Eps, kF32Eps);
-  std::printf("  skinny %-7s -> %-5s %-28s %s\n", std::string(dtype_name(w_t)).c_str(),
+  std::printf("  skinny %s %-7s -> %-5s %-28s %s\n", tensor_cores ? "mma" : "fma", std::string(dtype_name(w_t)).c_str(),
               std::string(dtype_name(out_t)).c_str(), shape_name(sh).c_str(), describe(c).c_str());
   EXPECT_EQ(c.n_bad, 0) << describe(c);
   EXPECT_LE(c.max_ratio, 1.0) << describe(c);
@@ -260,16 +275,21 @@ void run_skinny(Stream& s, DType w_t, DType out_t, GemmShape sh, int64_t pad) {
 }
 
 // Decode shapes of V2-Lite and V3 (kv_a 576, router 64, lm_head-like widths), 1 to 16 rows (the
-// backend's limit; more than 8 take a second pass), a strided activation, and a width that
-// leaves the last CTA partly empty.
+// backend's limit) and up to 40 (the kernels' passes: the CUDA-core one takes 8 rows a pass,
+// the tensor-core one 8, 16 or 32), a strided activation, a width that leaves the last CTA
+// partly empty, and a depth of no whole 64-byte chunks (the tensor-core request falls back).
 TEST_F(CudaGemm, SkinnyMatchesReference) {
-  const GemmShape shapes[] = {{1, 576, 2048}, {1, 64, 2048}, {3, 4096, 7168}, {8, 2048, 1408},
-                              {16, 3072, 2048}, {5, 1030, 512}, {1, 129280 / 8, 2048}};
-  for (auto sh : shapes)
-    for (DType out_t : {DType::f32, DType::bf16}) run_skinny(s, DType::bf16, out_t, sh, 0);
-  run_skinny(s, DType::bf16, DType::f32, {4, 1536, 1024}, 24);
-  for (auto sh : {GemmShape{1, 1536, 7168}, GemmShape{6, 7168, 2048}, GemmShape{16, 576, 1536}})
-    run_skinny(s, DType::f8_e4m3, DType::bf16, sh, 0);
+  const GemmShape shapes[] = {{1, 576, 2048},  {1, 64, 2048},  {3, 4096, 7168}, {8, 2048, 1408},
+                              {16, 3072, 2048}, {5, 1030, 512}, {1, 129280 / 8, 2048}, {40, 1030, 512},
+                              {3, 256, 200}};
+  for (bool tc : {false, true}) {
+    for (auto sh : shapes)
+      for (DType out_t : {DType::f32, DType::bf16}) run_skinny(s, tc, DType::bf16, out_t, sh, 0);
+    run_skinny(s, tc, DType::bf16, DType::f32, {4, 1536, 1024}, 24);
+    for (auto sh : {GemmShape{1, 1536, 7168}, GemmShape{6, 7168, 2048}, GemmShape{16, 576, 1536},
+                    GemmShape{24, 2048, 1408}})
+      run_skinny(s, tc, DType::f8_e4m3, DType::bf16, sh, 0);
+  }
 }
 
 TEST_F(CudaGemm, SkinnyRefusesWhatItCannotRead) {

@@ -214,7 +214,9 @@ struct KvB {
   }
 };
 
-void run_projection_case(const ProjectionCase& c, DType act, DType wdtype, int n_tokens, Rng& rng) {
+// gemm: the prefill path's cuBLASLt context (per-head products from kMlaCublasTokens tokens).
+void run_projection_case(const ProjectionCase& c, DType act, DType wdtype, int n_tokens, Rng& rng,
+                         GemmContext* gemm = nullptr) {
   const int64_t qd = c.dn + c.dr, D = c.r + c.dr;
   KvB kvb(c, wdtype, rng);
   DeviceMem d_w = upload_raw(kvb.bytes);
@@ -252,6 +254,7 @@ void run_projection_case(const ProjectionCase& c, DType act, DType wdtype, int n
     p.kv_b = dw;
     p.q_full = d_out.get();
     p.q_full_ld = c.n_heads * D;
+    p.gemm = gemm;
     mla_absorb_query(p, nullptr);
     expect_close(download(d_out, act, ref.size()), ref, tol_for(act), tol_for(act), "absorb " + what);
   }
@@ -274,6 +277,7 @@ void run_projection_case(const ProjectionCase& c, DType act, DType wdtype, int n
     p.kv_b = dw;
     p.o = d_out.get();
     p.o_ld = int64_t(c.n_heads) * c.dv;
+    p.gemm = gemm;
     mla_expand_output(p, nullptr);
     expect_close(download(d_out, act, ref.size()), ref, tol_for(act), tol_for(act), "expand " + what);
   }
@@ -293,9 +297,17 @@ TEST(CudaMla, AbsorbAndExpandMatchCpu) {
     run_projection_case(tiny, act, DType::f32, 7, rng);
     run_projection_case(v2_lite, act, DType::bf16, 33, rng);
     run_projection_case(v3, act, DType::f8_e4m3, 9, rng);
-    // Decode sizes: with bf16 activations these take the skinny kernel (the k-major form for
-    // the absorb), 4 being its limit.
-    for (int n : {1, 4}) run_projection_case(v2_lite, act, DType::bf16, n, rng);
+    // Decode sizes: with bf16 activations these take the skinny kernels (the k-major CUDA-core
+    // form for the absorb, up to 4 tokens; the tensor-core kernel for the expand, up to 64).
+    for (int n : {1, 4, 16, 64}) run_projection_case(v2_lite, act, DType::bf16, n, rng);
+  }
+  // Prefill sizes with a cuBLASLt context: bf16 takes one product per head (k-major W_UK as a
+  // transposed weight); f32 and FP8 keep the tiled kernel.
+  DeviceMem workspace(size_t(32) << 20);
+  GemmContext gemm(workspace.get(), size_t(32) << 20);
+  for (DType act : {DType::f32, DType::bf16}) {
+    run_projection_case(v2_lite, act, DType::bf16, 300, rng, &gemm);
+    run_projection_case(v3, act, DType::f8_e4m3, 130, rng, &gemm);
   }
 }
 

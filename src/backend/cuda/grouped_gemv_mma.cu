@@ -1,0 +1,253 @@
+// The skinny grouped GEMM (grouped_gemv.h) on tensor cores: the weights are the MMA's A operand
+// (16 output columns a tile), the few activation rows its B operand (8 a tile), so a weight
+// element is read from HBM once and used for up to 8 rows in one instruction, where the
+// CUDA-core kernel (grouped_gemv.cu) spends an FMA and an L1 read of the activation per row.
+//
+// Layout. A CTA of kWarps warps owns one 16-column tile of one non-empty group and splits the
+// depth K: the weight rows are cut into 64-byte chunks (32 bf16 or 64 FP8 codes), warp w takes
+// chunks w, w + kWarps, ..., and keeps kInFlight of them loaded ahead of the math. Within a
+// chunk, lane (g = lane / 4, t = lane % 4) loads bytes [16 t, 16 t + 16) of weight rows g and
+// g + 8 and the matching 16 bytes of activation row g. mma.sync's k order inside a 16-deep step
+// is any permutation that A and B agree on, so each lane's 8 contiguous elements feed its
+// fragment slots directly (no shared-memory staging): step s of a bf16 chunk takes elements
+// [4 s, 4 s + 4) of every lane's 8 (2 steps), of an FP8 chunk elements [4 s, 4 s + 4) of its 16
+// (4 steps, codes widened to bf16 exactly). The warps' partial tiles meet in shared memory.
+//
+// Numerics: bf16 x bf16 products are exact in f32 and accumulate in f32, as in the CUDA-core
+// kernel; an FP8 chunk (inside one scale block) is summed in f32 and then multiplied by its
+// block scale. The order of the sums is fixed by the shape, so a row's result does not depend on
+// the other rows of its group or of the batch.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#include "backend/cuda/grouped_gemv_common.cuh"
+#include "backend/cuda/launch.h"
+
+namespace dsi::cuda {
+
+namespace {
+
+using detail::load_chunk;
+using detail::nth_nonempty_group;
+
+constexpr int kWarps = 8;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kChunkBytes = 64;  // of one weight row
+constexpr int kTileCols = 16;    // output columns (weight rows) per CTA
+
+// d += a b, m16n8k16, bf16 operands, f32 accumulators.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                         uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Two e4m3 codes (the low 16 bits) -> a bf16 pair, exact (through half, which holds every e4m3
+// value; bf16 has more exponent and mantissa bits than e4m3).
+__device__ __forceinline__ uint32_t fp8x2_to_bf16x2(uint32_t codes) {
+  const __half2_raw raw = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(codes & 0xffffu), __NV_E4M3);
+  const float2 f = __half22float2(__half2(raw));
+  const __nv_bfloat162 b = __floats2bfloat162_rn(f.x, f.y);
+  return *reinterpret_cast<const uint32_t*>(&b);
+}
+
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+
+// kDual: SwiGLU (w holds the gate rows, w_up the up rows of the same columns). NT: activation
+// tiles of 8 rows per pass over the weights; a group with more rows takes more passes.
+template <bool kFp8, bool kDual, int NT>
+__global__ void __launch_bounds__(kThreads, 2) grouped_gemv_mma_kernel(GroupedGemvParams q) {
+  const GroupedGemmParams& p = q.gemm;
+  constexpr int D = kDual ? 2 : 1;           // weight matrices
+  constexpr int kInFlight = 4 / D;           // chunks per warp loaded ahead: 4 x 32 bytes a lane
+  constexpr int kElems = kFp8 ? 64 : 32;     // depth of a chunk
+  constexpr int kSteps = kFp8 ? 4 : 2;       // MMA steps per chunk
+  constexpr int kRows = NT * 8;              // activation rows per pass
+  constexpr int kRedCols = D * kTileCols;
+  __shared__ float red[kWarps][kRows][kRedCols];
+
+  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+  const int gq = lane >> 2, tq = lane & 3;
+  int g = int(blockIdx.y);
+  int64_t row_begin = 0, row_end = p.n_rows;
+  if (p.row_offsets) {
+    g = nth_nonempty_group(p.row_offsets, p.n_groups, int(blockIdx.y), lane);
+    if (g < 0) return;  // (uniform over the CTA)
+    row_begin = p.row_offsets[g];
+    row_end = p.row_offsets[g + 1];
+  }
+  const int64_t col0 = int64_t(blockIdx.x) * kTileCols;
+  const int n_chunks = int(p.depth / kElems);
+  const int block_cols = p.w.block_cols;  // w_up's is checked equal
+
+  // This lane's two weight rows (gq, gq + 8) of each matrix, at its 16 bytes of chunk 0; a
+  // column past the end is clamped: computed, never stored.
+  const uint8_t* wp[D][2];
+  const float* sp[D][2];
+#pragma unroll
+  for (int d = 0; d < D; ++d) {
+    const GroupedWeight& w = d == 0 ? p.w : p.w_up;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t col = min(col0 + gq + 8 * h, p.n_cols - 1);
+      wp[d][h] = static_cast<const uint8_t*>(w.data) + (int64_t(g) * w.group_stride + col * w.ld) * (kFp8 ? 1 : 2) +
+                 16 * tq;
+      sp[d][h] = kFp8 ? w.scale + int64_t(g) * w.scale_group_stride +
+                            ((col + w.row_offset + int64_t(g) * w.group_row_step) / w.block_rows) * w.scale_ld
+                      : nullptr;
+    }
+  }
+  const auto* a = static_cast<const uint8_t*>(p.a) + int64_t(g) * p.a_group_cols * 2;
+
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += kRows) {
+    const int nt = int(min(int64_t(kRows), row_end - r0));
+    // Activation row gq of each tile (lanes past the group's rows feed zeros).
+    const uint8_t* xp[NT];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      const int t = 8 * j + gq;
+      xp[j] = t < nt ? a + (r0 + t) * p.a_ld * 2 + (kFp8 ? 32 : 16) * tq : nullptr;
+    }
+    float acc[D][NT][4];
+#pragma unroll
+    for (int d = 0; d < D; ++d)
+#pragma unroll
+      for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[d][j][i] = 0.0f;
+
+    for (int c0 = warp; c0 < n_chunks; c0 += kWarps * kInFlight) {
+      uint4 wv[kInFlight][D][2];
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int c = c0 + u * kWarps;
+#pragma unroll
+        for (int d = 0; d < D; ++d)
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+            wv[u][d][h] = c < n_chunks ? load_chunk(wp[d][h] + int64_t(c) * kChunkBytes) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int u = 0; u < kInFlight; ++u) {
+        const int c = c0 + u * kWarps;
+        if (c >= n_chunks) continue;  // (not break: the unrolled loop keeps wv in registers)
+        // This chunk's activations: 8 bf16 (bf16 weights) or 16 (FP8) of row gq per tile.
+        uint4 xv[NT][kFp8 ? 2 : 1];
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+          for (int i = 0; i < (kFp8 ? 2 : 1); ++i)
+            xv[j][i] = xp[j] ? load_chunk(xp[j] + int64_t(c) * kElems * 2 + 16 * i) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int d = 0; d < D; ++d) {
+          float part[NT][4];  // FP8: this chunk's sums before its block scale
+#pragma unroll
+          for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) part[j][i] = 0.0f;
+#pragma unroll
+          for (int s = 0; s < kSteps; ++s) {
+            uint32_t a0, a1, a2, a3;  // rows gq / gq + 8, k slots {2t, 2t+1} / {2t+8, 2t+9}
+            if constexpr (kFp8) {
+              const uint32_t lo = word(wv[u][d][0], s), hi = word(wv[u][d][1], s);
+              a0 = fp8x2_to_bf16x2(lo);
+              a1 = fp8x2_to_bf16x2(hi);
+              a2 = fp8x2_to_bf16x2(lo >> 16);
+              a3 = fp8x2_to_bf16x2(hi >> 16);
+            } else {
+              a0 = word(wv[u][d][0], 2 * s);
+              a1 = word(wv[u][d][1], 2 * s);
+              a2 = word(wv[u][d][0], 2 * s + 1);
+              a3 = word(wv[u][d][1], 2 * s + 1);
+            }
+#pragma unroll
+            for (int j = 0; j < NT; ++j) {
+              const uint4& x = xv[j][kFp8 ? s / 2 : 0];
+              const int w0 = kFp8 ? 2 * (s % 2) : 2 * s;
+              mma_bf16(kFp8 ? part[j] : acc[d][j], a0, a1, a2, a3, word(x, w0), word(x, w0 + 1));
+            }
+          }
+          if constexpr (kFp8) {
+            const int kb = c * kElems / block_cols;
+            const float s_lo = __ldg(sp[d][0] + kb), s_hi = __ldg(sp[d][1] + kb);
+#pragma unroll
+            for (int j = 0; j < NT; ++j) {
+              acc[d][j][0] = fmaf(part[j][0], s_lo, acc[d][j][0]);
+              acc[d][j][1] = fmaf(part[j][1], s_lo, acc[d][j][1]);
+              acc[d][j][2] = fmaf(part[j][2], s_hi, acc[d][j][2]);
+              acc[d][j][3] = fmaf(part[j][3], s_hi, acc[d][j][3]);
+            }
+          }
+        }
+      }
+    }
+
+    // C fragment: acc[d][j][i] is (column gq + 8 (i / 2), row 8 j + 2 tq + i % 2) of the tile.
+#pragma unroll
+    for (int d = 0; d < D; ++d)
+#pragma unroll
+      for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) red[warp][8 * j + 2 * tq + (i & 1)][d * kTileCols + gq + 8 * (i >> 1)] = acc[d][j][i];
+    __syncthreads();
+    for (int i = int(threadIdx.x); i < kRows * kTileCols; i += kThreads) {
+      const int t = i / kTileCols, cc = i % kTileCols;
+      const int64_t col = col0 + cc;
+      if (t >= nt || col >= p.n_cols) continue;
+      float v = 0.0f, up = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) {
+        v += red[w][t][cc];
+        if (kDual) up += red[w][t][kTileCols + cc];
+      }
+      if (kDual) v = v / (1.0f + expf(-v)) * up;
+      const int64_t at = (r0 + t) * p.y_ld + int64_t(g) * p.y_group_cols + col;
+      if (q.y_dtype == DType::f32) static_cast<float*>(p.y)[at] = v;
+      else static_cast<__nv_bfloat16*>(p.y)[at] = __float2bfloat16_rn(v);
+    }
+    __syncthreads();  // red is rewritten by the next pass
+  }
+}
+
+// FP8 takes fewer tiles per pass: with more, its chunk sums, activations and accumulators
+// spill (ptxas, 128 registers); a group with more rows takes more passes.
+template <bool kFp8, bool kDual>
+void launch_tiles(const GroupedGemvParams& q, int nt, dim3 grid, cudaStream_t stream) {
+  constexpr int kMaxTiles = kFp8 ? (kDual ? 1 : 2) : 4;
+  nt = nt < kMaxTiles ? nt : kMaxTiles;
+  if (nt == 1) grouped_gemv_mma_kernel<kFp8, kDual, 1><<<grid, kThreads, 0, stream>>>(q);
+  if constexpr (kMaxTiles >= 2) {
+    if (nt == 2) grouped_gemv_mma_kernel<kFp8, kDual, 2><<<grid, kThreads, 0, stream>>>(q);
+  }
+  if constexpr (kMaxTiles >= 4) {
+    if (nt == 4) grouped_gemv_mma_kernel<kFp8, kDual, 4><<<grid, kThreads, 0, stream>>>(q);
+  }
+}
+
+}  // namespace
+
+bool grouped_gemv_mma_takes(const GroupedGemvParams& q) {
+  const GroupedGemmParams& p = q.gemm;
+  if (p.w.k_major) return false;
+  const bool fp8 = p.w.dtype == DType::f8_e4m3;
+  // Whole chunks; an FP8 chunk inside one scale block.
+  if (p.depth % (fp8 ? 64 : 32) != 0 || (fp8 && p.w.block_cols % 64 != 0)) return false;
+  return int64_t((p.n_cols + kTileCols - 1) / kTileCols) < (int64_t(1) << 31);
+}
+
+cudaError_t launch_grouped_gemv_mma(const GroupedGemvParams& q, cudaStream_t stream) {
+  const GroupedGemmParams& p = q.gemm;
+  const int active = p.row_offsets ? (q.max_active_groups > 0 ? q.max_active_groups : p.n_groups) : p.n_groups;
+  // Activation tiles per pass from the mean rows of a non-empty group.
+  const int64_t mean_rows = (p.n_rows + active - 1) / active;
+  const int nt = mean_rows <= 8 ? 1 : mean_rows <= 16 ? 2 : 4;
+  const dim3 grid{unsigned((p.n_cols + kTileCols - 1) / kTileCols), unsigned(active)};
+  const bool fp8 = p.w.dtype == DType::f8_e4m3, dual = p.w_up.data != nullptr;
+  if (fp8) dual ? launch_tiles<true, true>(q, nt, grid, stream) : launch_tiles<true, false>(q, nt, grid, stream);
+  else dual ? launch_tiles<false, true>(q, nt, grid, stream) : launch_tiles<false, false>(q, nt, grid, stream);
+  return cudaGetLastError();
+}
+
+}  // namespace dsi::cuda
