@@ -286,6 +286,7 @@ void CudaBackend::moe_experts_per_expert(const Tensor& x_sorted, const Tensor& e
     product(x_sorted, experts.up.experts[size_t(e)], up, e);
   }
   const int64_t rows = off.back();
+  if (rows < 0 || rows > x_sorted.rows) fail("cuda moe_grouped_mlp: the experts own {} rows of {}", rows, x_sorted.rows);
   cuda::silu_mul({gate.slice_rows(0, rows), up.slice_rows(0, rows), gate.slice_rows(0, rows)}, stream());
   for (int e = 0; e < n_experts; ++e)
     if (off[size_t(e) + 1] > off[size_t(e)]) product(gate, experts.down.experts[size_t(e)], y_sorted, e);

@@ -21,7 +21,6 @@ using detail::nth_nonempty_group;
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 
-
 // 8 bf16 -> f32 (exact: a bf16 is the top half of an f32).
 __device__ __forceinline__ void widen_bf16x8(const uint4& v, float* f) {
   const uint32_t w[4] = {v.x, v.y, v.z, v.w};
@@ -269,7 +268,7 @@ template <bool kFp8>
 cudaError_t launch_dtype(const GroupedGemvParams& q, cudaStream_t stream) {
   const GroupedGemmParams& p = q.gemm;
   const bool dual = p.w_up.data != nullptr;
-  const int active = p.row_offsets ? (q.max_active_groups > 0 ? q.max_active_groups : p.n_groups) : p.n_groups;
+  const int active = active_groups(q);
   // Rows per pass from the mean rows of a non-empty group; a group with more takes more passes.
   const int64_t mean_rows = (p.n_rows + active - 1) / active;
   const int n_per_pass = mean_rows <= 1 ? 1 : mean_rows <= 2 ? 2 : mean_rows <= 4 ? 4 : 8;
@@ -291,9 +290,7 @@ cudaError_t launch_dtype(const GroupedGemvParams& q, cudaStream_t stream) {
 cudaError_t launch_grouped_gemv(const GroupedGemvParams& q, cudaStream_t stream) {
   if (q.gemm.n_rows == 0 || q.gemm.n_cols == 0) return cudaSuccess;
   if (q.gemm.w.k_major) return launch_kmajor(q, stream);
-  const GroupedGemmParams& p = q.gemm;
-  const int active = p.row_offsets ? (q.max_active_groups > 0 ? q.max_active_groups : p.n_groups) : p.n_groups;
-  if (q.tensor_cores && p.n_rows > kFmaRowsPerGroup * active && grouped_gemv_mma_takes(q))
+  if (q.tensor_cores && q.gemm.n_rows > kFmaRowsPerGroup * active_groups(q) && grouped_gemv_mma_takes(q))
     return launch_grouped_gemv_mma(q, stream);
   return q.gemm.w.dtype == DType::f8_e4m3 ? launch_dtype<true>(q, stream) : launch_dtype<false>(q, stream);
 }

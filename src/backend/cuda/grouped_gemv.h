@@ -58,6 +58,12 @@ struct GroupedGemvParams {
 };
 inline constexpr int64_t kFmaRowsPerGroup = 2;
 
+// The groups a launch serves: the bound of non-empty ones, or every group.
+inline int active_groups(const GroupedGemvParams& q) {
+  const GroupedGemmParams& p = q.gemm;
+  return p.row_offsets && q.max_active_groups > 0 ? q.max_active_groups : p.n_groups;
+}
+
 // Whether the skinny kernel takes this problem: bf16 activations, bf16 or FP8 (e4m3, block
 // scales with block_cols a multiple of 16) row-major weights, K and every row stride a whole
 // number of 16-byte chunks, 16-byte aligned bases; or k-major bf16 weights (MLA's W_UK) without

@@ -239,7 +239,7 @@ bool grouped_gemv_mma_takes(const GroupedGemvParams& q) {
 
 cudaError_t launch_grouped_gemv_mma(const GroupedGemvParams& q, cudaStream_t stream) {
   const GroupedGemmParams& p = q.gemm;
-  const int active = p.row_offsets ? (q.max_active_groups > 0 ? q.max_active_groups : p.n_groups) : p.n_groups;
+  const int active = active_groups(q);
   // Activation tiles per pass from the mean rows of a non-empty group.
   const int64_t mean_rows = (p.n_rows + active - 1) / active;
   const int nt = mean_rows <= 8 ? 1 : mean_rows <= 16 ? 2 : 4;
