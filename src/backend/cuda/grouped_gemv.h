@@ -12,8 +12,8 @@
 // A dense linear layer is the one-group case (row_offsets null).
 // Two kernels do this: CUDA-core FMA (grouped_gemv.cu) and tensor-core MMA (grouped_gemv_mma.cu,
 // the weights as the MMA's A operand, up to 8 activation rows per instruction), which reads the
-// same bytes with far fewer instructions per row; the FMA kernel remains for the k-major form
-// and for depths that are not whole 64-byte chunks.
+// same bytes with far fewer instructions per row; the FMA kernel remains for one or two rows per
+// group (where it was faster), the k-major form, and depths that are not whole 64-byte chunks.
 //
 // Numerics: products and sums in f32 (FP8: code x block scale in f32, no rounding of the
 // weight), the order fixed by the shape (a row's result does not depend on other rows), one
