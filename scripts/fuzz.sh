@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang, ASan + UBSan, in build-fuzz) and runs each for a bounded
 # time on its checked-in seeds (fuzz/seeds/<target>), failing on the first crash. CI runs it
-# from scripts/test.sh with 30 s per target; see fuzz/README.md.
+# from scripts/test.sh with 20 s per target; see fuzz/README.md.
 #   scripts/fuzz.sh                  every target, FUZZ_SECONDS (default 60) each
 #   FUZZ_SECONDS=600 scripts/fuzz.sh fuzz_chat_request   one target, longer
 set -euo pipefail

@@ -5,13 +5,18 @@
 #include <utility>
 
 // GCC 12 with sanitizers sees a false "maybe uninitialized" in Beast's parser
-// (boost::optional): silenced for these headers only.
+// (boost::optional): silenced for these headers only (clang, the fuzz build, has no such
+// warning and would warn about the unknown name).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 namespace dsi {
 
