@@ -5,6 +5,7 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
+#include <cfloat>
 #include <cstdint>
 #include <string>
 
@@ -54,6 +55,26 @@ __device__ __forceinline__ double block_sum(double v) {
   __syncthreads();
   v = lane < n_warps ? partial[lane] : 0.0;
   return warp_sum(v);
+}
+
+// Max and sum of a float over the block, as block_sum: every thread gets the result.
+template <class Op>
+__device__ __forceinline__ float block_reduce_f32(float v, float identity, Op op) {
+  __shared__ float partial[32];
+  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5, n_warps = int(blockDim.x) >> 5;
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  __syncthreads();  // partial may still be read by a previous call
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  v = lane < n_warps ? partial[lane] : identity;
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ __forceinline__ float block_max_f32(float v) {
+  return block_reduce_f32(v, -FLT_MAX, [](float a, float b) { return fmaxf(a, b); });
+}
+__device__ __forceinline__ float block_sum_f32(float v) {
+  return block_reduce_f32(v, 0.0f, [](float a, float b) { return a + b; });
 }
 
 // Calls f(T{}) with T the device type of a float dtype (f32 -> float, bf16 -> __nv_bfloat16).

@@ -3,6 +3,7 @@
 
 #include <cfloat>
 
+#include "backend/cuda/kernel_util.cuh"
 #include "backend/cuda/mla_prefill.h"
 
 namespace dsi::cuda {
@@ -24,23 +25,7 @@ __global__ void gather_kv_rows_kernel(GatherKvParams p) {
   dst[chunk] = src[chunk];
 }
 
-__device__ float block_reduce(float v, bool is_max, float* scratch) {
-  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float other = __shfl_xor_sync(0xffffffffu, v, o);
-    v = is_max ? fmaxf(v, other) : v + other;
-  }
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  float r = is_max ? -FLT_MAX : 0.0f;
-  for (int w = 0; w < kSoftmaxThreads / 32; ++w) r = is_max ? fmaxf(r, scratch[w]) : r + scratch[w];
-  __syncthreads();  // scratch is reused by the next reduction
-  return r;
-}
-
 __global__ void causal_softmax_kernel(CausalSoftmaxParams p) {
-  __shared__ float scratch[kSoftmaxThreads / 32];
   const int64_t r = blockIdx.x;
   const int64_t visible = p.first_pos + r / p.heads + 1;
   const int64_t n = visible < p.n_keys ? visible : p.n_keys;
@@ -48,10 +33,10 @@ __global__ void causal_softmax_kernel(CausalSoftmaxParams p) {
   auto* out = static_cast<__nv_bfloat16*>(p.p) + r * p.p_ld;
   float m = -FLT_MAX;
   for (int64_t j = threadIdx.x; j < n; j += kSoftmaxThreads) m = fmaxf(m, p.scale * s[j]);
-  m = block_reduce(m, true, scratch);
+  m = detail::block_max_f32(m);
   float sum = 0.0f;
   for (int64_t j = threadIdx.x; j < n; j += kSoftmaxThreads) sum += expf(p.scale * s[j] - m);
-  sum = block_reduce(sum, false, scratch);
+  sum = detail::block_sum_f32(sum);
   const float inv = 1.0f / sum;
   for (int64_t j = threadIdx.x; j < p.n_keys; j += kSoftmaxThreads)
     out[j] = __float2bfloat16_rn(j < n ? expf(p.scale * s[j] - m) * inv : 0.0f);
