@@ -12,12 +12,14 @@
 //   bench_decode [--config FILE] [--fp8] [--threads N] [--context 256] [--steps 32]
 //                [--batches 1,16] [--prefill-len 512] [--prefill-seqs 4]
 //                [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16] [--bandwidth-gbps B]
-//                [--peak-tflops T] [--profile]
+//                [--peak-tflops T] [--profile] [--enforce-eager]
 // --bandwidth-gbps replaces the host read bandwidth in the roofline (on a GPU: the device copy
 // bandwidth measured by cuda_gemm_bench in the same run, scripts/device/run.sh).
 // --profile: one more decode step per batch and one more prefill step with the backend's op
 // timing on (Backend::begin_op_timing): device time per op kind, and the step's wall time minus
 // their sum (what launching costs). The CPU backend has no op timing.
+// --enforce-eager: decode steps launched op by op, not replayed as CUDA graphs (the default on a
+// GPU), to compare the two in one run.
 #include <immintrin.h>
 #include <omp.h>
 
@@ -162,12 +164,11 @@ Result run_batch(ModelRunner& runner, int batch, int context, int steps, double 
                  bool profile) {
   const auto& c = runner.config();
   const int bs = runner.block_size();
-  const int total = context + steps + 1;
+  const int total = context + steps + 3;  // + the warm-up steps and the op-timed one
   std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
   for (auto& t : tables)
     for (int i = 0; i < (total + bs - 1) / bs; ++i) t.push_back(*runner.blocks().allocate());
   std::vector<int32_t> last(static_cast<size_t>(batch));
-  std::vector<float> logits;
   // Prefill each sequence's context (not timed): different prompts, so experts differ.
   for (int s = 0; s < batch; ++s) {
     ForwardBatch b;
@@ -178,16 +179,20 @@ Result run_batch(ModelRunner& runner, int batch, int context, int steps, double 
     }
     b.logit_rows = {context - 1};
     b.sequences.push_back({0, context, 0, tables[size_t(s)]});
-    logits.resize(size_t(c.vocab_size));
+    const std::span<float> logits = runner.host_logits(1);
     runner.forward(b, logits);
     last[size_t(s)] = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
   double secs = 0;
   std::vector<OpTiming> ops;
-  for (int step = 0; step < steps + (profile ? 1 : 0); ++step) {
+  // Two untimed steps first: a decode graph runs eagerly on its key's first step and is
+  // captured on the second (step_padding.h); then the timed steps, then with --profile one
+  // op-timed step (eager: each op between its own events).
+  constexpr int kWarmup = 2;
+  for (int step = -kWarmup; step < steps + (profile ? 1 : 0); ++step) {
     const bool timed_ops = step == steps;  // the extra step: op timing, not counted in secs
     ForwardBatch b;
-    const int pos = context + step;
+    const int pos = context + kWarmup + step;
     for (int s = 0; s < batch; ++s) {
       b.token_ids.push_back(last[size_t(s)]);
       b.positions.push_back(pos);
@@ -195,12 +200,12 @@ Result run_batch(ModelRunner& runner, int batch, int context, int steps, double 
       b.logit_rows.push_back(s);
       b.sequences.push_back({s, 1, pos, tables[size_t(s)]});
     }
-    logits.resize(size_t(batch) * size_t(c.vocab_size));
+    const std::span<float> logits = runner.host_logits(batch);
     auto t0 = Clock::now();
     if (timed_ops) runner.backend().begin_op_timing();
     runner.forward(b, logits);
     if (timed_ops) ops = runner.backend().end_op_timing();
-    else secs += std::chrono::duration<double>(Clock::now() - t0).count();
+    else if (step >= 0) secs += std::chrono::duration<double>(Clock::now() - t0).count();
     for (int s = 0; s < batch; ++s) {
       auto row = logits.begin() + std::ptrdiff_t(s) * c.vocab_size;
       last[size_t(s)] = int32_t(std::max_element(row, row + c.vocab_size) - row);
@@ -250,7 +255,7 @@ PrefillResult run_prefill(ModelRunner& runner, int len, int n_seqs, bool profile
   const auto& c = runner.config();
   const int bs = runner.block_size();
   PrefillResult r;
-  std::vector<float> logits(size_t(n_seqs) * size_t(c.vocab_size));
+  const std::span<float> logits = runner.host_logits(n_seqs);
   for (int rep = 0; rep < 3 + (profile ? 1 : 0); ++rep) {
     const bool timed_ops = rep == 3;
     ForwardBatch b;
@@ -298,6 +303,7 @@ int main(int argc, char** argv) {
     if (a == "--config") config_path = next();
     else if (a == "--fp8") fp8 = true;
     else if (a == "--profile") profile = true;
+    else if (a == "--enforce-eager") backend.enforce_eager = true;
     else if (a == "--threads") threads = std::stoi(next());
     else if (a == "--context") context = std::stoi(next());
     else if (a == "--steps") steps = std::stoi(next());
@@ -321,7 +327,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: bench_decode [--config FILE] [--fp8] [--threads N] [--context N] [--steps N] "
                    "[--batches 1,16] [--prefill-len N] [--prefill-seqs N] [--device auto|cpu|cuda] "
-                   "[--dtype auto|float32|bfloat16] [--bandwidth-gbps B] [--peak-tflops T] [--profile]\n");
+                   "[--dtype auto|float32|bfloat16] [--bandwidth-gbps B] [--peak-tflops T] [--profile] [--enforce-eager]\n");
       return 2;
     }
   }
@@ -384,6 +390,9 @@ int main(int argc, char** argv) {
                 r.compute_roof_tokens_per_second, 100 * r.tokens_per_second / r.compute_roof_tokens_per_second);
     results.emplace_back(batch, std::move(r));
   }
+  if (runner.backend().records_steps())
+    std::printf("decode steps replayed as CUDA graphs: %lld captured\n",
+                static_cast<long long>(runner.backend().n_recorded()));
   if (profile) {
     std::printf("\n");
     for (auto& [batch, r] : results)

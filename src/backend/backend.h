@@ -17,6 +17,7 @@
 //   the backend's stream; copy_to_host and synchronize wait for them.
 // An op may be given its output aliased to an input only where its comment says so.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -167,6 +168,22 @@ class Backend {
   // and not the host's launch gaps. Not for serving: it costs a synchronisation.
   virtual void begin_op_timing() {}
   virtual std::vector<OpTiming> end_op_timing() { return {}; }
+
+  // ---- step recording (CUDA graphs; a backend without them runs every step as it comes)
+  // Whether run_recorded replays recordings (CUDA: graphs are on, DSINFER_CUDA_GRAPHS != 0).
+  virtual bool records_steps() const { return false; }
+  // Runs `ops` (a step's device work: no host copies or synchronisation inside) as the
+  // recording kept under `key`. Every op's arguments (sizes, buffer addresses) must be a
+  // function of the key alone, and the data they read must sit at the same addresses each
+  // time (StepContext and Workspace guarantee it). The first call with a key runs `ops`
+  // eagerly (first use loads kernels and GEMM plans), the second records and replays them,
+  // later ones replay; ops that cannot be recorded make that key eager from then on.
+  virtual void run_recorded(uint64_t key, const std::function<void()>& ops) {
+    (void)key;
+    ops();
+  }
+  // How many recordings are kept (CUDA graphs captured so far).
+  virtual int64_t n_recorded() const { return 0; }
 
   // ---- ops (see backend/ops.h for the shapes; the op layer checks them before calling)
   virtual void embedding(const Weight& table, const StepContext& ctx, Tensor out) = 0;

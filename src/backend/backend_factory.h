@@ -17,6 +17,8 @@ struct BackendOptions {
   // mode (TF32 off). The CPU supports float32 only.
   std::string dtype = "auto";                   // auto | float32 | bfloat16
   std::string kv_cache_dtype = "auto";          // auto (= bf16 on a GPU, f32 on the CPU) | float32 | bfloat16
+  // --enforce-eager (vLLM's name): no CUDA graphs; every decode step is launched op by op.
+  bool enforce_eager = false;
 };
 
 // "cpu", "cuda", "auto" -> DeviceKind; anything else is an Error naming --device.

@@ -52,7 +52,8 @@ void validate(const ForwardBatch& batch, const StepLimits& l, const StepBounds& 
     if (id < 0 || id >= b.vocab_size) fail("step: token id {} is outside the vocabulary [0, {})", id, b.vocab_size);
     if (batch.positions[size_t(i)] < 0) fail("step: row {} has negative position {}", i, batch.positions[size_t(i)]);
     const int64_t slot = batch.kv_slots[size_t(i)];
-    if (slot < 0 || slot >= n_slots) fail("step: row {} has kv slot {} outside the cache of {} rows", i, slot, n_slots);
+    if ((slot < 0 && slot != kNoKvSlot) || slot >= n_slots)
+      fail("step: row {} has kv slot {} outside the cache of {} rows", i, slot, n_slots);
   }
   // Sequences tile the batch in order, and each token's position follows its sequence's cache.
   int64_t next_row = 0;

@@ -18,12 +18,17 @@ struct BatchSequence {
   std::vector<int32_t> block_table;  // KV blocks holding positions [0, n_cached + n_tokens)
 };
 
+// A row whose key is not stored: a padding row that repeats a real row of the same step (a
+// decode step padded to a CUDA graph's batch size, engine/step_padding.h). The real row writes
+// the same key at the same place, so the padding row's attention reads it from there.
+inline constexpr int64_t kNoKvSlot = -1;
+
 // Everything a forward pass needs besides the weights: the flattened new tokens of every
 // sequence in the step, and where their keys go. This is the step plan rank 0 broadcasts.
 struct ForwardBatch {
   std::vector<int32_t> token_ids;  // [n_tokens]
   std::vector<int32_t> positions;  // [n_tokens]
-  std::vector<int64_t> kv_slots;   // [n_tokens] cache row of each token: block * block_size + offset
+  std::vector<int64_t> kv_slots;   // [n_tokens] cache row of each token: block * block_size + offset, or kNoKvSlot
   std::vector<BatchSequence> sequences;
   std::vector<int32_t> logit_rows;  // batch rows whose logits the caller wants, in output order
   int64_t n_tokens() const { return int64_t(token_ids.size()); }

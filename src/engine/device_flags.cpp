@@ -34,6 +34,9 @@ void add_device_flags(CLI::App* cmd, BackendOptions& o) {
       })
       ->check(CLI::IsMember({"auto", "float32", "bfloat16"}))
       ->capture_default_str();
+  cmd->add_flag("--enforce-eager", o.enforce_eager,
+                "GPU: launch every decode step op by op instead of replaying it as a CUDA graph (graphs are "
+                "captured per padded batch size on first use; docs/serving.md)");
 }
 
 void add_dump_flags(CLI::App* cmd, DumpFlags& f) {

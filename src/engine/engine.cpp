@@ -52,7 +52,6 @@ struct Engine::Impl {
   // The engine thread's own.
   DpScheduler scheduler;  // one Scheduler per data-parallel rank (one without DP attention)
   EngineStats stats;
-  std::vector<float> logits;
   std::optional<ExpertLoadWindow> expert_load;  // MoE models with the readback on
   Clock::time_point memory_read_at{};            // when publish last read the device's free memory
 };
@@ -309,7 +308,7 @@ bool Engine::step() {
   size_t n_logit_rows = 0;
   for (const auto& b : batches) n_logit_rows += b.logit_rows.size();
   const int64_t vocab = runner_.config().vocab_size;
-  im.logits.resize(n_logit_rows * size_t(vocab));
+  const std::span<float> logits = runner_.host_logits(int64_t(n_logit_rows));
   const auto t1 = Clock::now();
   im.stats.scheduler_seconds_total += std::chrono::duration<double>(t1 - t0).count();
 
@@ -317,7 +316,7 @@ bool Engine::step() {
   const CommunicationClock* comm = runner_.parallel().comm_clock.get();
   const double comm_before = comm ? comm->seconds() : 0.0;
   try {
-    runner_.forward_plan(batches, im.logits);
+    runner_.forward_plan(batches, logits);
   } catch (const std::exception& e) {
     // A failed step fails the requests in it, never the server; unless a rank of a parallel
     // group failed (a collective timed out): then no step can run again, every request fails
@@ -358,9 +357,9 @@ bool Engine::step() {
 #pragma omp parallel for schedule(dynamic, 1) if (sampling_plan.size() > 1)
   for (size_t row = 0; row < sampling_plan.size(); ++row) {
     Sequence& seq = *sampling_plan[row]->seq;
-    std::span<float> logits(im.logits.data() + row * size_t(vocab), size_t(vocab));
+    std::span<float> row_logits(logits.data() + row * size_t(vocab), size_t(vocab));
     try {
-      sampled[row] = sample_token(logits, seq.sampling, seq.sampler,
+      sampled[row] = sample_token(row_logits, seq.sampling, seq.sampler,
                                   {std::span(seq.tokens).first(size_t(seq.n_prompt)), seq.n_generated(),
                                    runner_.config().eos_token_ids, std::span(seq.tokens).subspan(size_t(seq.n_prompt))});
     } catch (const std::exception& e) {

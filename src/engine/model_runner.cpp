@@ -1,5 +1,6 @@
 #include "engine/model_runner.h"
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cmath>
@@ -8,6 +9,7 @@
 #include "core/host_memory.h"
 #include "core/log.h"
 #include "engine/step_broadcast.h"
+#include "engine/step_padding.h"
 #include "model/sharding.h"
 #include "model/weight_upload.h"
 
@@ -194,6 +196,12 @@ void ModelRunner::forward_plan(std::span<const ForwardBatch> batches, std::span<
   execute(batches, logits);
 }
 
+std::span<float> ModelRunner::host_logits(int64_t rows) {
+  const int64_t vocab = config().vocab_size;
+  if (host_logits_.t.rows < rows) host_logits_ = backend_->alloc_staging(DType::f32, rows, vocab);
+  return {host_logits_.t.row<float>(0), size_t(rows * vocab)};
+}
+
 void ModelRunner::run_step(std::span<const ForwardBatch> batches) {
   if (int(batches.size()) != parallel_.dp_size)
     fail("step message: {} batches for {} data-parallel ranks", batches.size(), parallel_.dp_size);
@@ -201,9 +209,18 @@ void ModelRunner::run_step(std::span<const ForwardBatch> batches) {
 }
 
 void ModelRunner::run_batch(const ForwardBatch& batch, std::span<float> logits) {
+  if (int64_t(logits.size()) != int64_t(batch.logit_rows.size()) * config().vocab_size)
+    fail("forward: logits buffer holds {} floats, expected {} rows x vocab {}", logits.size(), batch.logit_rows.size(),
+         config().vocab_size);
   if (dump_) dump_->begin_step();
-  workspace_->step.begin(*backend_, batch);
-  model_->forward(*workspace_, cache_, logits);
+  // A decode step replays its CUDA graph, padded to the graph's batch size (step_padding.h).
+  std::optional<uint64_t> key;
+  if (backend_->records_steps() && model_->recordable()) {
+    const StepLimits& l = workspace_->step.limits;
+    key = decode_graph_key(batch, std::min({l.max_tokens, l.max_seqs, l.max_logit_rows}), padded_);
+  }
+  workspace_->step.begin(*backend_, padded_.token_ids.empty() ? batch : padded_);
+  model_->forward(*workspace_, cache_, logits, key);
   if (dump_) dump_->end_step();
 }
 

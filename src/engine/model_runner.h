@@ -87,6 +87,10 @@ class ModelRunner {
   // Rank 0: one step of every DP rank (batches[d] for DP rank d, parallel().dp_size of them;
   // any may be empty, not all). `logits` gets the logits rows of batch 0, then batch 1, ...
   void forward_plan(std::span<const ForwardBatch> batches, std::span<float> logits);
+  // A host buffer for `rows` logits rows, the kind the backend copies into fastest (pinned on a
+  // GPU: the step's logits arrive at PCIe speed rather than through the driver's pageable
+  // staging). Valid until the next call; grows, never shrinks.
+  std::span<float> host_logits(int64_t rows);
   // Other ranks: runs this rank's part of a step rank 0 broadcast (run_worker).
   void run_step(std::span<const ForwardBatch> batches);
   const ParallelContext& parallel() const { return parallel_; }
@@ -110,6 +114,8 @@ class ModelRunner {
 
   std::vector<std::unique_ptr<KvBlockManager>> blocks_;
   std::vector<float> own_logits_;
+  Buffer host_logits_;   // host_logits()
+  ForwardBatch padded_;  // the last decode step padded to its graph's size (step_padding.h)
   bool idle_ = false;  // this rank had no tokens in the last step (data-parallel attention)
   std::unique_ptr<Workspace> workspace_;
   std::unique_ptr<TensorDump> dump_;

@@ -80,12 +80,21 @@ void DeepSeekModel::all_reduce(Communicator& comm, Tensor t) {
   backend_.copy_from_host(host_reduce_.data(), t);
 }
 
-void DeepSeekModel::forward(Workspace& ws, const KvCacheView& cache, std::span<float> logits) {
+void DeepSeekModel::forward(Workspace& ws, const KvCacheView& cache, std::span<float> logits,
+                            std::optional<uint64_t> graph_key) {
+  const int64_t vocab = config_.vocab_size, n_out = ws.step.n_logit_rows();
+  const int64_t n_copy = int64_t(logits.size()) / vocab;
+  if (int64_t(logits.size()) % vocab != 0 || n_copy > n_out)
+    fail("forward: logits buffer holds {} floats, expected at most {} rows x vocab {}", logits.size(), n_out, vocab);
+  if (graph_key && recordable()) backend_.run_recorded(*graph_key, [&] { forward_device(ws, cache); });
+  else forward_device(ws, cache);
+  if (n_copy > 0) backend_.copy_to_host(ws.logits.t.slice_rows(0, n_copy), logits.data());
+}
+
+void DeepSeekModel::forward_device(Workspace& ws, const KvCacheView& cache) {
   const auto& c = config_;
   const StepContext& ctx = ws.step;
   const int64_t n = ctx.n_tokens(), n_out = ctx.n_logit_rows();
-  if (int64_t(logits.size()) != n_out * c.vocab_size)
-    fail("forward: logits buffer holds {} floats, expected {} rows x vocab {}", logits.size(), n_out, c.vocab_size);
   auto& be = backend_;
   const float eps = float(c.rms_norm_eps);
   Rows s;
@@ -127,7 +136,6 @@ void DeepSeekModel::forward(Workspace& ws, const KvCacheView& cache, std::span<f
   dump(-1, "final_norm", last);
   ops::linear(be, last, weights_.lm_head, out);
   dump(-1, "logits", out);
-  be.copy_to_host(out, logits.data());
 }
 
 void DeepSeekModel::attention(int layer, const StepContext& ctx, const KvCacheView& cache, const Rows& s) {

@@ -4,6 +4,7 @@
 // step context holds the step's tokens and KV slots, and it returns the logits of the rows the
 // step asks for. Every intermediate has a name (model/tensor_dump.h) for debug dumps.
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -30,10 +31,16 @@ class DeepSeekModel {
   Backend& backend() const { return backend_; }
 
   // Runs the tokens of ws.step (begun for this step) through the model, writing their latent
-  // KV rows into `cache`, and copies the logits of the step's logit rows into `logits`
-  // ([n_logit_rows, vocab], host). Also leaves each MoE layer's expert counts in
-  // ws.expert_counts. Not thread-safe: one forward at a time per model.
-  void forward(Workspace& ws, const KvCacheView& cache, std::span<float> logits);
+  // KV rows into `cache`, and copies the logits of the step's first logit rows into `logits`
+  // ([rows, vocab], host, rows <= n_logit_rows: a padded step's padding rows are not copied).
+  // Also leaves each MoE layer's expert counts in ws.expert_counts. With `graph_key` the
+  // step's device work runs as the backend's recording of that key (Backend::run_recorded;
+  // engine/step_padding.h makes the keys). Not thread-safe: one forward at a time per model.
+  void forward(Workspace& ws, const KvCacheView& cache, std::span<float> logits,
+               std::optional<uint64_t> graph_key = std::nullopt);
+  // Whether this model's steps may be recorded: no collective through host memory inside a
+  // step (one rank) and no debug dump.
+  bool recordable() const { return !dump_ && !(parallel_.world && parallel_.world->size() > 1); }
 
   // Data-parallel attention: a step in which this rank has no tokens. It still joins every MoE
   // layer's expert exchange, running its experts for the other ranks' tokens.
@@ -45,6 +52,8 @@ class DeepSeekModel {
 
  private:
   struct Rows;
+  // Every layer, then the final norm and lm_head of the logit rows into ws.logits.
+  void forward_device(Workspace& ws, const KvCacheView& cache);
   void attention(int layer, const StepContext& ctx, const KvCacheView& cache, const Rows& s);
   void feed_forward(int layer, const Rows& s, Workspace& ws);
   void routed_experts(int layer, const Rows& s, Workspace& ws);

@@ -30,7 +30,7 @@ void CpuBackend::kv_cache_write(const KvCacheView& cache, int layer, const Tenso
   Tensor pool = cache.layer(layer);
   const int64_t* slots = static_cast<const int64_t*>(ctx.kv_slots.data);
   for (int64_t i = 0; i < kv.rows; ++i)
-    std::memcpy(pool.row<float>(slots[i]), kv.row<const float>(i), size_t(kv.cols) * 4);
+    if (slots[i] != kNoKvSlot) std::memcpy(pool.row<float>(slots[i]), kv.row<const float>(i), size_t(kv.cols) * 4);
 }
 
 void CpuBackend::mla_absorb_query(const Tensor& q, const Weight& kv_b, const MlaShape& s, Tensor q_full) {

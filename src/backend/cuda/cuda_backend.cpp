@@ -80,7 +80,8 @@ CudaBackend::CudaBackend(const BackendOptions& options) : options_(options) {
   }
   static constexpr const char* kSkinnyNote[] = {" (DSINFER_CUDA_SKINNY=0: no skinny decode kernels)",
                                                 " (DSINFER_CUDA_SKINNY=fma: CUDA-core skinny kernels)", ""};
-  spdlog::info("CUDA: {}{}", describe(info_), kSkinnyNote[int(skinny_)]);
+  spdlog::info("CUDA: {}{}{}", describe(info_), kSkinnyNote[int(skinny_)],
+               options.enforce_eager ? " (--enforce-eager: no CUDA graphs)" : "");
 }
 
 CudaBackend::~CudaBackend() {
@@ -283,6 +284,13 @@ void CudaBackend::begin_op_timing() {
 std::vector<OpTiming> CudaBackend::end_op_timing() {
   bind();
   return timer_.end(stream());
+}
+
+void CudaBackend::run_recorded(uint64_t key, const std::function<void()>& ops) {
+  bind();
+  // An op-timed step times each op with its own events: it runs as it comes.
+  if (options_.enforce_eager || timer_.running()) return ops();
+  graphs_.run(key, stream(), ops);
 }
 
 }  // namespace dsi::cuda

@@ -20,6 +20,7 @@
 #include "backend/cuda/grouped_gemv.h"
 #include "backend/cuda/memory.h"
 #include "backend/cuda/op_timer.h"
+#include "backend/cuda/step_graphs.h"
 #include "backend/cuda/stream.h"
 
 namespace dsi::cuda {
@@ -46,6 +47,9 @@ class CudaBackend final : public Backend {
   void synchronize() override;
   void begin_op_timing() override;
   std::vector<OpTiming> end_op_timing() override;
+  bool records_steps() const override { return !options_.enforce_eager; }
+  void run_recorded(uint64_t key, const std::function<void()>& ops) override;
+  int64_t n_recorded() const override { return graphs_.n_graphs(); }
 
   void embedding(const Weight& table, const StepContext& ctx, Tensor out) override;
   void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor out) override;
@@ -110,6 +114,7 @@ class CudaBackend final : public Backend {
   // them off and =fma picks the CUDA-core kernel, so a benchmark can compare the paths in one run.
   SkinnyKernel skinny_ = SkinnyKernel::tensor_cores;
   OpTimer timer_;
+  StepGraphs graphs_;  // decode steps as CUDA graphs (run_recorded)
   // Uploaded weights, alive as long as the backend.
   std::vector<std::shared_ptr<void>> owned_;
 };

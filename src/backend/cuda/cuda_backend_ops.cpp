@@ -1,6 +1,7 @@
 // CudaBackend's ops: each maps the op layer's (already checked) tensors and the step context's
 // device arrays onto one kernel's params (elementwise.h, gemm.h, mla_*.h, moe.h).
 #include <algorithm>
+#include <bit>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/elementwise.h"
@@ -195,7 +196,10 @@ void CudaBackend::mla_attention(const Tensor& q_full, const KvCacheView& cache, 
   p.rope_dim = int(s.qk_rope_head_dim);
   p.block_size = cache.block_size;
   p.softmax_scale = s.softmax_scale;
-  p.n_splits = mla_attention_pick_splits(p.n_tokens, p.n_heads, int(std::max<int64_t>(ctx.host.max_context, 1)),
+  // The context rounded up to a power of two: a decode step's CUDA graph is keyed by that
+  // bucket (engine/step_padding.h), so every step it replays for picks the same split count.
+  const int64_t context = int64_t(std::bit_ceil(uint64_t(std::max<int64_t>(ctx.host.max_context, 1))));
+  p.n_splits = mla_attention_pick_splits(p.n_tokens, p.n_heads, int(std::min<int64_t>(context, INT32_MAX)),
                                          info().n_sms);
   if (p.n_splits > 1) {
     p.split_scratch = attention_scratch_.as<float>();
