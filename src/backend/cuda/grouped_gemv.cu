@@ -1,8 +1,8 @@
 // Skinny grouped GEMM kernels (grouped_gemv.h). Template parameters: the weight dtype (bf16 or
 // FP8), R output columns per warp (each one weight row, two with the fused SwiGLU), N activation
 // rows per pass. A warp runs along the whole depth K of its rows (no cross-warp reduction);
-// each lane issues its next two 16-byte chunks of every row before the math, so it keeps
-// 2 x R x 16 bytes of weights in flight, and the warp's R x N sums meet in one reduce-scatter.
+// each lane issues its next 16-byte chunks of every row before the math (8 row-chunks, 128
+// bytes, in flight), and the warp's R x N sums meet in one reduce-scatter.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
@@ -81,6 +81,8 @@ __global__ void __launch_bounds__(kThreads, 1) grouped_gemv_kernel(GroupedGemvPa
   constexpr int kWeightRows = kDual ? 2 * R : R;
   constexpr int kStride = 32 * E;             // elements between a lane's chunks
   constexpr int V = kWeightRows * N;          // sums per warp and pass
+  // Chunks of each weight row a lane has in flight: 8 row-chunks (128 bytes, 32 registers) in all.
+  constexpr int kDepth = kWeightRows >= 4 ? 2 : 8 / kWeightRows;
   static_assert(V <= 32, "a warp reduces at most 32 sums at once");
   const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
 
@@ -156,17 +158,19 @@ __global__ void __launch_bounds__(kThreads, 1) grouped_gemv_kernel(GroupedGemvPa
       }
     };
 
-    for (int k = lane * E; k < K; k += 2 * kStride) {
-      const int k2 = k + kStride;
-      uint4 w1[kWeightRows], w2[kWeightRows] = {};
+    // Every load of kDepth chunks of each row is issued before the first product: a small
+    // matrix is latency-bound, and a 4 KB bf16 row is then one round trip, not four.
+    for (int k0 = lane * E; k0 < K; k0 += kDepth * kStride) {
+      uint4 wv[kDepth][kWeightRows];
 #pragma unroll
-      for (int r = 0; r < kWeightRows; ++r) w1[r] = load_chunk(wrow[r] + int64_t(k) * (kFp8 ? 1 : 2));
-      if (k2 < K) {
+      for (int d = 0; d < kDepth; ++d) {
+        const int k = k0 + d * kStride;
 #pragma unroll
-        for (int r = 0; r < kWeightRows; ++r) w2[r] = load_chunk(wrow[r] + int64_t(k2) * (kFp8 ? 1 : 2));
+        for (int r = 0; r < kWeightRows; ++r) wv[d][r] = k < K ? load_chunk(wrow[r] + int64_t(k) * (kFp8 ? 1 : 2)) : uint4{};
       }
-      accumulate(k, w1);
-      if (k2 < K) accumulate(k2, w2);
+#pragma unroll
+      for (int d = 0; d < kDepth; ++d)
+        if (k0 + d * kStride < K) accumulate(k0 + d * kStride, wv[d]);
     }
 
     // Lane l now holds sum number l / (32 / V): weight row i / N, activation row i % N. With
@@ -191,6 +195,7 @@ __global__ void __launch_bounds__(kThreads, 1) grouped_gemv_kernel(GroupedGemvPa
 // of a stored row), a warp 256 of them, and the four warps split K; their partial sums meet in
 // shared memory. Every group owns all rows (row_offsets null).
 constexpr int kKMajorCols = 32 * 8;  // output columns per CTA
+constexpr int kKMajorDepth = 8;      // stored rows a warp loads before its products
 
 template <int N>
 __global__ void __launch_bounds__(kThreads, 1) grouped_gemv_kmajor_kernel(GroupedGemvParams q) {
@@ -210,15 +215,29 @@ __global__ void __launch_bounds__(kThreads, 1) grouped_gemv_kmajor_kernel(Groupe
 #pragma unroll
       for (int e = 0; e < 8; ++e) acc[t][e] = 0.0f;
     if (has_col) {
-      for (int k = warp; k < int(p.depth); k += kWarps) {
-        float wf[8];
-        widen_bf16x8(load_chunk(w + int64_t(k) * p.w.ld * 2), wf);
+      // kKMajorDepth stored rows' chunks in flight per lane before the math (latency-bound:
+      // at one token the absorb reads 2 MB with 32 CTAs).
+      const int K = int(p.depth);
+      for (int k0 = warp; k0 < K; k0 += kWarps * kKMajorDepth) {
+        uint4 wv[kKMajorDepth];
 #pragma unroll
-        for (int t = 0; t < N; ++t) {
-          if (t >= nt) continue;
-          const float x = __bfloat162float(a[(r0 + t) * p.a_ld + k]);
+        for (int d = 0; d < kKMajorDepth; ++d) {
+          const int k = k0 + d * kWarps;
+          wv[d] = k < K ? load_chunk(w + int64_t(k) * p.w.ld * 2) : uint4{};
+        }
 #pragma unroll
-          for (int e = 0; e < 8; ++e) acc[t][e] = fmaf(wf[e], x, acc[t][e]);
+        for (int d = 0; d < kKMajorDepth; ++d) {
+          const int k = k0 + d * kWarps;
+          if (k >= K) continue;
+          float wf[8];
+          widen_bf16x8(wv[d], wf);
+#pragma unroll
+          for (int t = 0; t < N; ++t) {
+            if (t >= nt) continue;
+            const float x = __bfloat162float(a[(r0 + t) * p.a_ld + k]);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[t][e] = fmaf(wf[e], x, acc[t][e]);
+          }
         }
       }
     }
