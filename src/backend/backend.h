@@ -192,6 +192,11 @@ class Backend {
   virtual void rope(Tensor x, const RopeParams& rope, const StepContext& ctx) = 0;
   virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor out) = 0;
   virtual void add(Tensor x, const Tensor& y) = 0;
+  // x += y, then out = rms_norm(x): one kernel where the backend has it (CUDA), else the two ops.
+  virtual void add_rms_norm(Tensor x, const Tensor& y, const Tensor& weight, float eps, Tensor out) {
+    add(x, y);
+    rms_norm(x, weight, eps, out);
+  }
   virtual void gather_rows(const Tensor& x, const Tensor& rows, Tensor out) = 0;
 
   virtual void kv_cache_write(const KvCacheView& cache, int layer, const Tensor& kv, const StepContext& ctx) = 0;

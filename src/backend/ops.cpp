@@ -94,6 +94,19 @@ void rms_norm(Backend& be, const Tensor& x, const Tensor& weight, float eps, Ten
   be.rms_norm(x, weight, eps, out);
 }
 
+void add_rms_norm(Backend& be, Tensor x, const Tensor& y, const Tensor& weight, float eps, Tensor out) {
+  require_act(be, x, "add_rms_norm", "x");
+  require_act(be, y, "add_rms_norm", "y");
+  require_act(be, out, "add_rms_norm", "out");
+  require_dtype(weight, DType::f32, "add_rms_norm", "weight");
+  require_same_shape(x, y, "add_rms_norm", "x", "y");
+  require_same_shape(x, out, "add_rms_norm", "x", "out");
+  require_disjoint(out, x, "add_rms_norm", "out", "x");
+  require_disjoint(out, y, "add_rms_norm", "out", "y");
+  if (weight.numel() != x.cols) fail("add_rms_norm: weight has {} values for rows of {}", weight.numel(), x.cols);
+  be.add_rms_norm(x, y, weight, eps, out);
+}
+
 void linear(Backend& be, const Tensor& x, const Weight& w, Tensor out) {
   require_act(be, x, "linear", "x");
   if (out.dtype != be.activation_dtype() && out.dtype != DType::f32)

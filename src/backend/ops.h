@@ -17,6 +17,10 @@ void embedding(Backend& be, const Weight& table, const StepContext& ctx, Tensor 
 // x, out: act [n, d] (out may alias x); weight: f32 [1, d]
 void rms_norm(Backend& be, const Tensor& x, const Tensor& weight, float eps, Tensor out);
 
+// The residual add and the next norm in one op: x += y, then out = rms_norm(x) (the norm reads
+// the rounded sum, so it equals add then rms_norm). x, y, out: act [n, d], out not aliasing x or y.
+void add_rms_norm(Backend& be, Tensor x, const Tensor& y, const Tensor& weight, float eps, Tensor out);
+
 // out = x W^T. x: act [n, in]; w: [out, in] (f32, bf16, f16, or FP8 with block scales);
 // out: act or f32 [n, out], not overlapping x
 void linear(Backend& be, const Tensor& x, const Weight& w, Tensor out);

@@ -113,18 +113,19 @@ void DeepSeekModel::forward_device(Workspace& ws, const KvCacheView& cache) {
 
   ops::embedding(be, weights_.embed, ctx, s.x);
   dump(-1, "embed", s.x);
+  ops::rms_norm(be, s.x, weights_.layers[0].input_norm, eps, s.h);
   for (int l = 0; l < c.n_layers; ++l) {
     const auto& lw = weights_.layers[size_t(l)];
-    ops::rms_norm(be, s.x, lw.input_norm, eps, s.h);
     dump(l, "attn_norm", s.h);
     attention(l, ctx, cache, s);
-    ops::add(be, s.x, s.out);
+    // Each residual add is fused with the norm that follows it (one kernel on CUDA).
+    ops::add_rms_norm(be, s.x, s.out, lw.post_norm, eps, s.h);
     dump(l, "attn_residual", s.x);
-    ops::rms_norm(be, s.x, lw.post_norm, eps, s.h);
     dump(l, "ffn_norm", s.h);
     feed_forward(l, s, ws);
     dump(l, "ffn_out", s.out);
-    ops::add(be, s.x, s.out);
+    if (l + 1 < c.n_layers) ops::add_rms_norm(be, s.x, s.out, weights_.layers[size_t(l) + 1].input_norm, eps, s.h);
+    else ops::add(be, s.x, s.out);
     dump(l, "layer_out", s.x);
   }
 

@@ -53,6 +53,7 @@ class CudaBackend final : public Backend {
 
   void embedding(const Weight& table, const StepContext& ctx, Tensor out) override;
   void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor out) override;
+  void add_rms_norm(Tensor x, const Tensor& y, const Tensor& weight, float eps, Tensor out) override;
   void linear(const Tensor& x, const Weight& w, Tensor out) override;
   void rope(Tensor x, const dsi::RopeParams& rope, const StepContext& ctx) override;
   void silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override;

@@ -95,6 +95,11 @@ void CudaBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Ten
   cuda::rms_norm({x, Tensor{}, weight, eps, out}, stream());
 }
 
+void CudaBackend::add_rms_norm(Tensor x, const Tensor& y, const Tensor& weight, float eps, Tensor out) {
+  const auto t = timed("add_rms_norm");
+  cuda::rms_norm({x, y, weight, eps, out}, stream());
+}
+
 void CudaBackend::linear(const Tensor& x, const Weight& w, Tensor out) {
   if (x.rows == 0) return;
   if (w.quantized() || w.w.dtype != x.dtype)
@@ -201,6 +206,7 @@ void CudaBackend::mla_attention(const Tensor& q_full, const KvCacheView& cache, 
   const int64_t context = int64_t(std::bit_ceil(uint64_t(std::max<int64_t>(ctx.host.max_context, 1))));
   p.n_splits = mla_attention_pick_splits(p.n_tokens, p.n_heads, int(std::min<int64_t>(context, INT32_MAX)),
                                          info().n_sms);
+  p.heads_per_warp = mla_attention_pick_heads_per_warp(p.n_tokens, p.n_heads, p.n_splits, info().n_sms);
   if (p.n_splits > 1) {
     p.split_scratch = attention_scratch_.as<float>();
     // The picker's bound (cuda_backend.cpp) makes this hold; fall back to one split if not.

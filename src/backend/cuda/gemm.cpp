@@ -38,6 +38,8 @@ struct PlanKey {
   int64_t n, in, out, ldx, ldw, ldy;
   uint32_t align_x, align_w, align_y;
   bool w_transposed;
+  int batch;
+  int64_t x_batch_stride, w_batch_stride, y_batch_stride;
   bool operator==(const PlanKey&) const = default;
 };
 
@@ -48,6 +50,7 @@ struct PlanKeyHash {
     mix(uint64_t(k.x) | uint64_t(k.w) << 8 | uint64_t(k.y) << 16);
     for (int64_t v : {k.n, k.in, k.out, k.ldx, k.ldw, k.ldy}) mix(uint64_t(v));
     mix(uint64_t(k.align_x) | uint64_t(k.align_w) << 16 | uint64_t(k.align_y) << 32 | uint64_t(k.w_transposed) << 48);
+    for (int64_t v : {int64_t(k.batch), k.x_batch_stride, k.w_batch_stride, k.y_batch_stride}) mix(uint64_t(v));
     return h;
   }
 };
@@ -141,6 +144,17 @@ Plan& GemmContext::Impl::plan_for(const PlanKey& k, const GemmParams& p) {
     DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->a, cuda_type(k.w), a_rows, a_cols, k.ldw));
     DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, cuda_type(k.x), uint64_t(k.in), uint64_t(k.n), k.ldx));
     DSI_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->d, cuda_type(k.y), uint64_t(k.out), uint64_t(k.n), k.ldy));
+    if (k.batch > 1) {
+      auto set_batch = [&](cublasLtMatrixLayout_t l, int64_t stride) {
+        const int32_t count = k.batch;
+        DSI_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+        DSI_CUBLAS_CHECK(
+            cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+      };
+      set_batch(plan->a, k.w_batch_stride);
+      set_batch(plan->b, k.x_batch_stride);
+      set_batch(plan->d, k.y_batch_stride);
+    }
 
     cublasLtMatmulPreference_t pref = nullptr;
     DSI_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -182,8 +196,9 @@ bool overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
   return pa < pb + b_bytes && pb < pa + a_bytes;
 }
 
-size_t span_bytes(const Tensor& t) {
-  return t.rows == 0 ? 0 : size_t((t.rows - 1) * t.row_stride + t.cols) * dtype_size(t.dtype);
+// The bytes a batch of `batch` such tensors `stride` elements apart spans.
+size_t span_bytes(const Tensor& t, int batch = 1, int64_t stride = 0) {
+  return t.rows == 0 ? 0 : size_t((t.rows - 1) * t.row_stride + t.cols + (batch - 1) * stride) * dtype_size(t.dtype);
 }
 
 }  // namespace
@@ -203,8 +218,14 @@ void gemm(GemmContext& ctx, const GemmParams& p, cudaStream_t stream) {
   else check_operand(p.w, out, in, "W");
   check_operand(p.x, n, in, "x");
   check_operand(p.y, n, out, "y");
-  if (overlaps(p.y.data, span_bytes(p.y), p.x.data, span_bytes(p.x)) ||
-      overlaps(p.y.data, span_bytes(p.y), p.w.data, span_bytes(p.w)))
+  if (p.batch < 1) fail("gemm: a batch of {} products", p.batch);
+  if (p.batch > 1 && (wt == DType::f8_e4m3 || p.x_batch_stride < 0 || p.w_batch_stride < 0 || p.y_batch_stride < 0))
+    fail("gemm: a strided batch needs bf16 or f32 operands and strides >= 0");
+  // (The outputs of a batch are not checked against each other: distinct heads' columns of one
+  // row interleave, as MLA's per-head products do.)
+  const size_t y_span = span_bytes(p.y, p.batch, p.y_batch_stride);
+  if (overlaps(p.y.data, y_span, p.x.data, span_bytes(p.x, p.batch, p.x_batch_stride)) ||
+      overlaps(p.y.data, y_span, p.w.data, span_bytes(p.w, p.batch, p.w_batch_stride)))
     fail("gemm: y overlaps an input");
   if (wt == DType::f8_e4m3) {
     if (!fp8_gemm_supported(out, in))
@@ -215,7 +236,8 @@ void gemm(GemmContext& ctx, const GemmParams& p, cudaStream_t stream) {
       fail("gemm: FP8 row strides {} (x) and {} (W) must be multiples of 16", p.x.row_stride, p.w.row_stride);
   }
   const PlanKey key{xt,          wt,          yt, n, in, out, p.x.row_stride, p.w.row_stride, p.y.row_stride,
-                    alignment_of(p.x.data), alignment_of(p.w.data), alignment_of(p.y.data), wt_t};
+                    alignment_of(p.x.data), alignment_of(p.w.data), alignment_of(p.y.data), wt_t,
+                    p.batch,     p.x_batch_stride, p.w_batch_stride, p.y_batch_stride};
   auto& impl = *ctx.impl_;
   Plan& plan = impl.plan_for(key, p);
   if (plan.fp8) {

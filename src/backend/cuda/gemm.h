@@ -38,6 +38,10 @@ struct GemmParams {
   // W^T stored row-major (bf16 and f32 only): w is [in, out] and W(o, i) = w[i][o], e.g. the
   // rows of a KV cache as the right operand of attention's P V.
   bool w_transposed = false;
+  // Strided batch (bf16 and f32): `batch` products, the i-th with x, w and y advanced by i times
+  // their strides (elements), in one cuBLASLt call, e.g. MLA's per-head products.
+  int batch = 1;
+  int64_t x_batch_stride = 0, w_batch_stride = 0, y_batch_stride = 0;
 };
 
 // How cuBLASLt's FP8 block scaling reads the scale tensors: the scale mode of the weight and

@@ -1,6 +1,6 @@
 // MLA attention kernels: one CTA per (batch row, tile of heads, context split). The CTA's
 // warps share each tile of cache rows through shared memory (widened to float32 once); a warp
-// owns kHeadsPerWarp heads, its lanes own interleaved columns of the query and the output,
+// owns HPW heads (1 or 2), its lanes own interleaved columns of the query and the output,
 // and the softmax runs online in float32 in base 2 (scale * log2(e) is folded into q).
 #include <cuda_bf16.h>
 
@@ -16,9 +16,8 @@ namespace dsi::cuda {
 namespace {
 
 constexpr int kRowsPerTile = 32;   // cache rows per shared-memory tile: one per lane for the softmax
-constexpr int kHeadsPerWarp = 2;
 constexpr int kRowsAtOnce = 4;     // divides kRowsPerTile
-constexpr int kMaxWarps = 8;       // so a CTA covers up to 16 heads
+constexpr int kMaxHeadsPerCta = 16;
 constexpr float kLog2e = 1.4426950408889634f;
 
 // The sequence that owns batch row `row`, or -1; sequences may come in any order.
@@ -36,9 +35,10 @@ __device__ int find_sequence(const MlaAttentionParams& p, int row, int lane) {
   return -1;
 }
 
-// NQ, NO: query and output columns per lane (D = r + dr <= 32 NQ, r <= 32 NO).
-template <class TQ, class TKV, int NQ, int NO>
+// NQ, NO: query and output columns per lane (D = r + dr <= 32 NQ, r <= 32 NO); HPW heads a warp.
+template <class TQ, class TKV, int NQ, int NO, int HPW>
 __global__ void mla_attention_kernel(MlaAttentionParams p) {
+  constexpr int kHeadsPerWarp = HPW;
   extern __shared__ float kv_tile[];  // [kRowsPerTile, D]
   __shared__ int seq_shared;
   const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5, n_warps = int(blockDim.x) >> 5;
@@ -213,13 +213,13 @@ __global__ void mla_combine_kernel(MlaAttentionParams p) {
   }
 }
 
-template <class TQ, class TKV, int NQ, int NO>
+template <class TQ, class TKV, int NQ, int NO, int HPW>
 cudaError_t launch_typed(const MlaAttentionParams& p, cudaStream_t stream) {
   const int D = p.kv_lora_rank + p.rope_dim;
-  const int n_warps = std::min(kMaxWarps, (p.n_heads + kHeadsPerWarp - 1) / kHeadsPerWarp);
-  const int heads_per_cta = n_warps * kHeadsPerWarp;
+  const int n_warps = std::min(kMaxHeadsPerCta / HPW, (p.n_heads + HPW - 1) / HPW);
+  const int heads_per_cta = n_warps * HPW;
   const size_t smem = size_t(kRowsPerTile) * size_t(D) * sizeof(float);
-  auto kernel = mla_attention_kernel<TQ, TKV, NQ, NO>;
+  auto kernel = mla_attention_kernel<TQ, TKV, NQ, NO, HPW>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (err != cudaSuccess) return err;
   const dim3 grid(unsigned(p.n_tokens), unsigned((p.n_heads + heads_per_cta - 1) / heads_per_cta),
@@ -230,11 +230,16 @@ cudaError_t launch_typed(const MlaAttentionParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+template <class TQ, class TKV, int NQ, int NO>
+cudaError_t launch_heads(const MlaAttentionParams& p, cudaStream_t stream) {
+  return p.heads_per_warp == 1 ? launch_typed<TQ, TKV, NQ, NO, 1>(p, stream) : launch_typed<TQ, TKV, NQ, NO, 2>(p, stream);
+}
+
 template <class TQ, class TKV>
 cudaError_t launch_dims(const MlaAttentionParams& p, cudaStream_t stream) {
   const int D = p.kv_lora_rank + p.rope_dim;
-  if (D <= 128 && p.kv_lora_rank <= 64) return launch_typed<TQ, TKV, 4, 2>(p, stream);
-  return launch_typed<TQ, TKV, 18, 16>(p, stream);  // DeepSeek's r = 512, dr = 64
+  if (D <= 128 && p.kv_lora_rank <= 64) return launch_heads<TQ, TKV, 4, 2>(p, stream);
+  return launch_heads<TQ, TKV, 18, 16>(p, stream);  // DeepSeek's r = 512, dr = 64
 }
 
 template <class TQ>

@@ -40,6 +40,8 @@ struct MlaAttentionParams {
   // a second kernel. n_splits > 1 needs split_scratch of mla_attention_scratch_floats() floats.
   int n_splits = 1;
   float* split_scratch = nullptr;  // [n_splits, n_tokens, n_heads, r + 2]
+  // Heads per warp, 1 or 2 (mla_attention_pick_heads_per_warp); the result does not depend on it.
+  int heads_per_warp = 2;
 };
 
 // Floats of split_scratch a call with these shapes and n_splits needs (0 for one split).
@@ -49,6 +51,10 @@ int64_t mla_attention_scratch_floats(const MlaAttentionParams& p);
 // contexts, none where the rows alone fill the multiprocessors, at most one per 32 rows of the
 // longest context (max_context tokens) of the step.
 int mla_attention_pick_splits(int n_tokens, int n_heads, int max_context, int n_multiprocessors);
+
+// 2 heads a warp, or 1 where the rows, head tiles and splits leave most multiprocessors idle
+// (a decode step of a few tokens): a warp's chain of dependent products is then half as long.
+int mla_attention_pick_heads_per_warp(int n_tokens, int n_heads, int n_splits, int n_multiprocessors);
 
 // o_latent[t, h] = sum_j softmax_j(scale * q_full[t, h] . row_j) * row_j[:r], online softmax in
 // float32. Fails (dsi::Error) on shapes the kernels were not built for (r + dr > 576, r > 512).

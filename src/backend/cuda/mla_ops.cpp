@@ -42,31 +42,33 @@ GroupedWeight head_slices(const DeviceWeight& w, int dn, int dv, int64_t first_r
   return g;
 }
 
-// One cuBLASLt product per head (group) of g: bf16 operands, W_g [n_cols, depth] or, k-major,
-// stored [depth, n_cols] (a transposed weight).
+// The heads (groups) of g as one strided-batch cuBLASLt product: bf16 operands, W_g [n_cols,
+// depth] or, k-major, stored [depth, n_cols] (a transposed weight).
 void per_head_cublas(GemmContext& ctx, const GroupedGemmParams& g, cudaStream_t stream) {
-  auto at = [](const void* base, int64_t elems) {  // a bf16 element's address
-    return static_cast<void*>(const_cast<unsigned char*>(static_cast<const unsigned char*>(base)) + elems * 2);
-  };
-  for (int h = 0; h < g.n_groups; ++h) {
-    GemmParams p;
-    p.x = Tensor{at(g.a, h * g.a_group_cols), DType::bf16, g.n_rows, g.depth, g.a_ld};
-    void* w = at(g.w.data, h * g.w.group_stride);
-    p.w = g.w.k_major ? Tensor{w, DType::bf16, g.depth, g.n_cols, g.w.ld} : Tensor{w, DType::bf16, g.n_cols, g.depth, g.w.ld};
-    p.w_transposed = g.w.k_major;
-    p.y = Tensor{at(g.y, h * g.y_group_cols), DType::bf16, g.n_rows, g.n_cols, g.y_ld};
-    gemm(ctx, p, stream);
-  }
+  GemmParams p;
+  void* w = const_cast<void*>(g.w.data);
+  p.x = Tensor{const_cast<void*>(g.a), DType::bf16, g.n_rows, g.depth, g.a_ld};
+  p.w = g.w.k_major ? Tensor{w, DType::bf16, g.depth, g.n_cols, g.w.ld} : Tensor{w, DType::bf16, g.n_cols, g.depth, g.w.ld};
+  p.w_transposed = g.w.k_major;
+  p.y = Tensor{g.y, DType::bf16, g.n_rows, g.n_cols, g.y_ld};
+  p.batch = g.n_groups;
+  p.x_batch_stride = g.a_group_cols;
+  p.w_batch_stride = g.w.group_stride;
+  p.y_batch_stride = g.y_group_cols;
+  gemm(ctx, p, stream);
 }
 
-// The per-head product as the skinny kernel where it takes it (decode), cuBLASLt per head for
-// prefill-sized bf16 batches, else the tiled GEMM.
+// The per-head product as the skinny kernel where it takes it (decode, up to the skinny
+// limits), else one batched cuBLASLt call for bf16, else the tiled GEMM.
 void per_head_product(const GroupedGemmParams& g, SkinnyKernel k, GemmContext* ctx, cudaStream_t stream) {
-  if (ctx && g.act_dtype == DType::bf16 && g.w.dtype == DType::bf16 && g.n_rows >= kMlaCublasTokens) {
+  const bool batched = ctx && g.act_dtype == DType::bf16 && g.w.dtype == DType::bf16;
+  const int64_t limit = g.w.k_major ? skinny_limits(k).kmajor_rows
+                        : batched   ? std::min(skinny_limits(k).head_rows, kMlaSkinnyExpandRows)
+                                    : skinny_limits(k).head_rows;
+  if (batched && g.n_rows > limit) {
     per_head_cublas(*ctx, g, stream);
     return;
   }
-  const int64_t limit = g.w.k_major ? skinny_limits(k).kmajor_rows : skinny_limits(k).head_rows;
   if (g.act_dtype == DType::bf16 && g.n_rows <= limit) {
     GroupedGemvParams q;
     q.gemm = g;
@@ -98,6 +100,12 @@ int mla_attention_pick_splits(int n_tokens, int n_heads, int max_context, int n_
   return int(std::clamp<int64_t>(std::min(by_work, by_context), 1, kMaxSplits));
 }
 
+int mla_attention_pick_heads_per_warp(int n_tokens, int n_heads, int n_splits, int n_multiprocessors) {
+  constexpr int kHeadsPerCta = 16;
+  const int64_t ctas = int64_t(n_tokens) * ((n_heads + kHeadsPerCta - 1) / kHeadsPerCta) * n_splits;
+  return ctas < n_multiprocessors ? 1 : 2;
+}
+
 void mla_attention(const MlaAttentionParams& p, cudaStream_t stream) {
   const char* op = "cuda::mla_attention";
   if (!is_act(p.act_dtype) || !is_act(p.kv_dtype))
@@ -107,6 +115,7 @@ void mla_attention(const MlaAttentionParams& p, cudaStream_t stream) {
   if (p.n_heads < 1 || p.kv_lora_rank < 1 || p.rope_dim < 0 || D > 576 || p.kv_lora_rank > 512)
     fail("{}: {} heads with r = {}, dr = {}: the kernels take r <= 512 and r + dr <= 576", op, p.n_heads,
          p.kv_lora_rank, p.rope_dim);
+  if (p.heads_per_warp != 1 && p.heads_per_warp != 2) fail("{}: {} heads a warp; the kernel takes 1 or 2", op, p.heads_per_warp);
   if (p.n_tokens < 0 || p.n_seqs < 0 || p.block_size < 1 || p.n_splits < 1 || p.n_splits > 65535)
     fail("{}: bad sizes: {} tokens, {} sequences, block size {}, {} splits", op, p.n_tokens, p.n_seqs, p.block_size,
          p.n_splits);

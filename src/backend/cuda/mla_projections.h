@@ -41,7 +41,7 @@ struct MlaAbsorbParams {
   void* q_full = nullptr;    // [n_tokens, n_heads * (r + dr)]: per head [W_UK_h^T q_nope_h, q_pe_h]
   int64_t q_full_ld = 0;
   SkinnyKernel skinny = SkinnyKernel::tensor_cores;  // decode (few tokens, bf16): grouped_gemv.h
-  GemmContext* gemm = nullptr;  // prefill (kMlaCublasTokens or more, bf16): one cuBLASLt product per head
+  GemmContext* gemm = nullptr;  // bf16 past the skinny limits: the heads as one batched cuBLASLt product
 };
 
 struct MlaExpandParams {
@@ -60,10 +60,12 @@ struct MlaExpandParams {
   GemmContext* gemm = nullptr;                       // as MlaAbsorbParams
 };
 
-// From this many tokens (bf16 activations and kv_b, a GemmContext given) the per-head products
-// are cuBLASLt calls: the tiled grouped kernel took 1.8 ms (absorb) and 1.0 ms (expand) a layer
-// at 8 x 2048 tokens of V2-Lite (docs/design/cuda_notes.md).
-inline constexpr int64_t kMlaCublasTokens = 128;
+// Past the skinny kernels' limits (grouped_gemv.h SkinnyLimits: 4 tokens for the absorb; for
+// the expand kMlaSkinnyExpandRows), bf16 activations and kv_b with a GemmContext take one
+// strided-batch cuBLASLt product over the heads (the skinny expand keeps up to 64 rows without one): the tiled grouped kernel took 1.8 ms (absorb) and 1.0 ms (expand) a
+// layer at 8 x 2048 tokens of V2-Lite, and 42-46 us (absorb) at 16-64 tokens, where cuBLASLt's
+// batch should take a few (docs/design/cuda_notes.md).
+inline constexpr int64_t kMlaSkinnyExpandRows = 8;
 
 void mla_absorb_query(const MlaAbsorbParams& p, cudaStream_t stream);
 void mla_expand_output(const MlaExpandParams& p, cudaStream_t stream);

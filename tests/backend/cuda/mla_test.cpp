@@ -301,11 +301,12 @@ TEST(CudaMla, AbsorbAndExpandMatchCpu) {
     // form for the absorb, up to 4 tokens; the tensor-core kernel for the expand, up to 64).
     for (int n : {1, 4, 16, 64}) run_projection_case(v2_lite, act, DType::bf16, n, rng);
   }
-  // Prefill sizes with a cuBLASLt context: bf16 takes one product per head (k-major W_UK as a
-  // transposed weight); f32 and FP8 keep the tiled kernel.
+  // With a cuBLASLt context, bf16 past the skinny limits takes one batched product over the
+  // heads (k-major W_UK as a transposed weight); f32 and FP8 keep the tiled kernel.
   DeviceMem workspace(size_t(32) << 20);
   GemmContext gemm(workspace.get(), size_t(32) << 20);
   for (DType act : {DType::f32, DType::bf16}) {
+    for (int n : {3, 5, 16, 64}) run_projection_case(v2_lite, act, DType::bf16, n, rng, &gemm);
     run_projection_case(v2_lite, act, DType::bf16, 300, rng, &gemm);
     run_projection_case(v3, act, DType::f8_e4m3, 130, rng, &gemm);
   }
