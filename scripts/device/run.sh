@@ -14,8 +14,8 @@ out=${OUT:-$PWD/device-out}
 mkdir -p "$out"
 mode=all
 case "${1:-}" in --tests-only) mode=tests; shift ;; --bench-only) mode=bench; shift ;; esac
-# PHASES picks what runs (default all): ops parity server gemm decode grammar serve topo parallel sanitize.
-phases=" ${PHASES:-ops parity server gemm decode grammar serve topo parallel sanitize} "
+# PHASES picks what runs (default all): ops parity server gemm decode v3 grammar serve topo parallel sanitize.
+phases=" ${PHASES:-ops parity server gemm decode v3 grammar serve topo parallel sanitize} "
 want() { [[ "$phases" == *" $1 "* ]]; }
 root=$(mktemp -d /tmp/dsinfer-device.XXXX)
 tar -C "$root" -xJf "$here/dsinfer-device.tar.xz" || { echo "run.sh: cannot unpack $here/dsinfer-device.tar.xz"; exit 1; }
@@ -129,10 +129,35 @@ if [ "$mode" != tests ]; then
       ${gbps:+--bandwidth-gbps $gbps} ${peak:+--peak-tflops $peak} > "$log" 2>&1
     rows+=("$(printf '%-22s rc %-3s' "bench_decode_skinny$skinny" "$?")")
     # The figures, and the five largest ops of each batch's breakdown (the whole table is in the log).
-    grep -E "^(model|backend|prefill|  batch| *[0-9]+ +[0-9.]+ )" "$log"
+    grep -E "^(model|backend|prefill|  batch| *[0-9]+ +[0-9.]+ |decode steps)" "$log"
     awk '/^(batch [0-9]+, one decode step|prefill step)/{print; n=0; next} /^  op /{next} /^  (device total|not on device)/{print; next}
          /^  [a-z]/{if (n++ < 6) print}' "$log"
   done
+  # The same decode steps launched op by op (--enforce-eager: no CUDA graphs), no prefill, no
+  # profile: the graphs' gain in the same call. EAGER_RUN=0 skips it.
+  if [ "${EAGER_RUN:-1}" = 1 ]; then
+    log="$out/bench_decode_v2_lite_eager.log"
+    echo "== V2-Lite shape, --enforce-eager (no CUDA graphs), DSINFER_CUDA_SKINNY=${skinny:-mma}"
+    DSINFER_CUDA_SKINNY=${skinny:-mma} timeout 150 "$root/bin/bench_decode" --config assets/models/deepseek-v2-lite.json \
+      --device cuda --batches ${DECODE_BATCHES:-1,16,64} --context 128 --steps 32 --prefill-seqs 0 --enforce-eager \
+      ${gbps:+--bandwidth-gbps $gbps} > "$log" 2>&1
+    rows+=("$(printf '%-22s rc %-3s' bench_decode_eager "$?")")
+    grep -E "^(  batch| *[0-9]+ +[0-9.]+ )" "$log"
+  fi
+  fi
+  if want v3; then
+  # A DeepSeek-V3-shaped slice in FP8 (bench/decode/deepseek-v3-slice.json: the real dimensions,
+  # 3 dense layers and 5 MoE layers, 62 GB of weights generated on the host first), decode at
+  # batch 1 and 64 and one prefill step of 2 x 2048 tokens, each with its op breakdown.
+  log="$out/bench_decode_v3_slice_fp8.log"
+  echo "== V3-shaped slice, dummy FP8 weights, --device cuda"
+  timeout 300 "$root/bin/bench_decode" --config bench/decode/deepseek-v3-slice.json --fp8 --device cuda \
+    --batches 1,64 --context 128 --steps 16 --prefill-len 2048 --prefill-seqs 2 --profile \
+    ${gbps:+--bandwidth-gbps $gbps} ${peak:+--peak-tflops $peak} > "$log" 2>&1
+  rows+=("$(printf '%-22s rc %-3s' bench_decode_v3_slice "$?")")
+  grep -E "^(model|backend|prefill|  batch| *[0-9]+ +[0-9.]+ |decode steps)" "$log"
+  awk '/^(batch [0-9]+, one decode step|prefill step)/{print; n=0; next} /^  op /{next} /^  (device total|not on device)/{print; next}
+       /^  [a-z]/{if (n++ < 8) print}' "$log"
   fi
   if want grammar && [ -x "$root/bin/bench_grammar" ]; then
     echo "== grammar mask per token (the share of a decode step: compare with the step times above)"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs THERE (the GPU machine), from the repo root, with the tarball's binaries unpacked at
 # $ROOT (run.sh does it): `dsinfer serve --device cuda` on the real DeepSeek-V2-Lite shape
-# with dummy bf16 weights, then `dsinfer bench` at 1, 16 and 64 concurrent streams (prompt 128,
-# 128 generated each, as the issue's llama.cpp figures), `bench plot` of the three results,
-# the server's /metrics and startup log (memory by part, load-to-ready time) and, for the
-# planner check, `dsinfer plan` for the same model on one H200. Outputs to $OUT.
+# with dummy bf16 weights, then `dsinfer bench` with the CUDA speed issue's load: prompts of
+# 512 random tokens, 256 generated each (ignore_eos), 256 requests at 16 and at 64 concurrent
+# streams and SERVE_C1_PROMPTS (default 16) at one stream (256 one after another would take
+# ~4 minutes of the call's 10), then `bench plot` of the three results, the server's /metrics
+# and startup log (memory by part, load-to-ready time) and, for the planner check, `dsinfer
+# plan` for the same model on one H200. Outputs to $OUT.
 set -uo pipefail
 out=${OUT:-$PWD/device-out}
 bin="$ROOT/bin/dsinfer"
@@ -14,7 +16,7 @@ cp assets/models/deepseek-v2-lite.json "$model/config.json"
 port=8123
 get() { python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:$port$1', timeout=5).read().decode())"; }
 "$bin" serve --model "$model" --load-format dummy --device cuda --port $port --max-num-seqs 64 \
-  --max-num-batched-tokens ${MAX_BATCHED_TOKENS:-2048} \
+  --max-num-batched-tokens ${MAX_BATCHED_TOKENS:-8192} \
   > "$out/serve_v2_lite.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 240); do
@@ -24,14 +26,14 @@ for _ in $(seq 1 240); do
 done
 grep -E "weights:|workspace:|KV cache:|model ready|backend:" "$out/serve_v2_lite.log"
 bench() {  # concurrency prompts
-  timeout 120 "$bin" bench --base-url "http://127.0.0.1:$port" --num-prompts "$2" --input-len 128 --output-len 128 \
+  timeout 150 "$bin" bench --base-url "http://127.0.0.1:$port" --num-prompts "$2" --input-len 512 --output-len 256 \
     --concurrency "$1" --num-warmups 1 --no-progress --save-result --result-dir "$out/bench" \
     --result-filename "c$1.json" > "$out/bench/c$1.txt" 2>&1
   echo "-- concurrency $1 (rc $?)"; grep -iE "throughput|ttft|itl|tpot" "$out/bench/c$1.txt" | head -8
 }
-bench 1 3
-bench 16 32
-bench 64 64
+bench 1 ${SERVE_C1_PROMPTS:-16}
+bench 16 256
+bench 64 256
 get /metrics > "$out/metrics_v2_lite.txt"
 grep -E "^dsinfer_device_memory_bytes|^vllm:kv_cache_usage_perc|^dsinfer_expert_load_imbalance" "$out/metrics_v2_lite.txt" | head -12
 kill -TERM $pid; wait $pid
