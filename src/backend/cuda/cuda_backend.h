@@ -111,6 +111,9 @@ class CudaBackend final : public Backend {
   // Prefill attention by products: a sequence's gathered cache rows and a chunk's scores and
   // probabilities (kPrefillAttentionScratchBytes, cuda_backend.cpp).
   DeviceBuffer prefill_attention_scratch_;
+  // One FP8 expert matrix widened to bf16 for its prefill product (moe_experts_per_expert),
+  // allocated at the first such step.
+  DeviceBuffer expert_scratch_;
   // Decode-shaped products take the skinny kernels (grouped_gemv.h); DSINFER_CUDA_SKINNY=0 turns
   // them off and =fma picks the CUDA-core kernel, so a benchmark can compare the paths in one run.
   SkinnyKernel skinny_ = SkinnyKernel::tensor_cores;

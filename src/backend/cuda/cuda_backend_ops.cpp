@@ -5,6 +5,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/elementwise.h"
+#include "backend/cuda/fp8.h"
 #include "backend/cuda/grouped_gemv.h"
 #include "backend/cuda/mla_attention.h"
 #include "backend/cuda/mla_projections.h"
@@ -268,11 +269,14 @@ void CudaBackend::moe_dispatch(const Tensor& x, const Tensor& expert_ids, const 
   cuda::moe_dispatch(p, stream());
 }
 
-// Prefill-sized bf16 MoE: from this many rows per expert on average, one cuBLASLt product per
+// Prefill-sized MoE: from this many rows per expert on average, one cuBLASLt product per
 // expert and matrix runs near the tensor-core peak, where the tiled grouped kernel reached 34
 // TFLOP/s (49.8 ms a layer at 8 x 2048 tokens, V2-Lite, H200: docs/design/cuda_notes.md). It
 // costs one copy of the expert offsets to the host (a stream synchronisation per layer) and
-// three launches per expert with rows, which a prefill step of this size hides.
+// three launches per expert with rows, which a prefill step of this size hides. FP8 experts
+// are widened to bf16 one matrix at a time into a scratch first (the tiled kernel ran the V3
+// slice's FP8 experts at 25 TFLOP/s, 113 ms a layer at 2 x 2048 tokens); a block-scaled FP8
+// grouped GEMM is what should replace both.
 constexpr int64_t kCublasRowsPerExpert = 32;
 
 void CudaBackend::moe_experts_per_expert(const Tensor& x_sorted, const Tensor& expert_offsets,
@@ -280,11 +284,24 @@ void CudaBackend::moe_experts_per_expert(const Tensor& x_sorted, const Tensor& e
   const int n_experts = experts.gate.n_experts();
   std::vector<int32_t> off(size_t(n_experts) + 1);
   staging_->download(off.data(), expert_offsets.data, off.size() * sizeof(int32_t), stream());
+  const bool fp8 = experts.gate.experts[0].quantized();
+  if (fp8) {
+    const int64_t elems = std::max(experts.gate.rows() * experts.gate.cols(), experts.down.rows() * experts.down.cols());
+    if (expert_scratch_.size() < size_t(elems) * 2) expert_scratch_ = DeviceBuffer(size_t(elems) * 2);
+  }
+  // The weight as bf16: itself, or (FP8) widened into the scratch, which the product before
+  // has finished reading by then (one stream).
+  auto bf16_weight = [&](const Weight& w) {
+    if (!fp8) return w.w;
+    const Tensor s{expert_scratch_.data(), DType::bf16, w.rows(), w.cols(), w.cols()};
+    cuda::dequantize_fp8({w, s}, stream());
+    return s;
+  };
   auto product = [&](const Tensor& x, const Weight& w, Tensor y, int e) {
     const int64_t m = off[size_t(e) + 1] - off[size_t(e)];
     GemmParams g;
     g.x = x.slice_rows(off[size_t(e)], m);
-    g.w = w.w;
+    g.w = bf16_weight(w);
     g.y = y.slice_rows(off[size_t(e)], m);
     gemm(*gemm_, g, stream());
   };
@@ -308,7 +325,8 @@ void CudaBackend::moe_grouped_mlp(const Tensor& x_sorted, const Tensor& expert_o
                                   const ExpertMlpWeights& experts, Tensor gate, Tensor up, Tensor y_sorted) {
   if (!x_sorted.contiguous() || !gate.contiguous() || !y_sorted.contiguous())
     fail("cuda moe_grouped_mlp: x_sorted, gate and y_sorted must be contiguous");
-  if (x_sorted.dtype == DType::bf16 && experts.gate.stacked.dtype == DType::bf16 && up.data &&
+  const DType wt = experts.gate.stacked.dtype;
+  if (x_sorted.dtype == DType::bf16 && (wt == DType::bf16 || wt == DType::f8_e4m3) && up.data &&
       x_sorted.rows >= kCublasRowsPerExpert * experts.gate.n_experts()) {
     const auto t = timed("moe_experts:cublas");
     moe_experts_per_expert(x_sorted, expert_offsets, experts, gate, up, y_sorted);
