@@ -121,6 +121,9 @@ int main(int argc, char** argv) {
         {1, 18432, 7168, "dense up"},   {64, 18432, 7168, "dense up"},   {2048, 18432, 7168, "dense up"},
         {1, 7168, 18432, "dense down"}, {64, 7168, 18432, "dense down"}, {2048, 7168, 18432, "dense down"},
         {8192, 8192, 8192, "square"},
+        // The routed experts of the V3 slice's prefill (2 x 2048 tokens, 8 experts each) as one
+        // dense product: the grouped GEMM's ceiling (bench_decode's moe_experts, same call).
+        {32768, 4096, 7168, "moe gate_up"}, {32768, 7168, 2048, "moe down"},
     };
     fmt::print("\n{:<10} {:>5} {:>6} {:>6} {:>6} {:>10} {:>9} {:>7} {:>8}\n", "shape", "kind", "n", "out", "in", "time us",
                "TFLOP/s", "% peak", "GB/s");
