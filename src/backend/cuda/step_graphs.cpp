@@ -22,6 +22,13 @@ void StepGraphs::run(uint64_t key, cudaStream_t stream, const std::function<void
     ops();
     return;
   }
+  if (n_graphs_ >= kMaxGraphs) {
+    if (!cap_logged_) spdlog::info("CUDA graphs: {} kept; steps of new sizes run without one", kMaxGraphs);
+    cap_logged_ = true;
+    e.eager_only = true;
+    ops();
+    return;
+  }
   // Thread-local mode: only this thread's calls are checked against the capture, so another
   // backend's thread (a test, the tokenizer) is not affected.
   DSI_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
