@@ -17,6 +17,10 @@ namespace dsi {
 
 namespace {
 
+// How long the ranks wait for one another after loading their weights (the step timeout, 20 s by
+// default, bounds waits inside a step, where every rank runs the same work).
+constexpr std::chrono::milliseconds kLoadSkewTimeout = std::chrono::minutes(30);
+
 int64_t kv_row_bytes(const ModelConfig& c, DType kv_dtype) { return c.kv_cache_dim() * int64_t(dtype_size(kv_dtype)); }
 
 int64_t block_bytes(const ModelConfig& c, const RunnerOptions& o, const Backend& backend) {
@@ -120,6 +124,9 @@ ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerO
       // (Exchanged as two 24-bit halves: floats carry them exactly.)
       const float mine[2] = {float(n_blocks >> 24), float(n_blocks & 0xffffff)};
       std::vector<float> all(size_t(2 * parallel_.world->size()));
+      // Each rank gets here when its own slices are loaded, which may take minutes longer on one
+      // than on another (a slower disk, a larger shard): the step timeout would end a healthy start.
+      const ScopedTimeout loading(*parallel_.world, std::max(parallel_.world->timeout(), kLoadSkewTimeout));
       parallel_.world->all_gather(mine, all);
       for (size_t r = 0; r < all.size(); r += 2)
         n_blocks = std::min(n_blocks, (int64_t(all[r]) << 24) | int64_t(all[r + 1]));

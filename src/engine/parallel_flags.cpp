@@ -24,7 +24,9 @@ void add_parallel_flags(CLI::App* cmd, ParallelOptions& o) {
                 "expert parallelism over all ranks (vLLM's meaning): --expert-parallel-size = number of ranks")
       ->group(group);
   cmd->add_option("--collective-timeout", o.collective_timeout_s,
-                  "seconds a rank waits in one collective for its peers before failing (a dead or hung rank)")
+                  "seconds a rank waits in one collective of a step for its peers before failing (a dead or hung "
+                  "rank); with serve's --failure-exit-delay 5 a hung rank ends the job within 30 s. Raise it for "
+                  "CPU runs of large models, where one rank's share of a long prompt can take longer")
       ->group(group)
       ->capture_default_str();
 }

@@ -103,15 +103,12 @@ void broadcast_step(Communicator& world, std::span<const ForwardBatch> batches, 
 bool receive_step(Communicator& world, std::vector<ForwardBatch>& batches) {
   StepHeader h{};
   h.magic = 0;
-  const auto timeout = world.timeout();
-  world.set_timeout(std::chrono::hours(24 * 365));
-  try {
+  {
+    // An idle server sends no step: the wait for the next one has no bound (a rank 0 that dies
+    // ends the job through mpirun).
+    const ScopedTimeout idle(world, std::chrono::hours(24 * 365));
     world.broadcast({reinterpret_cast<std::byte*>(&h), sizeof h}, 0);
-  } catch (...) {
-    world.set_timeout(timeout);
-    throw;
   }
-  world.set_timeout(timeout);
   if (h.magic != StepHeader{}.magic) fail("step message from rank 0 has a bad header: the ranks are out of step");
   if (h.stop) return false;
   std::vector<std::byte> payload(size_t(h.payload_bytes));

@@ -71,7 +71,22 @@ class Communicator {
   virtual std::unique_ptr<Communicator> split(int color, int key, const std::string& name) = 0;
 
  protected:
-  std::chrono::milliseconds timeout_{std::chrono::seconds(60)};
+  std::chrono::milliseconds timeout_{std::chrono::seconds(20)};
+};
+
+// Another timeout for the collectives of one scope (a worker's wait for rank 0's next step, which
+// may be hours; the exchange after loading, which waits for the slowest rank's weights), then
+// the communicator's own again.
+class ScopedTimeout {
+ public:
+  ScopedTimeout(Communicator& c, std::chrono::milliseconds t) : c_(c), saved_(c.timeout()) { c_.set_timeout(t); }
+  ~ScopedTimeout() { c_.set_timeout(saved_); }
+  ScopedTimeout(const ScopedTimeout&) = delete;
+  ScopedTimeout& operator=(const ScopedTimeout&) = delete;
+
+ private:
+  Communicator& c_;
+  std::chrono::milliseconds saved_;
 };
 
 // A group of one: no MPI needed.

@@ -51,7 +51,7 @@ class NcclCommunicator {
   std::string name_;
   int rank_ = 0, size_ = 1;
   bool broken_ = false;
-  std::chrono::milliseconds timeout_{std::chrono::seconds(60)};
+  std::chrono::milliseconds timeout_{std::chrono::seconds(20)};
 };
 
 }  // namespace dsi

@@ -27,7 +27,7 @@ struct ParallelOptions {
   int expert_parallel_size = 1;
   int data_parallel_size = 1;
   bool enable_expert_parallel = false;  // vLLM's meaning: expert parallelism over all ranks
-  double collective_timeout_s = 60;
+  double collective_timeout_s = 20;
 };
 
 struct ParallelContext {

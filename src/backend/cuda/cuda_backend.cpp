@@ -76,10 +76,12 @@ CudaBackend::CudaBackend(const BackendOptions& options) : options_(options) {
     const std::string s = v;
     if (s == "0") skinny_ = SkinnyKernel::none;
     else if (s == "fma") skinny_ = SkinnyKernel::cuda_cores;
-    else if (s != "1" && s != "mma") fail("DSINFER_CUDA_SKINNY={}: expected 0, fma or mma", s);
+    else if (s == "mma-all") skinny_ = SkinnyKernel::tensor_cores_always;
+    else if (s != "1" && s != "mma") fail("DSINFER_CUDA_SKINNY={}: expected 0, fma, mma or mma-all", s);
   }
-  static constexpr const char* kSkinnyNote[] = {" (DSINFER_CUDA_SKINNY=0: no skinny decode kernels)",
-                                                " (DSINFER_CUDA_SKINNY=fma: CUDA-core skinny kernels)", ""};
+  static constexpr const char* kSkinnyNote[] = {
+      " (DSINFER_CUDA_SKINNY=0: no skinny decode kernels)", " (DSINFER_CUDA_SKINNY=fma: CUDA-core skinny kernels)", "",
+      " (DSINFER_CUDA_SKINNY=mma-all: tensor-core skinny kernel at every row count)"};
   spdlog::info("CUDA: {}{}{}", describe(info_), kSkinnyNote[int(skinny_)],
                options.enforce_eager ? " (--enforce-eager: no CUDA graphs)" : "");
 }

@@ -66,7 +66,7 @@ GroupedWeight grouped_weight(const ExpertWeight& e) {
 // y = x W^T as the one-group skinny problem.
 GroupedGemvParams dense_gemv(const Tensor& x, const Tensor& w, const Tensor& y, SkinnyKernel k) {
   GroupedGemvParams q;
-  q.tensor_cores = k == SkinnyKernel::tensor_cores;
+  pick_skinny_kernel(q, k);
   GroupedGemmParams& g = q.gemm;
   g.act_dtype = x.dtype;
   g.n_groups = 1;

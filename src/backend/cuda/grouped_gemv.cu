@@ -309,7 +309,7 @@ cudaError_t launch_dtype(const GroupedGemvParams& q, cudaStream_t stream) {
 cudaError_t launch_grouped_gemv(const GroupedGemvParams& q, cudaStream_t stream) {
   if (q.gemm.n_rows == 0 || q.gemm.n_cols == 0) return cudaSuccess;
   if (q.gemm.w.k_major) return launch_kmajor(q, stream);
-  if (q.tensor_cores && q.gemm.n_rows > kFmaRowsPerGroup * active_groups(q) && grouped_gemv_mma_takes(q))
+  if (q.tensor_cores && q.gemm.n_rows > q.fma_rows_per_group * active_groups(q) && grouped_gemv_mma_takes(q))
     return launch_grouped_gemv_mma(q, stream);
   return q.gemm.w.dtype == DType::f8_e4m3 ? launch_dtype<true>(q, stream) : launch_dtype<false>(q, stream);
 }

@@ -24,9 +24,10 @@
 
 namespace dsi::cuda {
 
-// Which kernel decode-shaped products take (DSINFER_CUDA_SKINNY=0|fma|mma, default mma): none
-// (cuBLASLt and the tiled grouped GEMM), the CUDA-core kernel, or the tensor-core kernel.
-enum class SkinnyKernel { none, cuda_cores, tensor_cores };
+// Which kernel decode-shaped products take (DSINFER_CUDA_SKINNY=0|fma|mma|mma-all, default mma):
+// none (cuBLASLt and the tiled grouped GEMM), the CUDA-core kernel, the tensor-core kernel past
+// kFmaRowsPerGroup rows a group (the CUDA-core one below), or the tensor-core kernel at any rows.
+enum class SkinnyKernel { none, cuda_cores, tensor_cores, tensor_cores_always };
 
 // Up to how many rows each decode-shaped product takes the skinny kernels, from the H200 op
 // timings (V2-Lite, docs/design/cuda_notes.md): at 16 rows a linear layer took 11.2 us on the
@@ -41,7 +42,8 @@ struct SkinnyLimits {
 };
 inline SkinnyLimits skinny_limits(SkinnyKernel k) {
   switch (k) {
-    case SkinnyKernel::tensor_cores: return {8, 64, 4, 16};
+    case SkinnyKernel::tensor_cores:
+    case SkinnyKernel::tensor_cores_always: return {8, 64, 4, 16};
     case SkinnyKernel::cuda_cores: return {4, 4, 4, 8};
     default: return {};
   }
@@ -51,12 +53,21 @@ struct GroupedGemvParams {
   GroupedGemmParams gemm;         // act_dtype must be bf16 (a); y is written in y_dtype
   DType y_dtype = DType::bf16;    // bf16 or f32
   int max_active_groups = 0;      // upper bound of non-empty groups (<= n_groups); 0: n_groups
-  // The MMA kernel where it takes the problem and a group has more than kFmaRowsPerGroup rows on
-  // average: at 1-2 rows the CUDA-core kernel was faster (linear 9.0 against 10.3 us a call,
-  // experts 37 against 44 us a layer at batch 1; 298 against 310 us at 1.5 rows an expert).
+  // The MMA kernel where it takes the problem and a group has more than fma_rows_per_group rows
+  // on average (kFmaRowsPerGroup unless DSINFER_CUDA_SKINNY=mma-all).
   bool tensor_cores = true;
+  int64_t fma_rows_per_group = 2;
 };
+// At 1-2 rows a group the CUDA-core kernel was faster than the 8-way split MMA kernel (linear 9.0
+// against 10.3 us a call, experts 37 against 44 us a layer at batch 1; 298 against 310 us at 1.5
+// rows an expert; docs/design/cuda_notes.md, session 4).
 inline constexpr int64_t kFmaRowsPerGroup = 2;
+
+// The kernel choice of `k` as GroupedGemvParams fields.
+inline void pick_skinny_kernel(GroupedGemvParams& q, SkinnyKernel k) {
+  q.tensor_cores = k == SkinnyKernel::tensor_cores || k == SkinnyKernel::tensor_cores_always;
+  q.fma_rows_per_group = k == SkinnyKernel::tensor_cores_always ? 0 : kFmaRowsPerGroup;
+}
 
 // The groups a launch serves: the bound of non-empty ones, or every group.
 inline int active_groups(const GroupedGemvParams& q) {

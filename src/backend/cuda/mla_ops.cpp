@@ -73,7 +73,7 @@ void per_head_product(const GroupedGemmParams& g, SkinnyKernel k, GemmContext* c
     GroupedGemvParams q;
     q.gemm = g;
     q.y_dtype = g.act_dtype;
-    q.tensor_cores = k == SkinnyKernel::tensor_cores;
+    pick_skinny_kernel(q, k);
     if (grouped_gemv_supported(q)) {
       grouped_gemv(q, stream);
       return;

@@ -259,7 +259,9 @@ void run_skinny(Stream& s, bool tensor_cores, DType w_t, DType out_t, GemmShape 
     q.gemm.w.scale_ld = sc;
   }
   q.y_dtype = out_t;
-  q.tensor_cores = tensor_cores;
+  // The tensor-core request takes the MMA kernel at every row count (DSINFER_CUDA_SKINNY=mma-all),
+  // not only past kFmaRowsPerGroup, so both kernels meet each shape.
+  pick_skinny_kernel(q, tensor_cores ? SkinnyKernel::tensor_cores_always : SkinnyKernel::cuda_cores);
   ASSERT_TRUE(grouped_gemv_supported(q));
   grouped_gemv(q, s.get());
   const auto got = download(dy.t);
@@ -278,16 +280,18 @@ void run_skinny(Stream& s, bool tensor_cores, DType w_t, DType out_t, GemmShape 
 // backend's limit) and up to 40 (the kernels' passes: the CUDA-core one takes 8 rows a pass,
 // the tensor-core one 8, 16 or 32), a strided activation, a width that leaves the last CTA
 // partly empty, and a depth of no whole 64-byte chunks (the tensor-core request falls back).
+// The width 65536 + 40 (4,099 tiles of 16 columns) gives the tensor-core kernel one warp a tile
+// (the last CTA part empty); the others split a tile's depth over 8 warps.
 TEST_F(CudaGemm, SkinnyMatchesReference) {
-  const GemmShape shapes[] = {{1, 576, 2048},  {1, 64, 2048},  {3, 4096, 7168}, {8, 2048, 1408},
-                              {16, 3072, 2048}, {5, 1030, 512}, {1, 129280 / 8, 2048}, {40, 1030, 512},
-                              {3, 256, 200}};
+  const GemmShape shapes[] = {{1, 576, 2048},   {1, 64, 2048},        {3, 4096, 7168},  {8, 2048, 1408},
+                              {16, 3072, 2048}, {5, 1030, 512},       {1, 129280 / 8, 2048}, {40, 1030, 512},
+                              {3, 256, 200},    {4, 65536 + 40, 512}};
   for (bool tc : {false, true}) {
     for (auto sh : shapes)
       for (DType out_t : {DType::f32, DType::bf16}) run_skinny(s, tc, DType::bf16, out_t, sh, 0);
     run_skinny(s, tc, DType::bf16, DType::f32, {4, 1536, 1024}, 24);
     for (auto sh : {GemmShape{1, 1536, 7168}, GemmShape{6, 7168, 2048}, GemmShape{16, 576, 1536},
-                    GemmShape{24, 2048, 1408}})
+                    GemmShape{24, 2048, 1408}, GemmShape{4, 65536, 512}})
       run_skinny(s, tc, DType::f8_e4m3, DType::bf16, sh, 0);
   }
 }

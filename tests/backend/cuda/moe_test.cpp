@@ -306,9 +306,12 @@ void run_experts_case(const ExpertsCase& c, FastRng& frng, Rng& rng) {
   const std::pair<DType, SkinnyKernel> paths[] = {{DType::f32, SkinnyKernel::none},
                                                    {DType::bf16, SkinnyKernel::none},
                                                    {DType::bf16, SkinnyKernel::cuda_cores},
-                                                   {DType::bf16, SkinnyKernel::tensor_cores}};
-  static constexpr const char* kPathName[] = {" tiled", " skinny fma", " skinny mma"};
+                                                   {DType::bf16, SkinnyKernel::tensor_cores},
+                                                   {DType::bf16, SkinnyKernel::tensor_cores_always}};
+  static constexpr const char* kPathName[] = {" tiled", " skinny fma", " skinny mma", " skinny mma-all"};
   for (const auto& [act, skinny] : paths) {
+    // mma-all differs from mma only at 1-2 rows an expert: decode cases.
+    if (skinny == SkinnyKernel::tensor_cores_always && !c.decode) continue;
     // A skinny path that does not take this case would run the tiled kernel again: skip it (the
     // CPU oracle at V3's widths is what makes this test long).
     const int64_t rows = int64_t(n) * k;
@@ -416,12 +419,15 @@ TEST(CudaMoe, GroupedExpertsAndCombineMatchCpu) {
       {"V2-Lite (2048 x 1408, 64 experts, top 6)", 2048, 1408, 64, 6, DType::bf16, 96},
       // V3's widths and top-8 with 24 of its 256 experts (all 256 would be 11 GB of weights).
       {"V3 widths (7168 x 2048, 24 experts, top 8)", 7168, 2048, 24, 8, DType::f8_e4m3, 48},
-      // Decode steps: one token, a batch of 64 on V2-Lite's widths, V3's FP8 widths.
+      // Decode steps: one token, a batch of 64 on V2-Lite's widths, V3's FP8 widths at 4 and 16.
       {"tiny-v2-lite decode", 192, 64, 8, 3, DType::bf16, 1, true},
       {"V2-Lite decode (batch 1)", 2048, 1408, 64, 6, DType::bf16, 1, true},
       {"V2-Lite decode (batch 64)", 2048, 1408, 64, 6, DType::bf16, 64, true},
       {"tiny-v3-fp8 decode", 256, 96, 16, 4, DType::f8_e4m3, 3, true},
       {"V3 widths decode (FP8, batch 4)", 7168, 2048, 24, 8, DType::f8_e4m3, 4, true},
+      // 5.3 rows an expert: the tensor-core kernel (8 warps a gate/up tile of 24 experts' 128, one
+      // warp a down tile).
+      {"V3 widths decode (FP8, batch 16)", 7168, 2048, 24, 8, DType::f8_e4m3, 16, true},
   };
   for (const auto& c : cases) run_experts_case(c, frng, rng);
 }
