@@ -12,7 +12,7 @@
 // A dense linear layer is the one-group case (row_offsets null).
 // Two kernels do this: CUDA-core FMA (grouped_gemv.cu) and tensor-core MMA (grouped_gemv_mma.cu,
 // the weights as the MMA's A operand, up to 8 activation rows per instruction), which reads the
-// same bytes with far fewer instructions per row; the FMA kernel remains for one or two rows per
+// same bytes with far fewer instructions per row; the FMA kernel remains for one row per
 // group (where it was faster), the k-major form, and depths that are not whole 64-byte chunks.
 //
 // Numerics: products and sums in f32 (FP8: code x block scale in f32, no rounding of the
@@ -49,6 +49,11 @@ inline SkinnyLimits skinny_limits(SkinnyKernel k) {
   }
 }
 
+// At one row a group the CUDA-core kernel is faster (V2-Lite batch 1: experts 38.8 against 45.2 us
+// a layer; linear 9.1 against 8.9 us a call, even); from 1.5 rows the tensor-core kernel with one
+// warp a tile wins (batch 16: experts 313 -> 243 us a layer; docs/design/cuda_notes.md, session 6).
+inline constexpr int64_t kFmaRowsPerGroup = 1;
+
 struct GroupedGemvParams {
   GroupedGemmParams gemm;         // act_dtype must be bf16 (a); y is written in y_dtype
   DType y_dtype = DType::bf16;    // bf16 or f32
@@ -56,12 +61,8 @@ struct GroupedGemvParams {
   // The MMA kernel where it takes the problem and a group has more than fma_rows_per_group rows
   // on average (kFmaRowsPerGroup unless DSINFER_CUDA_SKINNY=mma-all).
   bool tensor_cores = true;
-  int64_t fma_rows_per_group = 2;
+  int64_t fma_rows_per_group = kFmaRowsPerGroup;
 };
-// At 1-2 rows a group the CUDA-core kernel was faster than the 8-way split MMA kernel (linear 9.0
-// against 10.3 us a call, experts 37 against 44 us a layer at batch 1; 298 against 310 us at 1.5
-// rows an expert; docs/design/cuda_notes.md, session 4).
-inline constexpr int64_t kFmaRowsPerGroup = 2;
 
 // The kernel choice of `k` as GroupedGemvParams fields.
 inline void pick_skinny_kernel(GroupedGemvParams& q, SkinnyKernel k) {

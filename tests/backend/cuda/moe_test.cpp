@@ -310,7 +310,7 @@ void run_experts_case(const ExpertsCase& c, FastRng& frng, Rng& rng) {
                                                    {DType::bf16, SkinnyKernel::tensor_cores_always}};
   static constexpr const char* kPathName[] = {" tiled", " skinny fma", " skinny mma", " skinny mma-all"};
   for (const auto& [act, skinny] : paths) {
-    // mma-all differs from mma only at 1-2 rows an expert: decode cases.
+    // mma-all differs from mma only at one row an expert: decode cases.
     if (skinny == SkinnyKernel::tensor_cores_always && !c.decode) continue;
     // A skinny path that does not take this case would run the tiled kernel again: skip it (the
     // CPU oracle at V3's widths is what makes this test long).
