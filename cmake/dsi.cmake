@@ -80,8 +80,10 @@ endfunction()
 # real binary) run with the project's virtual environment from scripts/setup.sh.
 set(DSI_PYTHON ${PROJECT_SOURCE_DIR}/.venv/bin/python CACHE FILEPATH "Python with the test tools")
 # ENV adds VAR=VALUE entries to the test's environment.
+# SERIAL, and every test labelled mpi, runs alone under `ctest -j`: a test that orders events by
+# the time they arrive, or ranks oversubscribing CI's 2 cores with a collective timeout of 2 s.
 function(dsi_py_test name script)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "ARGS;LABELS;ENV" ${ARGN})
+  cmake_parse_arguments(ARG "SERIAL" "TIMEOUT" "ARGS;LABELS;ENV" ${ARGN})
   if(ARG_ENV)
     list(JOIN ARG_ENV ";" ARG_ENV)
     set(ARG_ENV ";${ARG_ENV}")
@@ -94,6 +96,9 @@ function(dsi_py_test name script)
   set_tests_properties(${name} PROPERTIES
     ENVIRONMENT "DSINFER_BIN=${CMAKE_BINARY_DIR}/bin/dsinfer;DSINFER_DATA=${PROJECT_SOURCE_DIR}/tests/data;PYTHONUNBUFFERED=1${ARG_ENV}"
     LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT})
+  if(ARG_SERIAL OR "mpi" IN_LIST ARG_LABELS)
+    set_tests_properties(${name} PROPERTIES RUN_SERIAL TRUE)
+  endif()
 endfunction()
 
 # dsi_mpi_test(NAME NP COMMAND [ARGS...]): COMMAND (a target name or a path) as NP real ranks
@@ -114,6 +119,6 @@ function(dsi_mpi_test name np command)
   add_test(NAME ${name} COMMAND ${DSI_MPIRUN} ${DSI_MPIRUN_FLAGS} -np ${np} ${command} ${ARG_UNPARSED_ARGUMENTS}
            WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/tests)
   # LeakSanitizer reports OpenMPI's own allocations kept until exit: not ours to fix.
-  set_tests_properties(${name} PROPERTIES LABELS "mpi;${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
+  set_tests_properties(${name} PROPERTIES LABELS "mpi;${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT} RUN_SERIAL TRUE
     ENVIRONMENT "DSINFER_BIN=${CMAKE_BINARY_DIR}/bin/dsinfer;DSINFER_DATA=${PROJECT_SOURCE_DIR}/tests/data;ASAN_OPTIONS=detect_leaks=0;OMP_NUM_THREADS=1")
 endfunction()

@@ -6,7 +6,8 @@
 # The Release pass also compiles the CUDA backend when the CUDA toolkit is installed
 # (DSINFER_CUDA, see cmake/cuda.cmake); its tests (label `cuda`) need a GPU, so CI runs no
 # `cuda` test, and the sanitizer pass builds without CUDA. ccache, where installed, caches
-# every compiler.
+# every compiler. Tests run $(nproc) at a time, but those marked RUN_SERIAL (the mpi ones and
+# a few that order events by their arrival: cmake/dsi.cmake) run alone.
 #   scripts/test.sh            all three passes
 #   SKIP_ASAN=1 scripts/test.sh   no sanitizer pass
 #   SKIP_FUZZ=1 scripts/test.sh   no fuzz pass
@@ -22,7 +23,7 @@ fi
 echo "== Release build and tests"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "${launchers[@]}"
 cmake --build build -j"$jobs"
-ctest --test-dir build --output-on-failure --timeout 900 --label-exclude cuda
+ctest --test-dir build --output-on-failure --timeout 900 --label-exclude cuda -j"$jobs"
 
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   echo "== AddressSanitizer + UBSan build and tests"
@@ -35,7 +36,7 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
     "${launchers[@]}"
   cmake --build build-asan -j"$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure --timeout 1800 --label-exclude 'slow|cuda'
+    ctest --test-dir build-asan --output-on-failure --timeout 1800 --label-exclude 'slow|cuda' -j"$jobs"
 fi
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   # 20 s each: what keeps the whole run inside CI's 45 minutes (FUZZ_SECONDS overrides).

@@ -99,6 +99,13 @@ if [ "$mode" != bench ]; then
     > "$out/fp8_probe_cublaslt.log" 2>&1
   grep -iE "unsupported|not supported|must be|hint" "$out/fp8_probe_cublaslt.log" | sort | uniq -c | sort -rn | head -8
   grep -E "^  NVIDIA|sm_" "$out/cuda_ops_test.log" | head -2
+  # The skinny decode kernels under memcheck: their loads run ahead of the math (grouped_gemv_mma.cu).
+  if command -v compute-sanitizer >/dev/null; then
+    timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 "$root/bin/cuda_ops_test" \
+      --gtest_filter='CudaGemm.Skinny*' > "$out/memcheck_skinny.log" 2>&1
+    rc=$?
+    rows+=("$(printf '%-22s rc %-3s %s' memcheck_skinny "$rc" "$(grep -E 'ERROR SUMMARY' "$out/memcheck_skinny.log" | tail -1)")")
+  fi
   fi
 fi
 if [ "$mode" != tests ]; then
