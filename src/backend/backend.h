@@ -170,7 +170,7 @@ class Backend {
   virtual std::vector<OpTiming> end_op_timing() { return {}; }
 
   // ---- step recording (CUDA graphs; a backend without them runs every step as it comes)
-  // Whether run_recorded replays recordings (CUDA: graphs are on, DSINFER_CUDA_GRAPHS != 0).
+  // Whether run_recorded replays recordings (CUDA: graphs are on unless --enforce-eager).
   virtual bool records_steps() const { return false; }
   // Runs `ops` (a step's device work: no host copies or synchronisation inside) as the
   // recording kept under `key`. Every op's arguments (sizes, buffer addresses) must be a
