@@ -1,6 +1,7 @@
 #include "server/serve.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <csignal>
@@ -17,6 +18,7 @@
 #include "engine/step_broadcast.h"
 #include "model/sharding.h"
 #include "parallel/gpu_group_check.h"
+#include "parallel/launch.h"
 #include "parallel/parallel_runtime.h"
 #include "server/api_router.h"
 #include "server/group_health.h"
@@ -182,7 +184,10 @@ int serve_on_root(const ServeOptions& o, Tokenizer& tokenizer, LoadedModel& mode
     handle_api_request(context, c, std::move(r));
   });
   server.listen(o.host, uint16_t(o.port));
-  ShutdownController shutdown(ioc, engine, server, o.shutdown_timeout_s);
+  // Under OpenMPI a SIGTERM from rank 0's parent (mpirun or orted) is the job's teardown.
+  const bool under_openmpi = runner.parallel().world && detect_launch().launcher == "openmpi";
+  ShutdownController shutdown(ioc, engine, server, o.shutdown_timeout_s, under_openmpi ? int(getppid()) : 0,
+                              &group_health);
 
   bool engine_failed = false;
   std::thread engine_thread([&] {

@@ -1,5 +1,7 @@
 #include "server/shutdown.h"
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
 
 #include "core/log.h"
@@ -7,6 +9,17 @@
 namespace dsi::server {
 
 namespace {
+
+// Who sent the last SIGTERM: Asio's signal_set reports only the number, so a SA_SIGINFO
+// handler in front of Asio's records the sender, then calls it.
+std::atomic<int> g_sigterm_sender{0};
+struct sigaction g_asio_sigterm;
+
+void record_sigterm_sender(int signal, siginfo_t* info, void* context) {
+  g_sigterm_sender.store(info ? int(info->si_pid) : 0, std::memory_order_relaxed);
+  if (g_asio_sigterm.sa_flags & SA_SIGINFO) g_asio_sigterm.sa_sigaction(signal, info, context);
+  else if (g_asio_sigterm.sa_handler != SIG_DFL && g_asio_sigterm.sa_handler != SIG_IGN) g_asio_sigterm.sa_handler(signal);
+}
 
 const char* signal_name(int signal) {
   switch (signal) {
@@ -23,13 +36,27 @@ const char* signal_name(int signal) {
 // the re-arming of a wait would otherwise leave a wait pending and the io_context never out
 // of work.
 ShutdownController::ShutdownController(net::io_context& ioc, Engine& engine, HttpServer& server,
-                                       double drain_timeout_s)
+                                       double drain_timeout_s, int launcher_pid, GroupHealth* group_health)
     : signals_(net::make_strand(ioc), SIGINT, SIGTERM, SIGUSR1),
       drain_timer_(signals_.get_executor()),
       engine_(engine),
       server_(server),
-      drain_timeout_s_(drain_timeout_s) {
+      drain_timeout_s_(drain_timeout_s),
+      launcher_pid_(group_health ? launcher_pid : 0),
+      group_health_(group_health) {
+  if (launcher_pid_ > 0) {
+    struct sigaction sa {};
+    sa.sa_sigaction = record_sigterm_sender;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, &g_asio_sigterm);  // after signals_ installed Asio's handler
+  }
   wait();
+}
+
+ShutdownController::~ShutdownController() {
+  // Asio's own handler back, for signal_set's teardown.
+  if (launcher_pid_ > 0) sigaction(SIGTERM, &g_asio_sigterm, nullptr);
 }
 
 void ShutdownController::wait() {
@@ -45,6 +72,18 @@ void ShutdownController::on_signal(int signal) {
   if (group_failed_) {
     spdlog::warn("{}: exiting now (a rank of the group failed)", signal_name(signal));
     return finish(true);
+  }
+  if (signal == SIGTERM && launcher_pid_ > 0 && g_sigterm_sender.load(std::memory_order_relaxed) == launcher_pid_) {
+    GroupFailure f;
+    f.error = fmt::format("the launcher (pid {}) is ending the job: a rank exited or mpirun was signalled", launcher_pid_);
+    f.group = "world";
+    f.unix_time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    spdlog::error("SIGTERM from the launcher (pid {}): a rank of the job exited or mpirun was signalled, and "
+                  "mpirun ends every rank shortly; cancelling every request (503) instead of draining",
+                  launcher_pid_);
+    group_health_->fail(std::move(f));
+    group_failed_ = true;  // a further signal exits at once
+    return cancel("the launcher is ending the job");
   }
   if (++n_signals_ > 1) return cancel("second signal");
   EngineStats stats = engine_.stats();

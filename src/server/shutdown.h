@@ -5,10 +5,15 @@
 // progress finishes); a second signal, or --shutdown-timeout seconds of draining, cancels what
 // is still in progress, each request ending with an error event or a 503. When the engine has
 // finished, the server stops.
+// Under OpenMPI, a SIGTERM from rank 0's parent (mpirun or orted) is the launcher tearing the
+// job down (a rank exited, or mpirun itself was signalled) with SIGKILL about a second behind:
+// no time to drain, so rank 0 marks the group failed (/health 503) and cancels every request
+// at once (each gets its 503) instead of waiting for steps that cannot finish.
 //
 // Threads: the handlers run on one strand of the io_context; engine_finished from any thread.
 #include "core/beast.h"
 #include "engine/engine.h"
+#include "server/group_health.h"
 #include "server/http_server.h"
 
 namespace dsi::server {
@@ -16,7 +21,11 @@ namespace dsi::server {
 class ShutdownController {
  public:
   // drain_timeout_s: how long a drain may take before it cancels (0: cancel at once).
-  ShutdownController(net::io_context& ioc, Engine& engine, HttpServer& server, double drain_timeout_s);
+  // launcher_pid: the process whose SIGTERM ends the job (0: none); group_health: where that
+  // failure is reported (required with a launcher_pid).
+  ShutdownController(net::io_context& ioc, Engine& engine, HttpServer& server, double drain_timeout_s,
+                     int launcher_pid = 0, GroupHealth* group_health = nullptr);
+  ~ShutdownController();
   ShutdownController(const ShutdownController&) = delete;
   ShutdownController& operator=(const ShutdownController&) = delete;
 
@@ -41,6 +50,8 @@ class ShutdownController {
   Engine& engine_;
   HttpServer& server_;
   double drain_timeout_s_;
+  int launcher_pid_;
+  GroupHealth* group_health_;
   int n_signals_ = 0;
   bool finished_ = false;
   bool group_failed_ = false;

@@ -9,8 +9,13 @@
    with a JSON body naming the collective, its group and the rank that waited (polled here:
    seen before the process is gone); new requests get 503; the job exits non-zero, within
    30 s of the rank failing (a limit, not a speed goal).
+3. With --kill instead: rank 1 is killed outright (SIGKILL). mpirun notices, sends the other
+   ranks SIGTERM and SIGKILL about a second later; rank 0 sees that the SIGTERM comes from its
+   launcher and cancels every request at once: the stream ends with a 503 error event, the
+   whole request gets 503, /health answers 503 naming the launcher, and the job exits non-zero
+   within 30 s.
 
-Usage: test_serve_health.py (DSINFER_BIN, DSINFER_DATA from CTest)."""
+Usage: test_serve_health.py [--kill] (DSINFER_BIN, DSINFER_DATA from CTest)."""
 import http.client
 import json
 import os
@@ -24,6 +29,8 @@ os.environ["DSINFER_SERVE_LAYOUT"] = "--enable-expert-parallel --collective-time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server"))
 import serverlib  # noqa: E402
 from test_rank_failure import rank_pids  # noqa: E402
+
+KILL = "--kill" in sys.argv[1:]
 
 DEADLINE_S = 30
 MODEL_DIR = os.path.join(serverlib.DATA, "tiny-v2-lite")
@@ -86,7 +93,7 @@ def check_rank_failure(srv):
     assert health(srv) == (200, b""), health(srv)
     pids = rank_pids(srv.proc.pid)
     assert len(pids) == 2, pids
-    os.kill(pids[1], signal.SIGSTOP)
+    os.kill(pids[1], signal.SIGKILL if KILL else signal.SIGSTOP)
     start = time.monotonic()
 
     # Poll /health until the job is gone: it must say 503, naming the failure, while rank 0 lives.
@@ -109,6 +116,9 @@ def check_rank_failure(srv):
     assert code != 0, "exit status 0 after a rank failed"
     assert exited < DEADLINE_S, exited
 
+    if KILL:
+        check_killed(srv, results, unhealthy, code, exited)
+        return
     assert unhealthy is not None, f"/health never answered 503 before the exit:\n{srv.log_text()[-3000:]}"
     seen_at, body = unhealthy
     assert body["status"] == "unhealthy", body
@@ -135,12 +145,31 @@ def check_rank_failure(srv):
     print(f"rank 1 stopped: /health 503 after {seen_at:.1f} s, job exit status {code} after {exited:.1f} s")
 
 
+def check_killed(srv, results, unhealthy, code, exited):
+    """Rank 1 was killed: rank 0 cancelled everything on its launcher's SIGTERM."""
+    log = srv.log_text()
+    assert "SIGTERM from the launcher" in log, log[-3000:]
+    status, whole_body = results["whole"]
+    assert status == 503, f"the whole request: {results['whole']}\n{log[-3000:]}"
+    events = results["stream"]
+    assert isinstance(events, list), f"the stream: {events}"
+    errors = [e for e in events if isinstance(e, dict) and "error" in e]
+    assert errors, f"no error event in the stream: {events[-3:]}"
+    assert errors[-1]["error"]["code"] == 503, errors[-1]
+    assert events[-1] == "[DONE]", events[-3:]
+    if unhealthy is not None:  # mpirun's SIGKILL may come before the poll sees it
+        assert "launcher" in unhealthy[1]["error"], unhealthy
+    print(f"rank 1 killed: 503s sent, /health 503 {'seen' if unhealthy else 'not seen'}, job exit status {code} "
+          f"after {exited:.1f} s")
+
+
 def main():
     global STARTED
     STARTED = time.monotonic()
     srv = serverlib.Server("--model", MODEL_DIR)
     try:
-        check_communication_metrics(srv)
+        if not KILL:
+            check_communication_metrics(srv)
         check_rank_failure(srv)
     finally:
         srv.kill()
