@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "plan/advice.h"
@@ -75,8 +77,16 @@ void layouts(const Plan& p, std::string& out) {
                        speed ? fmt::format("{:.1f}", e.decode_tokens_per_s_single) : "n/a",
                        speed && e.decode_batch > 0 ? fmt::format("{:.0f}", e.decode_tokens_per_s_total) : "n/a");
   }
-  out += fmt::format("  seqs: sequences of {} tokens the KV cache holds; tok/s all: decode at min(seqs, {}) sequences\n\n",
+  out += fmt::format("  seqs: sequences of {} tokens the KV cache holds; tok/s all: decode at min(seqs, {}) sequences\n",
                      p.serving.context, p.serving.concurrency);
+  // Honest about the engine: the planner sizes layouts dsinfer serve does not run yet.
+  const bool planned_only = std::any_of(p.layouts.begin(), p.layouts.end(), [](const LayoutEstimate& e) {
+    return e.layout.pp > 1 || (e.layout.tp > 1 && e.layout.dp > 1);
+  });
+  if (planned_only)
+    out += "  dsinfer serve runs TP, EP and DP-attention layouts; pipeline stages (PP) and attention TP x DP are "
+           "sized here but not run yet (docs/multi-rank.md)\n";
+  out += "\n";
   out += p.recommended ? fmt::format("Recommended: {}\n  {}.\n", p.layouts[*p.recommended].layout.name(), p.reason)
                        : fmt::format("Recommended: none\n  {}.\n", p.reason);
   if (!p.warnings.empty()) {
