@@ -67,6 +67,15 @@ def health(srv):
         return status, data
 
 
+def check_stream_ended_503(events):
+    """A stream cut short by the failure: an error event with code 503, then [DONE]."""
+    assert isinstance(events, list), f"the stream: {events}"
+    errors = [e for e in events if isinstance(e, dict) and "error" in e]
+    assert errors, f"no error event in the stream: {events[-3:]}"
+    assert errors[-1]["error"]["code"] == 503, errors[-1]
+    assert events[-1] == "[DONE]", events[-3:]
+
+
 def check_rank_failure(srv):
     results = {}
 
@@ -133,12 +142,7 @@ def check_rank_failure(srv):
     status, whole_body = results["whole"]
     assert status == 503, f"the whole request: {results['whole']}"
     assert "did not complete within 2.0 s" in json.dumps(whole_body), whole_body
-    events = results["stream"]
-    assert isinstance(events, list), f"the stream: {events}"
-    errors = [e for e in events if isinstance(e, dict) and "error" in e]
-    assert errors, f"no error event in the stream: {events[-3:]}"
-    assert errors[-1]["error"]["code"] == 503, errors[-1]
-    assert events[-1] == "[DONE]", events[-3:]
+    check_stream_ended_503(results["stream"])
 
     log = srv.log_text()
     assert "parallel group failed: rank 0 of group" in log, log[-3000:]
@@ -151,12 +155,7 @@ def check_killed(srv, results, unhealthy, code, exited):
     assert "SIGTERM from the launcher" in log, log[-3000:]
     status, whole_body = results["whole"]
     assert status == 503, f"the whole request: {results['whole']}\n{log[-3000:]}"
-    events = results["stream"]
-    assert isinstance(events, list), f"the stream: {events}"
-    errors = [e for e in events if isinstance(e, dict) and "error" in e]
-    assert errors, f"no error event in the stream: {events[-3:]}"
-    assert errors[-1]["error"]["code"] == 503, errors[-1]
-    assert events[-1] == "[DONE]", events[-3:]
+    check_stream_ended_503(results["stream"])
     if unhealthy is not None:  # mpirun's SIGKILL may come before the poll sees it
         assert "launcher" in unhealthy[1]["error"], unhealthy
     print(f"rank 1 killed: 503s sent, /health 503 {'seen' if unhealthy else 'not seen'}, job exit status {code} "
