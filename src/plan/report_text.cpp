@@ -77,8 +77,9 @@ void layouts(const Plan& p, std::string& out) {
                        speed ? fmt::format("{:.1f}", e.decode_tokens_per_s_single) : "n/a",
                        speed && e.decode_batch > 0 ? fmt::format("{:.0f}", e.decode_tokens_per_s_total) : "n/a");
   }
-  out += fmt::format("  seqs: sequences of {} tokens the KV cache holds; tok/s all: decode at min(seqs, {}) sequences\n",
-                     p.serving.context, p.serving.concurrency);
+  out += fmt::format(
+      "  seqs: sequences of {} tokens the KV cache holds; tok/s all: decode at min(seqs, {}) sequences\n",
+      p.serving.context, p.serving.concurrency);
   // Honest about the engine: the planner sizes layouts dsinfer serve does not run yet.
   const bool planned_only = std::any_of(p.layouts.begin(), p.layouts.end(), [](const LayoutEstimate& e) {
     return e.layout.pp > 1 || (e.layout.tp > 1 && e.layout.dp > 1);

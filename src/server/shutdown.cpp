@@ -18,7 +18,8 @@ struct sigaction g_asio_sigterm;
 void record_sigterm_sender(int signal, siginfo_t* info, void* context) {
   g_sigterm_sender.store(info ? int(info->si_pid) : 0, std::memory_order_relaxed);
   if (g_asio_sigterm.sa_flags & SA_SIGINFO) g_asio_sigterm.sa_sigaction(signal, info, context);
-  else if (g_asio_sigterm.sa_handler != SIG_DFL && g_asio_sigterm.sa_handler != SIG_IGN) g_asio_sigterm.sa_handler(signal);
+  else if (g_asio_sigterm.sa_handler != SIG_DFL && g_asio_sigterm.sa_handler != SIG_IGN)
+    g_asio_sigterm.sa_handler(signal);
 }
 
 const char* signal_name(int signal) {
@@ -75,7 +76,8 @@ void ShutdownController::on_signal(int signal) {
   }
   if (signal == SIGTERM && launcher_pid_ > 0 && g_sigterm_sender.load(std::memory_order_relaxed) == launcher_pid_) {
     GroupFailure f;
-    f.error = fmt::format("the launcher (pid {}) is ending the job: a rank exited or mpirun was signalled", launcher_pid_);
+    f.error =
+        fmt::format("the launcher (pid {}) is ending the job: a rank exited or mpirun was signalled", launcher_pid_);
     f.group = "world";
     f.unix_time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     spdlog::error("SIGTERM from the launcher (pid {}): a rank of the job exited or mpirun was signalled, and "

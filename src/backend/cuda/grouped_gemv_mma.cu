@@ -60,8 +60,8 @@ __device__ __forceinline__ uint32_t fp8x2_to_bf16x2(uint32_t codes) {
 __device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 
 // Registers of the load ring: kInFlight chunks ahead, each D x 2 weight words of 16 bytes, NT x (1
-// or 2) activation words and (FP8) D x 2 block scales; about 64 registers in all, so the kernel fits 128 (two CTAs an
-// SM) with its accumulators and pointers.
+// or 2) activation words and (FP8) D x 2 block scales; about 64 registers in all, so the kernel
+// fits 128 (two CTAs an SM) with its accumulators and pointers (ptxas: 104-128, no spills).
 __host__ __device__ constexpr int in_flight(bool fp8, int d, int nt) {
   const int per_chunk = d * 8 + nt * (fp8 ? 2 : 1) * 4 + (fp8 ? 2 * d : 0);
   return 64 / per_chunk < 2 ? 2 : 64 / per_chunk;
