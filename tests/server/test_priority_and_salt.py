@@ -54,14 +54,24 @@ class Priority(unittest.TestCase):
         response = holder.getresponse()
         self.assertEqual(response.status, 200)
         response.fp.readline()  # its first event: it is running
-        done, lock, threads = [], threading.Lock(), []
+        started, lock, threads = {}, threading.Lock(), []
 
+        # The order the server ran them in, read from when each stream's first token arrived:
+        # with one slot a request starts only after the one before it has sent all 64 tokens, so
+        # a reader thread would have to stall for a whole request to invert two (reading when
+        # each finished raced: the next 3-token request could finish before the thread of the
+        # one before appended its name).
         def run(name, priority):
-            r = client.completions.create(model=MODEL_DIR, prompt=PROMPT, max_tokens=3,
-                                          extra_body={"priority": priority, "ignore_eos": True})
-            self.assertEqual(r.usage.completion_tokens, 3)
+            first, usage = None, None
+            for chunk in client.completions.create(model=MODEL_DIR, prompt=PROMPT, max_tokens=64, stream=True,
+                                                   stream_options={"include_usage": True},
+                                                   extra_body={"priority": priority, "ignore_eos": True}):
+                if first is None:
+                    first = time.monotonic()
+                usage = chunk.usage or usage
+            self.assertEqual(usage.completion_tokens, 64)
             with lock:
-                done.append(name)
+                started[name] = first
 
         queued = [("p3", 3), ("p1-first", 1), ("p-2", -2), ("p1-second", 1), ("p0", 0)]
         for k, (name, priority) in enumerate(queued):
@@ -73,7 +83,8 @@ class Priority(unittest.TestCase):
         holder.close()  # the holder is cancelled; the queue drains one request at a time
         for t in threads:
             t.join(60)
-        self.assertEqual(done, ["p-2", "p0", "p1-first", "p1-second", "p3"])
+        order = sorted(started, key=started.get)
+        self.assertEqual(order, ["p-2", "p0", "p1-first", "p1-second", "p3"])
 
     def test_priority_must_be_an_integer(self):
         status, body = server.post("/v1/completions", {"model": MODEL_DIR, "prompt": PROMPT, "max_tokens": 1,
