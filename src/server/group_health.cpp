@@ -4,15 +4,20 @@
 
 namespace dsi::server {
 
-GroupFailure GroupFailure::from(const CollectiveTimeout& e) {
+GroupFailure GroupFailure::now(std::string error, std::string group) {
   GroupFailure f;
-  f.error = e.what();
+  f.error = std::move(error);
+  f.group = std::move(group);
+  f.unix_time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return f;
+}
+
+GroupFailure GroupFailure::from(const CollectiveTimeout& e) {
+  GroupFailure f = now(e.what(), e.group);
   f.collective = e.collective;
-  f.group = e.group;
   f.rank = e.rank;
   f.group_size = e.size;
   f.timeout_s = e.timeout_s;
-  f.unix_time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   return f;
 }
 

@@ -25,6 +25,8 @@ struct GroupFailure {
   double unix_time = 0;    // when it was seen
   int exit_in_s = 0;       // when the process exits (seconds after unix_time)
 
+  // A failure seen now: `error` on `group`, no collective (the launcher ending the job).
+  static GroupFailure now(std::string error, std::string group);
   static GroupFailure from(const CollectiveTimeout& e);
   Json to_json() const;
 };

@@ -1,7 +1,6 @@
 #include "server/shutdown.h"
 
 #include <atomic>
-#include <chrono>
 #include <csignal>
 
 #include "core/log.h"
@@ -75,15 +74,12 @@ void ShutdownController::on_signal(int signal) {
     return finish(true);
   }
   if (signal == SIGTERM && launcher_pid_ > 0 && g_sigterm_sender.load(std::memory_order_relaxed) == launcher_pid_) {
-    GroupFailure f;
-    f.error =
-        fmt::format("the launcher (pid {}) is ending the job: a rank exited or mpirun was signalled", launcher_pid_);
-    f.group = "world";
-    f.unix_time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     spdlog::error("SIGTERM from the launcher (pid {}): a rank of the job exited or mpirun was signalled, and "
                   "mpirun ends every rank shortly; cancelling every request (503) instead of draining",
                   launcher_pid_);
-    group_health_->fail(std::move(f));
+    group_health_->fail(GroupFailure::now(
+        fmt::format("the launcher (pid {}) is ending the job: a rank exited or mpirun was signalled", launcher_pid_),
+        "world"));
     group_failed_ = true;  // a further signal exits at once
     return cancel("the launcher is ending the job");
   }
