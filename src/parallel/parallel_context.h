@@ -42,6 +42,7 @@ struct ParallelContext {
   // Seconds this rank spent in the collectives of `world`, `tp` and their splits (they are
   // TimedCommunicators on this clock); null in a world of one.
   std::shared_ptr<CommunicationClock> comm_clock;
+  std::string launcher = "none";  // who started the ranks (LaunchInfo::launcher): "openmpi", ...
 
   bool single() const { return world_size == 1; }
   bool is_root() const { return world_rank == 0; }

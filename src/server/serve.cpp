@@ -18,7 +18,6 @@
 #include "engine/step_broadcast.h"
 #include "model/sharding.h"
 #include "parallel/gpu_group_check.h"
-#include "parallel/launch.h"
 #include "parallel/parallel_runtime.h"
 #include "server/api_router.h"
 #include "server/group_health.h"
@@ -185,7 +184,7 @@ int serve_on_root(const ServeOptions& o, Tokenizer& tokenizer, LoadedModel& mode
   });
   server.listen(o.host, uint16_t(o.port));
   // Under OpenMPI a SIGTERM from rank 0's parent (mpirun or orted) is the job's teardown.
-  const bool under_openmpi = runner.parallel().world && detect_launch().launcher == "openmpi";
+  const bool under_openmpi = runner.parallel().world && runner.parallel().launcher == "openmpi";
   ShutdownController shutdown(ioc, engine, server, o.shutdown_timeout_s, under_openmpi ? int(getppid()) : 0,
                               &group_health);
 
