@@ -20,8 +20,10 @@ if command -v ccache >/dev/null; then
 fi
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDSINFER_CUDA=ON "${launchers[@]}" >/dev/null
 bins=(cuda_ops_test cuda_no_gpu_test cuda_parity_test cuda_gemm_bench cuda_kernels_bench cuda_sampling_bench bench_decode bench_grammar dsinfer)
-# The NCCL communicator's test, where the build found NCCL.
-if grep -q '^build nccl_communicator_test' "$build/build.ninja" 2>/dev/null; then bins+=(nccl_communicator_test); fi
+# The NCCL communicator's and the NCCL device collectives' tests, where the build found NCCL.
+if grep -q '^build nccl_communicator_test' "$build/build.ninja" 2>/dev/null; then
+  bins+=(nccl_communicator_test nccl_collectives_test)
+fi
 cmake --build "$build" -j"${JOBS:-2}" --target "${bins[@]}"
 
 stage=$(mktemp -d)

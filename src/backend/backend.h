@@ -138,6 +138,11 @@ class Backend {
   virtual DType activation_dtype() const = 0;
   virtual DType kv_dtype() const = 0;
   virtual DeviceMemory device_memory() = 0;
+  // The stream the ops run on, for a library that enqueues work in their order (NCCL: the
+  // model's collectives on GPU memory, parallel/nccl_collectives.h): a cudaStream_t on CUDA,
+  // whose GPU the call makes current on the calling thread, as the entry points that move
+  // memory do; null on a backend without one (the CPU).
+  virtual void* native_stream() { return nullptr; }
 
   // ---- memory (all of it owned by the backend, released when it is destroyed or, for alloc,
   // when the last copy of the Buffer goes)

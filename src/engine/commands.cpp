@@ -21,6 +21,7 @@
 #include "engine/step_broadcast.h"
 #include "model/dump_compare.h"
 #include "model/sharding.h"
+#include "parallel/device_collectives_factory.h"
 #include "parallel/gpu_group_check.h"
 #include "parallel/parallel_runtime.h"
 #include "model/safetensors.h"
@@ -96,9 +97,10 @@ ForwardBatch single_sequence_batch(std::span<const int32_t> tokens, int32_t n_ca
 // step with n_logit_rows logits.
 // (n_seqs such sequences for generate: n_tokens is then their sum, each may take a block more.)
 ModelRunner make_runner(LoadedModel m, const CommonOptions& common, int64_t n_tokens, int64_t n_logit_rows,
-                        int n_seqs, const ParallelContext& parallel) {
+                        int n_seqs, const ParallelContext& parallel, DeviceCollectivesMode collectives) {
   RunnerOptions o;
   o.parallel = parallel;
+  o.device_collectives = collectives;
   o.backend = common.backend;
   o.dump = common.dump.parse();
   o.prefix_caching = false;
@@ -118,9 +120,10 @@ std::vector<int32_t> allocate_blocks(ModelRunner& r, int64_t n_tokens) {
 }
 
 // Every rank loads the model (memory maps: only its slices are read) and checks the layout;
-// an error there is the same on every rank and printed by rank 0 alone.
+// an error there is the same on every rank and printed by rank 0 alone. `collectives` gets
+// what carries the model's collectives, chosen from every rank's GPU.
 LoadedModel load_checked(const CommonOptions& o, const ParallelContext& par, std::vector<std::vector<int32_t>>& prompts,
-                         bool one_prompt) {
+                         bool one_prompt, DeviceCollectivesMode& collectives) {
   LoadedModel m;
   checked_on_every_rank(par, [&] {
     m = load_model(o.source);
@@ -130,7 +133,10 @@ LoadedModel load_checked(const CommonOptions& o, const ParallelContext& par, std
     for (const auto& t : o.tokens) prompts.push_back(parse_tokens(t, m.config.vocab_size));
   });
   // Only once every rank is here: the check is a collective.
-  checked_on_every_rank(par, [&] { check_gpu_group(par, runs_on_gpu(o.backend), o.backend.device_index); });
+  checked_on_every_rank(par, [&] {
+    collectives = check_gpus_and_collectives(par, runs_on_gpu(o.backend), o.backend.device_index,
+                                             o.parallel.device_collectives, nccl_collectives_built());
+  });
   return m;
 }
 
@@ -139,11 +145,13 @@ void run_logits(const CommonOptions& o, const std::string& out_path) {
   ParallelRuntime rt(o.parallel);
   const ParallelContext& par = rt.context();
   std::vector<std::vector<int32_t>> prompts;
-  LoadedModel m = load_checked(o, par, prompts, true);
+  DeviceCollectivesMode collectives{};
+  LoadedModel m = load_checked(o, par, prompts, true, collectives);
   const std::vector<int32_t>& prompt = prompts[0];
   const int64_t vocab = m.config.vocab_size;
   rt.run([&] {
-    ModelRunner runner = make_runner(std::move(m), o, int64_t(prompt.size()), int64_t(prompt.size()), 1, par);
+    ModelRunner runner =
+        make_runner(std::move(m), o, int64_t(prompt.size()), int64_t(prompt.size()), 1, par, collectives);
     if (!par.is_root()) return run_worker(runner);
     auto table = allocate_blocks(runner, int64_t(prompt.size()));
     std::vector<float> logits(prompt.size() * size_t(vocab));
@@ -169,12 +177,13 @@ void run_generate(const CommonOptions& o, const GenerateOptions& g) {
   ParallelRuntime rt(o.parallel);
   const ParallelContext& par = rt.context();
   std::vector<std::vector<int32_t>> prompts;
-  LoadedModel m = load_checked(o, par, prompts, false);
+  DeviceCollectivesMode collectives{};
+  LoadedModel m = load_checked(o, par, prompts, false, collectives);
   int64_t total = 0;
   for (const auto& p : prompts) total += int64_t(p.size()) + g.max_tokens;
   const int n = int(prompts.size());
   rt.run([&] {
-    ModelRunner runner = make_runner(std::move(m), o, total, n, n, par);
+    ModelRunner runner = make_runner(std::move(m), o, total, n, n, par, collectives);
     if (!par.is_root()) return run_worker(runner);
     generate_on_root(runner, prompts, g);
     runner.stop_workers();

@@ -12,6 +12,7 @@
 #include "engine/step_padding.h"
 #include "model/sharding.h"
 #include "model/weight_upload.h"
+#include "parallel/device_collectives_factory.h"
 
 namespace dsi {
 
@@ -99,6 +100,7 @@ ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerO
   weights = upload_weights(be, std::move(weights));
   // On a GPU the weights take what the upload converted them to (e.g. FP8 dequantised).
   memory_.weight_bytes = on_host ? weight_bytes : free_before - be.device_memory().free;
+  make_collectives(options.device_collectives);
 
   // Everything a step uses is allocated before the cache (the workspace here, the backend's
   // scratch at its creation), so a cache sized by what is left never starves a step.
@@ -168,7 +170,7 @@ ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerO
                dtype_name(be.kv_dtype()), kv_token_bytes,
                sized_by_utilization ? fmt::format(", sized by --gpu-memory-utilization {}", options.gpu_memory_utilization)
                                     : std::string());
-  model_ = std::make_unique<DeepSeekModel>(std::move(config), std::move(weights), be, options.parallel);
+  model_ = std::make_unique<DeepSeekModel>(std::move(config), std::move(weights), be, parallel_);
   if (options.dump.enabled()) {
     dump_ = std::make_unique<TensorDump>(be, options.dump);
     model_->set_dump(dump_.get());
@@ -183,6 +185,18 @@ ModelRunner::ModelRunner(ModelConfig config, ModelWeights weights, const RunnerO
                "workspace {:.2f} GiB, KV cache {:.2f} GiB; device {:.2f} GiB free of {:.2f}",
                be.name(), ready_seconds_, gib(memory_.weight_bytes), gib(memory_.workspace_bytes),
                gib(memory_.kv_cache_bytes), gib(device.free), gib(device.total));
+}
+
+// Made before the workspace and the cache are sized: NCCL's own buffers take GPU memory like
+// anything else. The ranks get here as each finishes uploading its slices, which may be minutes
+// apart, so NCCL's bootstrap gets the loading allowance; each later call has the step timeout
+// again (the NCCL collectives read it from the host communicators).
+void ModelRunner::make_collectives(DeviceCollectivesMode mode) {
+  if (!parallel_.world) return;
+  const auto allowance = std::max(parallel_.world->timeout(), kLoadSkewTimeout);
+  const ScopedTimeout world_loading(*parallel_.world, allowance), tp_loading(*parallel_.tp, allowance);
+  parallel_.world_device = make_device_collectives(mode, parallel_.world, *backend_, parallel_.comm_clock);
+  parallel_.tp_device = make_device_collectives(mode, parallel_.tp, *backend_, parallel_.comm_clock);
 }
 
 int64_t ModelRunner::kv_bytes_per_token() const {

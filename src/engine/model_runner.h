@@ -53,6 +53,9 @@ struct RunnerOptions {
   // This rank's place in a parallel run (a world of one by default); the runner keeps its
   // slices of the weights (model/sharding.h) and every rank must run every forward.
   ParallelContext parallel;
+  // What carries the model's collectives (nccl or host: the startup choice,
+  // check_gpus_and_collectives); the runner makes them over its backend.
+  DeviceCollectivesMode device_collectives = DeviceCollectivesMode::device_collectives_host;
 };
 
 class ModelRunner {
@@ -123,6 +126,8 @@ class ModelRunner {
   RunnerMemory memory_;
   ParallelContext parallel_;
   bool workers_stopped_ = false;
+  // parallel_'s device collectives over the backend, for `mode` (none in a world of one).
+  void make_collectives(DeviceCollectivesMode mode);
 };
 
 // Bytes of a size such as "1GiB", "512MiB", "2G", "1000000" (plain bytes).

@@ -29,6 +29,16 @@ void add_parallel_flags(CLI::App* cmd, ParallelOptions& o) {
                   "CPU runs of large models, where one rank's share of a long prompt can take longer")
       ->group(group)
       ->capture_default_str();
+  cmd->add_option_function<std::string>(
+         "--device-collectives",
+         [&o](const std::string& text) { o.device_collectives = parse_device_collectives(text); },
+         "what carries the model's all-reduces and expert all-to-alls between GPU ranks: nccl (GPU to GPU; every "
+         "rank needs a GPU of its own), host (staged through host memory and MPI, as on the CPU and for ranks "
+         "sharing a GPU), or auto (nccl where every rank has its own GPU and the build has NCCL, else host; the "
+         "choice is logged)")
+      ->check(CLI::IsMember({"auto", "nccl", "host"}))
+      ->group(group)
+      ->default_str("auto");
 }
 
 std::vector<std::string> expand_short_parallel_flags(int argc, char** argv) {

@@ -1,7 +1,7 @@
 #pragma once
 // The parallel-layout flags of logits, generate and serve (docs/multi-rank.md):
 // --tensor-parallel-size (vLLM's -tp), --expert-parallel-size, --data-parallel-size,
-// --enable-expert-parallel, --collective-timeout.
+// --enable-expert-parallel, --collective-timeout, --device-collectives.
 #include <CLI/CLI.hpp>
 
 #include "parallel/parallel_context.h"

@@ -43,6 +43,8 @@ DeepSeekModel::DeepSeekModel(ModelConfig config, ModelWeights weights, Backend& 
       rope_(make_rope_table(config_)),
       parallel_(std::move(parallel)) {
   if (!weights_.uploaded) fail("DeepSeekModel: the weights are not in backend memory (call upload_weights)");
+  if (parallel_.world && (!parallel_.world_device || !parallel_.tp_device))
+    fail("DeepSeekModel: a parallel layout without device collectives (ModelRunner makes them)");
   const auto& c = config_;
   mla_ = MlaShape{c.n_heads, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank,
                   float(c.attention_scale())};
@@ -65,19 +67,6 @@ DeepSeekModel::DeepSeekModel(ModelConfig config, ModelWeights weights, Backend& 
     local_counts_ = backend_.alloc(DType::i32, 1, n_local_experts_ + 1);
     local_offsets_ = backend_.alloc(DType::i32, 1, n_local_experts_ + 2);
   }
-}
-
-void DeepSeekModel::all_reduce(Communicator& comm, Tensor t) {
-  if (comm.size() == 1) return;
-  if (!t.contiguous()) fail("all_reduce: {} is not packed", "the tensor");
-  const size_t n = size_t(t.numel()), bytes = n * dtype_size(t.dtype);
-  host_reduce_.resize(bytes);
-  backend_.copy_to_host(t, host_reduce_.data());
-  if (t.dtype == DType::f32) comm.all_reduce_sum({reinterpret_cast<float*>(host_reduce_.data()), n});
-  else if (t.dtype == DType::bf16) comm.all_reduce_sum_bf16({reinterpret_cast<uint16_t*>(host_reduce_.data()), n});
-  else fail("all_reduce: activations of dtype {} are not supported", dtype_name(t.dtype));
-  // host_reduce_ stays unchanged until the next copy_to_host, which waits for this copy.
-  backend_.copy_from_host(host_reduce_.data(), t);
 }
 
 void DeepSeekModel::forward(Workspace& ws, const KvCacheView& cache, std::span<float> logits,
@@ -175,7 +164,7 @@ void DeepSeekModel::attention(int layer, const StepContext& ctx, const KvCacheVi
   dump(layer, "o", s.o);
   ops::linear(be, s.o, w.o, s.out);
   // Row-parallel o_proj: each TP rank holds its heads' share of the sum.
-  if (parallel_.tp) all_reduce(*parallel_.tp, s.out);
+  all_reduce(parallel_.tp_device.get(), s.out);
   dump(layer, "attn_out", s.out);
 }
 
@@ -192,7 +181,7 @@ void DeepSeekModel::feed_forward(int layer, const Rows& s, Workspace& ws) {
   };
   if (lw.mlp) {
     mlp(*lw.mlp, s.out);
-    if (parallel_.tp) all_reduce(*parallel_.tp, s.out);  // row-parallel down_proj
+    all_reduce(parallel_.tp_device.get(), s.out);  // row-parallel down_proj
     return;
   }
   routed_experts(layer, s, ws);
@@ -205,7 +194,7 @@ void DeepSeekModel::feed_forward(int layer, const Rows& s, Workspace& ws) {
   // Every rank holds its experts' and its shared-expert slice's share: one sum over all ranks.
   // (Under DP attention the exchange brought every expert's output home, and the shared
   // experts are whole: nothing to sum.)
-  if (parallel_.world && !exchange_) all_reduce(*parallel_.world, s.out);
+  if (!exchange_) all_reduce(parallel_.world_device.get(), s.out);
 }
 
 // The routed experts of every token. Under expert parallelism a rank computes only the
@@ -234,7 +223,7 @@ void DeepSeekModel::routed_experts(int layer, const Rows& s, Workspace& ws) {
     dump(layer, "x_sorted", x_sorted);
     host_counts_.resize(size_t(config_.n_routed_experts));
     be.copy_to_host(counts, host_counts_.data());
-    exchange_->run(*parallel_.world, moe.routed, x_sorted, host_counts_, y_sorted);
+    exchange_->run(*parallel_.world_device, moe.routed, x_sorted, host_counts_, y_sorted);
     dump(layer, "y_sorted", y_sorted);
     ops::moe_combine(be, y_sorted, row_map, ids, weights, s.out);
     dump(layer, "moe_out", s.out);
@@ -286,7 +275,7 @@ void DeepSeekModel::idle_forward(Workspace& ws) {
   const Tensor none = ws.x_sorted.t.slice_rows(0, 0);
   for (int l = 0; l < config_.n_layers; ++l)
     if (const auto& moe = weights_.layers[size_t(l)].moe)
-      exchange_->run(*parallel_.world, moe->routed, none, no_counts_, none);
+      exchange_->run(*parallel_.world_device, moe->routed, none, no_counts_, none);
 }
 
 }  // namespace dsi

@@ -22,8 +22,9 @@ namespace dsi {
 class DeepSeekModel {
  public:
   // `weights` must be in backend memory (upload_weights); the backend must outlive the model.
-  // Under a parallel layout `config` is this rank's (local_config in model/sharding.h) and
-  // `weights` its slices (shard_weights); every rank of `parallel` must run every forward.
+  // Under a parallel layout `config` is this rank's (local_config in model/sharding.h),
+  // `weights` its slices (shard_weights), and `parallel` holds the device collectives over
+  // `backend` (ModelRunner makes them); every rank of `parallel` must run every forward.
   DeepSeekModel(ModelConfig config, ModelWeights weights, Backend& backend, ParallelContext parallel = {});
 
   const ModelConfig& config() const { return config_; }
@@ -38,8 +39,10 @@ class DeepSeekModel {
   // engine/step_padding.h makes the keys). Not thread-safe: one forward at a time per model.
   void forward(Workspace& ws, const KvCacheView& cache, std::span<float> logits,
                std::optional<uint64_t> graph_key = std::nullopt);
-  // Whether this model's steps may be recorded: no collective through host memory inside a
-  // step (one rank) and no debug dump.
+  // Whether this model's steps may be recorded: one rank and no debug dump. A step of several
+  // ranks runs eagerly whatever carries its collectives: the host path copies through host
+  // memory, and NCCL's calls wait for the stream against the collective timeout
+  // (NcclCommunicator), which no graph capture allows.
   bool recordable() const { return !dump_ && !(parallel_.world && parallel_.world->size() > 1); }
 
   // Data-parallel attention: a step in which this rank has no tokens. It still joins every MoE
@@ -57,8 +60,10 @@ class DeepSeekModel {
   void attention(int layer, const StepContext& ctx, const KvCacheView& cache, const Rows& s);
   void feed_forward(int layer, const Rows& s, Workspace& ws);
   void routed_experts(int layer, const Rows& s, Workspace& ws);
-  // In place: t = sum of t over the ranks of `comm` (through host memory).
-  void all_reduce(Communicator& comm, Tensor t);
+  // In place: t = sum of t over the ranks of `group` (device_collectives.h); none: one rank.
+  static void all_reduce(DeviceCollectives* group, Tensor t) {
+    if (group) group->all_reduce_sum(t);
+  }
   void dump(int layer, const char* name, const Tensor& t) const {
     if (dump_ && dump_->wants(layer, name)) dump_->record(layer, name, t);
   }
@@ -78,7 +83,7 @@ class DeepSeekModel {
   Buffer local_counts_, local_offsets_;
   std::vector<int32_t> host_ids_, host_counts_;
   std::vector<float> host_weights_;
-  std::vector<std::byte> host_reduce_, zeros_;
+  std::vector<std::byte> zeros_;
   // Data-parallel attention: the all-to-all dispatch and combine of the routed experts.
   std::unique_ptr<ExpertExchange> exchange_;
   std::vector<int32_t> no_counts_;

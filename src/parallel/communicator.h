@@ -21,7 +21,8 @@
 namespace dsi {
 
 // A collective that did not complete within its timeout: a peer died, hangs, or runs a
-// different collective. The communicator is unusable afterwards (every later call throws).
+// different collective (NCCL also raises it for a peer's failure it reports before the
+// deadline). The communicator is unusable afterwards (every later call throws).
 // `collective`, `group`, `rank` and `size` say where (for /health and the logs); `rank` is the
 // rank that waited, in the group's numbering.
 class CollectiveTimeout : public Error {

@@ -58,7 +58,15 @@ void NcclCommunicator::wait(const char* op, void* stream) {
     check_nccl(ncclCommGetAsyncError(as_comm(comm_), &async), "ncclCommGetAsyncError");
     if (async != ncclSuccess && async != ncclInProgress) {
       broken_ = true;
-      fail("NCCL {} on group '{}' (rank {} of {}) failed: {}", op, name_, rank_, size_, ncclGetErrorString(async));
+      if (async != ncclRemoteError && async != ncclSystemError)
+        fail("NCCL {} on group '{}' (rank {} of {}) failed: {}", op, name_, rank_, size_, ncclGetErrorString(async));
+      // NCCL noticed a peer's failure (a remote error, a closed connection) before the
+      // deadline: the group is as dead as after a timeout, and takes the same failure path.
+      const double secs = double(timeout_.count()) / 1000.0;
+      throw CollectiveTimeout(fmt::format("NCCL collective {} on group '{}' (rank {} of {}) failed: {}: a peer rank "
+                                          "died or its connection broke",
+                                          op, name_, rank_, size_, ncclGetErrorString(async)),
+                              op, name_, rank_, size_, secs);
     }
     if (async == ncclSuccess) {
       if (!stream && std::string_view(op) == "init") return;

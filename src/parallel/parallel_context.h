@@ -15,19 +15,24 @@
 #include <memory>
 #include <string>
 
+#include "parallel/collective_choice.h"
 #include "parallel/communicator.h"
+#include "parallel/device_collectives.h"
 #include "parallel/timed_communicator.h"
 
 namespace dsi {
 
 // What the user asked for (--tensor-parallel-size, --expert-parallel-size,
-// --data-parallel-size, --enable-expert-parallel).
+// --data-parallel-size, --enable-expert-parallel, --collective-timeout, --device-collectives).
 struct ParallelOptions {
   int tensor_parallel_size = 1;
   int expert_parallel_size = 1;
   int data_parallel_size = 1;
   bool enable_expert_parallel = false;  // vLLM's meaning: expert parallelism over all ranks
   double collective_timeout_s = 20;
+  // How activations move between ranks (collective_choice.h); resolved once every rank's GPU
+  // is known (check_gpus_and_collectives, gpu_group_check.h).
+  DeviceCollectivesMode device_collectives = DeviceCollectivesMode::device_collectives_auto;
 };
 
 struct ParallelContext {
@@ -42,6 +47,11 @@ struct ParallelContext {
   // Seconds this rank spent in the collectives of `world`, `tp` and their splits (they are
   // TimedCommunicators on this clock); null in a world of one.
   std::shared_ptr<CommunicationClock> comm_clock;
+  // The model's collectives on activations in backend memory over the ranks of `world` and
+  // `tp` (device_collectives.h: NCCL, or staged through the host communicators above). Made by
+  // ModelRunner once its backend exists (they need its memory and stream); null before that
+  // and in a world of one.
+  std::shared_ptr<DeviceCollectives> world_device, tp_device;
   std::string launcher = "none";  // who started the ranks (LaunchInfo::launcher): "openmpi", ...
 
   bool single() const { return world_size == 1; }

@@ -17,6 +17,7 @@
 #include "core/threads.h"
 #include "engine/step_broadcast.h"
 #include "model/sharding.h"
+#include "parallel/device_collectives_factory.h"
 #include "parallel/gpu_group_check.h"
 #include "parallel/parallel_runtime.h"
 #include "server/api_router.h"
@@ -126,12 +127,18 @@ int run_serve(const ServeOptions& o) {
     check_quantization(o.quantization, model.config, o.source.path.empty() ? model.name : o.source.path);
     check_parallel_layout(par, model.config);
   });
-  // Only once every rank is here: the check is a collective.
-  checked_on_every_rank(par, [&] { check_gpu_group(par, runs_on_gpu(o.backend), o.backend.device_index); });
+  // Only once every rank is here: the check is a collective. It also chooses what carries the
+  // model's collectives, from every rank's GPU.
+  DeviceCollectivesMode collectives{};
+  checked_on_every_rank(par, [&] {
+    collectives = check_gpus_and_collectives(par, runs_on_gpu(o.backend), o.backend.device_index,
+                                             o.parallel.device_collectives, nccl_collectives_built());
+  });
   int code = 0;
   rt.run([&] {
     RunnerOptions ro = runner_options(o);
     ro.parallel = par;
+    ro.device_collectives = collectives;
     ModelRunner runner(std::move(model.config), std::move(model.weights), ro);
     if (!par.is_root()) {
       // mpirun forwards SIGTERM, SIGINT and SIGUSR1 to every rank; rank 0 drains its requests

@@ -50,6 +50,35 @@ RankGpu cpu_rank(const std::string& host) {
   return g;
 }
 
+int nvml_index_of_cuda_device(const Topology& t, int cuda_index, const char* visible, std::string& problem) {
+  if (!visible) return cuda_index;
+  std::vector<std::string> entries;
+  for (std::string rest = visible;;) {
+    const size_t comma = rest.find(',');
+    std::string e = rest.substr(0, comma);
+    e.erase(0, e.find_first_not_of(" \t"));
+    e.erase(e.find_last_not_of(" \t") + 1);
+    entries.push_back(e);
+    if (comma == std::string::npos) break;
+    rest = rest.substr(comma + 1);
+  }
+  if (cuda_index < 0 || size_t(cuda_index) >= entries.size() || entries[size_t(cuda_index)].empty()) {
+    problem = fmt::format("CUDA_VISIBLE_DEVICES='{}' has no device {}", visible, cuda_index);
+    return -1;
+  }
+  const std::string& e = entries[size_t(cuda_index)];
+  if (e.find_first_not_of("0123456789") == std::string::npos && e.size() < 6) {
+    const int i = std::stoi(e);
+    if (size_t(i) < t.gpus.size()) return i;
+  } else if (e.rfind("GPU-", 0) == 0) {
+    for (size_t i = 0; i < t.gpus.size(); ++i)
+      if (t.gpus[i].uuid.rfind(e, 0) == 0) return int(i);
+  }
+  problem = fmt::format("CUDA_VISIBLE_DEVICES entry '{}' (device {}) is none of the {} GPUs NVML lists", e, cuda_index,
+                        t.gpus.size());
+  return -1;
+}
+
 namespace {
 
 // "ranks 0-3", "rank 5", "ranks 0,2,4"

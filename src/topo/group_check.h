@@ -32,6 +32,14 @@ RankGpu describe_rank_gpu(const Topology& t, const std::string& host, int index)
 // A rank that runs on the CPU.
 RankGpu cpu_rank(const std::string& host);
 
+// The NVML index (t.gpus) of CUDA device `cuda_index` under CUDA_VISIBLE_DEVICES = `visible`
+// (null: unset). NVML numbers every GPU of the node in PCI bus order; CUDA numbers only the
+// visible ones, in the order listed (indices or GPU-UUID prefixes), so a rank started with its
+// own CUDA_VISIBLE_DEVICES runs on its "device 0" of another GPU. (CUDA's default order is PCI
+// bus order among GPUs of one model, the only kind a job may hold.) -1 with `problem` set when
+// it cannot be told: a MIG instance, an entry NVML does not list, too few entries.
+int nvml_index_of_cuda_device(const Topology& t, int cuda_index, const char* visible, std::string& problem);
+
 struct GroupCheck {
   std::vector<std::string> errors;
   std::vector<std::string> warnings;

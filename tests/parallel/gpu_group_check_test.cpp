@@ -2,7 +2,7 @@
 // nothing): every rank describes its GPU from the fake NVML library of the topo tests, the
 // descriptions are gathered, and every rank reaches the same verdict: mixed GPU models fail
 // on every rank (checked_on_every_rank then prints it once and all exit non-zero), TP over
-// PCIe is a warning only.
+// PCIe is a warning only; and the choice of the model's device collectives from the same list.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -82,6 +82,39 @@ TEST(GpuGroupCheck, MixedModelsFailOnEveryRankPcieTpOnlyWarns) {
   // All on the CPU: nothing to check; one on the CPU beside a GPU: an error on both.
   EXPECT_TRUE(check_gpu_group(context(2), false, 0).errors.empty());
   EXPECT_THROW(check_gpu_group(context(1), r == 0, 0, FAKE_NVML_PATH), Error);
+}
+
+// The model's collectives chosen from the gathered GPUs: NCCL when each rank has a GPU of its
+// own; host when both ranks use GPU 0 (as on a one-GPU machine), and there `nccl` fails on
+// every rank, printed once.
+TEST(GpuGroupCheck, ChoosesTheDeviceCollectivesFromEveryRanksGpu) {
+  using Mode = DeviceCollectivesMode;
+  const int r = g_world->rank();
+  use_fake_nvml(kSame);
+  EXPECT_EQ(check_gpus_and_collectives(context(2), true, r, Mode::device_collectives_auto, true, FAKE_NVML_PATH),
+            Mode::device_collectives_nccl);
+  EXPECT_EQ(check_gpus_and_collectives(context(2), true, r, Mode::device_collectives_auto, false, FAKE_NVML_PATH),
+            Mode::device_collectives_host);
+  EXPECT_EQ(check_gpus_and_collectives(context(2), true, 0, Mode::device_collectives_auto, true, FAKE_NVML_PATH),
+            Mode::device_collectives_host);
+  try {
+    check_gpus_and_collectives(context(2), true, 0, Mode::device_collectives_nccl, true, FAKE_NVML_PATH);
+    ADD_FAILURE() << "rank " << r << ": nccl on a shared GPU passed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--device-collectives nccl: ranks 0 and 1 share GPU 0 (00000000:18:00.0)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(checked_on_every_rank(context(2),
+                                     [&] {
+                                       check_gpus_and_collectives(context(2), true, 0, Mode::device_collectives_nccl,
+                                                                  true, FAKE_NVML_PATH);
+                                     }),
+               ReportedByRootError);
+  // On the CPU: host, and nccl refused.
+  EXPECT_EQ(check_gpus_and_collectives(context(2), false, 0, Mode::device_collectives_auto, true),
+            Mode::device_collectives_host);
+  EXPECT_THROW(check_gpus_and_collectives(context(2), false, 0, Mode::device_collectives_nccl, true), Error);
 }
 
 }  // namespace

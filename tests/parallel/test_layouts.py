@@ -76,8 +76,13 @@ def check_startup_errors():
         (["-tp", "2"], 3, "not a multiple of --tensor-parallel-size 2"),
         (["-tp", "2"], 1, "not a multiple of --tensor-parallel-size 2"),
     ]
-    for flags, np, text in cases:
-        r = run(["logits", "--model", odd, "--tokens", "1,2", "--out", "/dev/null", *flags], np, check=False)
+    # NCCL forced where it cannot run (CPU ranks): refused after loading, by the GPU checks.
+    lite = os.path.join(DATA, "tiny-v2-lite")
+    cases.append((["-tp", "2", "--device", "cpu", "--device-collectives", "nccl"], 2,
+                  "--device-collectives nccl: rank 0 runs on the CPU", lite))
+    for flags, np, text, *model in cases:
+        r = run(["logits", "--model", (model or [odd])[0], "--tokens", "1,2", "--out", "/dev/null", *flags], np,
+                check=False)
         assert r.returncode != 0, (flags, np, "succeeded")
         assert r.stderr.count(text) == 1, (flags, np, f"expected '{text}' once in stderr, got: {r.stderr}")
     print("startup checks: each error printed once, every rank exits non-zero")

@@ -196,5 +196,26 @@ TEST(GroupCheck, NvlinkSharedGpusAndNodes) {
             std::string::npos);
 }
 
+// A rank's CUDA device under CUDA_VISIBLE_DEVICES is another NVML index: ranks that each see
+// their own GPU as device 0 must be told apart (two ranks on one GPU cannot use NCCL).
+TEST(GroupCheck, CudaVisibleDevicesMapCudaDevicesToNvmlGpus) {
+  Topology t = with_config(R"({"gpus": [
+    {"name": "NVIDIA H200", "memory_gib": 140, "cc": [9, 0], "bus": "00000000:18:00.0", "numa": 0},
+    {"name": "NVIDIA H200", "memory_gib": 140, "cc": [9, 0], "bus": "00000000:2A:00.0", "numa": 0},
+    {"name": "NVIDIA H200", "memory_gib": 140, "cc": [9, 0], "bus": "00000000:3B:00.0", "numa": 0}],
+   "links": [["X", "NV18", "NV18"], ["NV18", "X", "NV18"], ["NV18", "NV18", "X"]]})");
+  std::string problem;
+  EXPECT_EQ(nvml_index_of_cuda_device(t, 1, nullptr, problem), 1);
+  EXPECT_EQ(nvml_index_of_cuda_device(t, 0, "2", problem), 2);
+  EXPECT_EQ(nvml_index_of_cuda_device(t, 1, "2, 0", problem), 0);
+  EXPECT_EQ(nvml_index_of_cuda_device(t, 1, ("0," + t.gpus[2].uuid).c_str(), problem), 2);
+  EXPECT_TRUE(problem.empty()) << problem;
+  EXPECT_EQ(nvml_index_of_cuda_device(t, 1, "2", problem), -1);
+  EXPECT_NE(problem.find("CUDA_VISIBLE_DEVICES='2' has no device 1"), std::string::npos) << problem;
+  EXPECT_EQ(nvml_index_of_cuda_device(t, 0, "MIG-4f0e2c1a", problem), -1);
+  EXPECT_NE(problem.find("'MIG-4f0e2c1a' (device 0) is none of the 3 GPUs"), std::string::npos) << problem;
+  EXPECT_EQ(nvml_index_of_cuda_device(t, 0, "7", problem), -1);
+}
+
 }  // namespace
 }  // namespace dsi::topo

@@ -4,8 +4,9 @@
 # cannot share a GPU in an NCCL group, so the two ranks here use the MPI host communicator:
 # TP2, EP2 and DP2 `dsinfer logits --device cuda --dtype float32` against the single-process
 # CUDA run (max |diff| printed; bound 1e-5, as on the CPU), DP2 `generate` with three prompts
-# spread over both ranks against each prompt alone, then the NCCL communicator's one-rank
-# tests. Outputs to $OUT.
+# spread over both ranks against each prompt alone, then the NCCL communicator's and the NCCL
+# device collectives' one-rank tests, and `--device-collectives nccl` refused for two ranks on
+# the one GPU (printed once, every rank non-zero). Outputs to $OUT.
 set -uo pipefail
 out=${OUT:-$PWD/device-out}
 bin="$ROOT/bin/dsinfer"
@@ -48,8 +49,16 @@ PY
   if [ "$dp"$'\n' = "$alone" ]; then echo "$model -dp 2 generate: 3 prompts on DP ranks $placed equal to each alone"
   else echo "$model -dp 2 generate: DIFFERS (ranks $placed): '$dp' vs '$alone'"; status=1; fi
 done
-if [ -x "$ROOT/bin/nccl_communicator_test" ]; then
-  timeout 120 "$ROOT/bin/nccl_communicator_test" > "$out/nccl_communicator_test.log" 2>&1 || status=1
-  echo "nccl_communicator_test: $(grep -E 'PASSED|FAILED' "$out/nccl_communicator_test.log" | tr '\n' ' ')"
-fi
+for t in nccl_communicator_test nccl_collectives_test; do
+  [ -x "$ROOT/bin/$t" ] || continue
+  timeout 120 "$ROOT/bin/$t" > "$out/$t.log" 2>&1 || status=1
+  echo "$t: $(grep -E 'PASSED|FAILED' "$out/$t.log" | tr '\n' ' ')"
+done
+# Two ranks on one GPU cannot form an NCCL group: forced, it is a startup error naming the flag.
+timeout 120 "${mpi[@]}" -np 2 "$bin" --log-level warn logits --device cuda -tp 2 --device-collectives nccl \
+  --model tests/data/tiny-v2-lite --tokens $tokens --out /tmp/nccl-shared.st > "$out/par_nccl_shared.log" 2>&1
+rc=$?
+n=$(grep -c -- "--device-collectives nccl: ranks 0 and 1 share GPU" "$out/par_nccl_shared.log")
+echo "--device-collectives nccl on a shared GPU: rc $rc, message printed $n time(s) (want non-zero, 1)"
+{ [ $rc != 0 ] && [ "$n" = 1 ]; } || status=1
 exit $status

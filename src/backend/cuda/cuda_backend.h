@@ -35,6 +35,10 @@ class CudaBackend final : public Backend {
   DType activation_dtype() const override { return act_; }
   DType kv_dtype() const override { return kv_; }
   DeviceMemory device_memory() override;
+  void* native_stream() override {
+    bind();
+    return stream();
+  }
   const DeviceInfo& info() const { return info_; }
 
   Buffer alloc(DType dtype, int64_t rows, int64_t cols) override;
