@@ -27,26 +27,20 @@
 
 #include "backend/cuda/grouped_gemv_common.cuh"
 #include "backend/cuda/launch.h"
+#include "backend/cuda/mma_util.cuh"
 
 namespace dsi::cuda {
 
 namespace {
 
 using detail::load_chunk;
+using detail::mma_bf16;
 using detail::nth_nonempty_group;
 
 constexpr int kWarps = 8;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kChunkBytes = 64;  // of one weight row
 constexpr int kTileCols = 16;    // output columns (weight rows) per CTA
-
-// d += a b, m16n8k16, bf16 operands, f32 accumulators.
-__device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                         uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
 
 // Two e4m3 codes (the low 16 bits) -> a bf16 pair, exact (through half, which holds every e4m3
 // value; bf16 has more exponent and mantissa bits than e4m3).

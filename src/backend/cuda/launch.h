@@ -13,6 +13,9 @@
 namespace dsi::cuda {
 
 cudaError_t launch_mla_attention(const MlaAttentionParams& p, cudaStream_t stream);
+// The tensor-core MLA attention kernel (without the split combine): whether it takes p, its launch.
+bool mla_attention_mma_takes(const MlaAttentionParams& p);
+cudaError_t launch_mla_attention_mma(const MlaAttentionParams& p, cudaStream_t stream);
 cudaError_t launch_copy_rope_part(const MlaAbsorbParams& p, cudaStream_t stream);
 cudaError_t launch_grouped_gemm(const GroupedGemmParams& p, cudaStream_t stream);
 cudaError_t launch_grouped_gemv(const GroupedGemvParams& p, cudaStream_t stream);

@@ -2,6 +2,8 @@
 // warps share each tile of cache rows through shared memory (widened to float32 once); a warp
 // owns HPW heads (1 or 2), its lanes own interleaved columns of the query and the output,
 // and the softmax runs online in float32 in base 2 (scale * log2(e) is folded into q).
+// bf16 queries and cache of DeepSeek's dims (r = 512, dr = 64) take the tensor-core kernel
+// instead (mla_attention_mma.cu); both end in this file's split combine.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -225,7 +227,11 @@ cudaError_t launch_typed(const MlaAttentionParams& p, cudaStream_t stream) {
   const dim3 grid(unsigned(p.n_tokens), unsigned((p.n_heads + heads_per_cta - 1) / heads_per_cta),
                   unsigned(p.n_splits));
   kernel<<<grid, unsigned(32 * n_warps), smem, stream>>>(p);
-  if ((err = cudaGetLastError()) != cudaSuccess || p.n_splits == 1) return err;
+  return cudaGetLastError();
+}
+
+template <class TQ>
+cudaError_t launch_combine(const MlaAttentionParams& p, cudaStream_t stream) {
   mla_combine_kernel<TQ><<<dim3(unsigned(p.n_tokens), unsigned(p.n_heads)), 128, 0, stream>>>(p);
   return cudaGetLastError();
 }
@@ -251,7 +257,12 @@ cudaError_t launch_kv(const MlaAttentionParams& p, cudaStream_t stream) {
 
 cudaError_t launch_mla_attention(const MlaAttentionParams& p, cudaStream_t stream) {
   if (p.n_tokens == 0) return cudaSuccess;
-  return p.act_dtype == DType::bf16 ? launch_kv<__nv_bfloat16>(p, stream) : launch_kv<float>(p, stream);
+  const bool bf16 = p.act_dtype == DType::bf16;
+  cudaError_t err = mla_attention_mma_takes(p) ? launch_mla_attention_mma(p, stream)
+                    : bf16                     ? launch_kv<__nv_bfloat16>(p, stream)
+                                               : launch_kv<float>(p, stream);
+  if (err != cudaSuccess || p.n_splits == 1) return err;
+  return bf16 ? launch_combine<__nv_bfloat16>(p, stream) : launch_combine<float>(p, stream);
 }
 
 }  // namespace dsi::cuda

@@ -10,8 +10,9 @@
 //    scales applied in another order: a few dozen units of u = 2^-24; we allow 1e-5 (~170 u)
 //    for both the normalised and the max error (an indexing or masking slip costs > 1e-2).
 //  - bf16 outputs: one rounding of the f32 result (|err| <= u_bf16 |x|, u_bf16 = 2^-8), and in
-//    the projections FP8 weights rounded to bf16 after scaling (another u_bf16 per weight,
-//    averaging out over K): 2 u_bf16 for both metrics.
+//    the projections FP8 weights rounded to bf16 after scaling, in the tensor-core attention
+//    kernel the probabilities rounded to bf16 before the second product (another u_bf16 per
+//    weight, averaging out over K or the context): 2 u_bf16 for both metrics.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include "backend/step_context.h"
 #include "backend/cuda/device.h"
 #include "backend/cuda/mla_attention.h"
+#include "backend/cuda/launch.h"
 #include "backend/cuda/mla_projections.h"
 #include "kernels_test_util.h"
 
@@ -141,18 +143,27 @@ void run_attention_case(const AttentionCase& c, DType act, DType kv, Rng& rng) {
   std::vector<int> split_counts = {1, 3, (max_context + 31) / 32 + 2, auto_splits};
   std::sort(split_counts.begin(), split_counts.end());
   split_counts.erase(std::unique(split_counts.begin(), split_counts.end()), split_counts.end());
-  for (int splits : split_counts) {
-    p.n_splits = splits;
-    DeviceMem scratch(size_t(std::max<int64_t>(mla_attention_scratch_floats(p), 1)) * 4);
-    scratch.poison();
-    p.split_scratch = splits > 1 ? scratch.as<float>() : nullptr;
-    d_out.poison();
-    mla_attention(p, nullptr);
-    const auto got = download(d_out, act, ref.size());
-    expect_close(got, ref, tol_for(act), tol_for(act),
-                 std::string("attention ") + c.name + " q " + dname(act) + " kv " + dname(kv) + " splits " +
-                     std::to_string(splits) + (splits == auto_splits ? " (auto)" : ""));
-  }
+  // bf16 at DeepSeek's dims takes the tensor-core kernel by default (2 or 4 cache stages):
+  // check each, and the CUDA-core one too. {tensor_cores, stages}
+  std::vector<std::pair<bool, int>> kernels = {{true, 2}};
+  p.tensor_cores = true;
+  if (mla_attention_mma_takes(p)) kernels = {{true, 2}, {true, 4}, {false, 2}};
+  for (auto [tensor_cores, stages] : kernels)
+    for (int splits : split_counts) {
+      p.n_splits = splits;
+      p.tensor_cores = tensor_cores;
+      p.mma_stages = stages;
+      DeviceMem scratch(size_t(std::max<int64_t>(mla_attention_scratch_floats(p), 1)) * 4);
+      scratch.poison();
+      p.split_scratch = splits > 1 ? scratch.as<float>() : nullptr;
+      d_out.poison();
+      mla_attention(p, nullptr);
+      const auto got = download(d_out, act, ref.size());
+      expect_close(got, ref, tol_for(act), tol_for(act),
+                   std::string("attention ") + c.name + " q " + dname(act) + " kv " + dname(kv) + " splits " +
+                       std::to_string(splits) + (splits == auto_splits ? " (auto)" : "") +
+                       (kernels.size() > 1 ? (tensor_cores ? " mma" + std::to_string(stages) : " fma") : ""));
+    }
 }
 
 TEST(CudaMla, AttentionMatchesCpuOnMixedBatches) {
@@ -166,6 +177,9 @@ TEST(CudaMla, AttentionMatchesCpuOnMixedBatches) {
       {"tiny-v2-group (4 heads, r 48, dr 16)", 4, 48, 16, mixed},
       {"tiny-v3-odd (3 heads, r 40, dr 8)", 3, 40, 8, mixed},
       {"V2-Lite (16 heads, r 512, dr 64)", 16, 512, 64, {{300, 40}, {1500, 1}, {0, 1}, {65, 1}}},
+      // V2-Lite under TP2 and an odd count: a partly empty 16-head tile of the tensor-core kernel.
+      {"V2-Lite TP2 (8 heads, r 512, dr 64)", 8, 512, 64, {{95, 3}, {31, 1}, {0, 2}}},
+      {"24 heads, r 512, dr 64", 24, 512, 64, {{33, 1}, {700, 1}}},
   };
   for (const auto& c : cases)
     for (auto [act, kv] : {std::pair{DType::f32, DType::f32}, {DType::bf16, DType::bf16}, {DType::f32, DType::bf16}})
