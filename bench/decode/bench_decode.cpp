@@ -36,6 +36,7 @@
 #include "core/aligned_buffer.h"
 #include "core/log.h"
 #include "core/threads.h"
+#include "engine/device_sampling.h"
 #include "engine/model_runner.h"
 #include "model/weight_map.h"
 
@@ -185,6 +186,8 @@ Result run_batch(ModelRunner& runner, int batch, int context, int steps, double 
   }
   double secs = 0;
   std::vector<OpTiming> ops;
+  const std::vector<sampling::SamplingRow> greedy_rows(static_cast<size_t>(batch), plain_greedy_row(0));
+  std::vector<sampling::SamplingResult> results(static_cast<size_t>(batch));
   // Two untimed steps first: a decode graph runs eagerly on its key's first step and is
   // captured on the second (step_padding.h); then the timed steps, then with --profile one
   // op-timed step (eager: each op between its own events).
@@ -200,13 +203,22 @@ Result run_batch(ModelRunner& runner, int batch, int context, int steps, double 
       b.logit_rows.push_back(s);
       b.sequences.push_back({s, 1, pos, tables[size_t(s)]});
     }
-    const std::span<float> logits = runner.host_logits(batch);
+    // Greedy tokens as the server chooses them: on the device sampler where the backend has
+    // one (the logits stay on the GPU), else from the host logits.
+    const bool on_device = runner.samples_on_device();
+    const std::span<float> logits = on_device ? std::span<float>{} : runner.host_logits(batch);
     auto t0 = Clock::now();
     if (timed_ops) runner.backend().begin_op_timing();
-    runner.forward(b, logits);
+    if (on_device) {
+      runner.forward_on_device(b);
+      runner.sample_on_device(greedy_rows, {}, results);
+      for (int s = 0; s < batch; ++s) last[size_t(s)] = results[size_t(s)].token;
+    } else {
+      runner.forward(b, logits);
+    }
     if (timed_ops) ops = runner.backend().end_op_timing();
     else if (step >= 0) secs += std::chrono::duration<double>(Clock::now() - t0).count();
-    for (int s = 0; s < batch; ++s) {
+    for (int s = 0; s < batch && !on_device; ++s) {
       auto row = logits.begin() + std::ptrdiff_t(s) * c.vocab_size;
       last[size_t(s)] = int32_t(std::max_element(row, row + c.vocab_size) - row);
     }

@@ -14,8 +14,8 @@ out=${OUT:-$PWD/device-out}
 mkdir -p "$out"
 mode=all
 case "${1:-}" in --tests-only) mode=tests; shift ;; --bench-only) mode=bench; shift ;; esac
-# PHASES picks what runs (default all): ops parity server gemm decode v3 grammar serve topo parallel sanitize.
-phases=" ${PHASES:-ops parity server gemm decode v3 grammar serve topo parallel sanitize} "
+# PHASES picks what runs (default all): ops parity server gemm kernels decode v3 grammar serve topo parallel sanitize.
+phases=" ${PHASES:-ops parity server gemm kernels decode v3 grammar serve topo parallel sanitize} "
 want() { [[ "$phases" == *" $1 "* ]]; }
 root=$(mktemp -d /tmp/dsinfer-device.XXXX)
 tar -C "$root" -xJf "$here/dsinfer-device.tar.xz" || { echo "run.sh: cannot unpack $here/dsinfer-device.tar.xz"; exit 1; }
@@ -100,9 +100,10 @@ if [ "$mode" != bench ]; then
   grep -iE "unsupported|not supported|must be|hint" "$out/fp8_probe_cublaslt.log" | sort | uniq -c | sort -rn | head -8
   grep -E "^  NVIDIA|sm_" "$out/cuda_ops_test.log" | head -2
   # The skinny decode kernels under memcheck: their loads run ahead of the math (grouped_gemv_mma.cu).
+  # MEMCHECK_FILTER picks other cuda_ops_test cases.
   if command -v compute-sanitizer >/dev/null; then
     timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 "$root/bin/cuda_ops_test" \
-      --gtest_filter='CudaGemm.Skinny*' > "$out/memcheck_skinny.log" 2>&1
+      --gtest_filter="${MEMCHECK_FILTER:-CudaGemm.Skinny*}" > "$out/memcheck_skinny.log" 2>&1
     rc=$?
     rows+=("$(printf '%-22s rc %-3s %s' memcheck_skinny "$rc" "$(grep -E 'ERROR SUMMARY' "$out/memcheck_skinny.log" | tail -1)")")
   fi
@@ -123,6 +124,12 @@ if [ "$mode" != tests ]; then
   # The bf16 GEMM peak just measured (8192^3 through cuBLASLt): the prefill's FLOP ceiling.
   peak=$(awk '$1 == "square" && $2 == "bf16" {print $7}' "$out/cuda_gemm_bench.log" 2>/dev/null | head -1)
   peak=${peak:-${PEAK_TFLOPS:-}}
+  if want kernels; then
+  # MLA attention (both kernels) and MoE at the real models' shapes against their floors.
+  timeout 120 "$root/bin/cuda_kernels_bench" > "$out/cuda_kernels_bench.log" 2>&1
+  rows+=("$(printf '%-22s rc %-3s' cuda_kernels_bench "$?")")
+  cat "$out/cuda_kernels_bench.log"
+  fi
   if want decode; then
   # Once per decode path in one call (DSINFER_CUDA_SKINNY: 0 the cuBLASLt / tiled path, fma the
   # CUDA-core skinny kernels, mma the tensor-core ones, the default), each with one op-timed
@@ -138,6 +145,20 @@ if [ "$mode" != tests ]; then
     # The figures, and the five largest ops of each batch's breakdown (the whole table is in the log).
     grep -E "^(model|backend|prefill|  batch| *[0-9]+ +[0-9.]+ |decode steps)" "$log"
     awk '/^(batch [0-9]+, one decode step|prefill step)/{print; n=0; next} /^  op /{next} /^  (device total|not on device)/{print; next}
+         /^  [a-z]/{if (n++ < 6) print}' "$log"
+  done
+  # More runs of the same decode steps (no prefill), each under its own environment:
+  # DECODE_ENVS is a list of comma-separated assignments, e.g.
+  # "DSINFER_CUDA_MLA=fma DSINFER_CUDA_SKINNY_LINEAR_ROWS=64,DSINFER_CUDA_MLA=fma".
+  for envs in ${DECODE_ENVS:-}; do
+    log="$out/bench_decode_v2_lite_${envs//[^A-Za-z0-9]/_}.log"
+    echo "== V2-Lite shape, dummy bf16 weights, --device cuda, ${envs//,/ }"
+    env ${envs//,/ } timeout 240 "$root/bin/bench_decode" --config assets/models/deepseek-v2-lite.json \
+      --device cuda --batches ${DECODE_BATCHES:-1,16,64} --context 128 --steps 32 --prefill-seqs 0 --profile \
+      ${gbps:+--bandwidth-gbps $gbps} > "$log" 2>&1
+    rows+=("$(printf '%-22s rc %-3s %s' bench_decode_env "$?" "$envs")")
+    grep -E "^(  batch| *[0-9]+ +[0-9.]+ )" "$log"
+    awk '/^(batch [0-9]+, one decode step)/{print; n=0; next} /^  op /{next} /^  (device total|not on device)/{print; next}
          /^  [a-z]/{if (n++ < 6) print}' "$log"
   done
   # The same decode steps launched op by op (--enforce-eager: no CUDA graphs), no prefill, no

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/sampling.h"
 #include "core/tensor.h"
 
 namespace dsi {
@@ -189,6 +190,17 @@ class Backend {
   }
   // How many recordings are kept (CUDA graphs captured so far).
   virtual int64_t n_recorded() const { return 0; }
+
+  // ---- sampling on the device (engine/sampling_rows.h prepares the records, backend/sampling.h
+  // defines them). sample() chooses a token for rows [0, rows.size()) of `logits` (f32, this
+  // backend's memory, [>= rows.size(), vocab]; used as scratch) by the same rules and
+  // arithmetic as the CPU sampler, and returns once `results` holds every row's outcome.
+  // Called outside recorded steps. A backend without one (the CPU: the engine samples the host
+  // logits itself) returns false from has_device_sampler and throws from sample.
+  virtual bool has_device_sampler() const { return false; }
+  virtual void sample(const Tensor& logits, std::span<const sampling::SamplingRow> rows,
+                      std::span<const sampling::SamplingPenalty> penalties,
+                      std::span<sampling::SamplingResult> results);
 
   // ---- ops (see backend/ops.h for the shapes; the op layer checks them before calling)
   virtual void embedding(const Weight& table, const StepContext& ctx, Tensor out) = 0;

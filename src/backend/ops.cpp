@@ -281,4 +281,28 @@ void moe_combine(Backend& be, const Tensor& y_sorted, const Tensor& row_map, con
   be.moe_combine(y_sorted, row_map, expert_ids, expert_weights, out);
 }
 
+void sample(Backend& be, const Tensor& logits, std::span<const sampling::SamplingRow> rows,
+            std::span<const sampling::SamplingPenalty> penalties, std::span<sampling::SamplingResult> results) {
+  require_dtype(logits, DType::f32, "sample", "logits");
+  require_data(logits, "sample", "logits");
+  if (logits.rows < int64_t(rows.size()) || results.size() != rows.size())
+    fail("sample: {} rows with {} results over {} logits rows", rows.size(), results.size(), logits.rows);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& r = rows[i];
+    if (r.penalty_begin < 0 || r.penalty_begin > r.penalty_end || size_t(r.penalty_end) > penalties.size())
+      fail("sample: row {} names penalties [{}, {}) of {}", i, r.penalty_begin, r.penalty_end, penalties.size());
+  }
+  if (rows.empty()) return;
+  be.sample(logits, rows, penalties, results);
+}
+
 }  // namespace dsi::ops
+
+namespace dsi {
+
+void Backend::sample(const Tensor&, std::span<const sampling::SamplingRow>, std::span<const sampling::SamplingPenalty>,
+                     std::span<sampling::SamplingResult>) {
+  fail("{}: this backend has no device sampler", name());
+}
+
+}  // namespace dsi

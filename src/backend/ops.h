@@ -87,4 +87,10 @@ void moe_grouped_mlp(Backend& be, const Tensor& x_sorted, const Tensor& expert_o
 void moe_combine(Backend& be, const Tensor& y_sorted, const Tensor& row_map, const Tensor& expert_ids,
                  const Tensor& expert_weights, Tensor out);
 
+// Tokens for rows [0, rows.size()) of logits on the backend's device sampler (Backend::sample).
+// logits: f32 [>= rows.size(), vocab], scratch; results: one per row; each row's penalty range
+// [penalty_begin, penalty_end) inside `penalties`.
+void sample(Backend& be, const Tensor& logits, std::span<const sampling::SamplingRow> rows,
+            std::span<const sampling::SamplingPenalty> penalties, std::span<sampling::SamplingResult> results);
+
 }  // namespace dsi::ops

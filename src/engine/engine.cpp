@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "engine/device_sampling.h"
 #include "engine/dp_scheduler.h"
 #include "parallel/communicator.h"
 
@@ -308,7 +309,13 @@ bool Engine::step() {
   size_t n_logit_rows = 0;
   for (const auto& b : batches) n_logit_rows += b.logit_rows.size();
   const int64_t vocab = runner_.config().vocab_size;
-  const std::span<float> logits = runner_.host_logits(int64_t(n_logit_rows));
+  // The logits stay on the device and are sampled there where the runner can (one rank, a
+  // device sampler) and every sequence suits it; otherwise they come to the host.
+  const bool on_device = options_.device_sampling && runner_.samples_on_device() &&
+                         std::all_of(batch_plan.begin(), batch_plan.end(), [](const ScheduledSequence& s) {
+                           return !s.samples || suits_device_sampling(s.seq->sampling);
+                         });
+  const std::span<float> logits = on_device ? std::span<float>{} : runner_.host_logits(int64_t(n_logit_rows));
   const auto t1 = Clock::now();
   im.stats.scheduler_seconds_total += std::chrono::duration<double>(t1 - t0).count();
 
@@ -316,7 +323,8 @@ bool Engine::step() {
   const CommunicationClock* comm = runner_.parallel().comm_clock.get();
   const double comm_before = comm ? comm->seconds() : 0.0;
   try {
-    runner_.forward_plan(batches, logits);
+    if (on_device) runner_.forward_on_device(batches[0]);
+    else runner_.forward_plan(batches, logits);
   } catch (const std::exception& e) {
     // A failed step fails the requests in it, never the server; unless a rank of a parallel
     // group failed (a collective timed out): then no step can run again, every request fails
@@ -354,16 +362,30 @@ bool Engine::step() {
     if (s.samples) sampling_plan.push_back(&s);
   std::vector<GeneratedToken> sampled(sampling_plan.size());
   std::vector<std::string> sampling_errors(sampling_plan.size());
-#pragma omp parallel for schedule(dynamic, 1) if (sampling_plan.size() > 1)
-  for (size_t row = 0; row < sampling_plan.size(); ++row) {
-    Sequence& seq = *sampling_plan[row]->seq;
-    std::span<float> row_logits(logits.data() + row * size_t(vocab), size_t(vocab));
+  auto context_of = [&](const Sequence& seq) {
+    return SampleContext{std::span(seq.tokens).first(size_t(seq.n_prompt)), seq.n_generated(),
+                         runner_.config().eos_token_ids, std::span(seq.tokens).subspan(size_t(seq.n_prompt))};
+  };
+  if (on_device) {
+    std::vector<SampleInput> inputs;
+    inputs.reserve(sampling_plan.size());
+    for (const ScheduledSequence* s : sampling_plan)
+      inputs.push_back({&s->seq->sampling, &s->seq->sampler, context_of(*s->seq)});
     try {
-      sampled[row] = sample_token(row_logits, seq.sampling, seq.sampler,
-                                  {std::span(seq.tokens).first(size_t(seq.n_prompt)), seq.n_generated(),
-                                   runner_.config().eos_token_ids, std::span(seq.tokens).subspan(size_t(seq.n_prompt))});
-    } catch (const std::exception& e) {
-      sampling_errors[row] = e.what();
+      sample_rows_on_device(runner_, inputs, sampled, sampling_errors);
+    } catch (const std::exception& e) {  // the launch itself failed: every row of the step fails
+      for (auto& error : sampling_errors) error = e.what();
+    }
+  } else {
+#pragma omp parallel for schedule(dynamic, 1) if (sampling_plan.size() > 1)
+    for (size_t row = 0; row < sampling_plan.size(); ++row) {
+      Sequence& seq = *sampling_plan[row]->seq;
+      std::span<float> row_logits(logits.data() + row * size_t(vocab), size_t(vocab));
+      try {
+        sampled[row] = sample_token(row_logits, seq.sampling, seq.sampler, context_of(seq));
+      } catch (const std::exception& e) {
+        sampling_errors[row] = e.what();
+      }
     }
   }
   const auto t3 = Clock::now();

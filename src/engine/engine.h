@@ -24,6 +24,9 @@ struct EngineOptions {
   // Steps the expert-load window of /metrics spans (its counts are read back after each step
   // of a MoE model); 0: no readback, no expert-load series.
   int expert_load_window_steps = 64;
+  // Sample on the backend's device sampler where it has one (one rank; engine/device_sampling.h),
+  // so that the logits stay on the GPU; false (--sampler host): always on the host CPU.
+  bool device_sampling = true;
 };
 
 // Why submit refused requests that were valid in themselves.

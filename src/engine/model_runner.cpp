@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "backend/ops.h"
 #include "core/error.h"
 #include "core/host_memory.h"
 #include "core/log.h"
@@ -229,8 +230,24 @@ void ModelRunner::run_step(std::span<const ForwardBatch> batches) {
   execute(batches, {});
 }
 
-void ModelRunner::run_batch(const ForwardBatch& batch, std::span<float> logits) {
-  if (int64_t(logits.size()) != int64_t(batch.logit_rows.size()) * config().vocab_size)
+bool ModelRunner::samples_on_device() const { return backend_->has_device_sampler() && parallel_.single(); }
+
+void ModelRunner::forward_on_device(const ForwardBatch& batch) {
+  if (!samples_on_device()) fail("forward_on_device: {} has no device sampler in this layout", backend_->name());
+  run_batch(batch, {}, true);
+  last_logit_rows_ = int64_t(batch.logit_rows.size());
+}
+
+void ModelRunner::sample_on_device(std::span<const sampling::SamplingRow> rows,
+                                   std::span<const sampling::SamplingPenalty> penalties,
+                                   std::span<sampling::SamplingResult> results) {
+  if (int64_t(rows.size()) != last_logit_rows_)
+    fail("sample_on_device: {} rows for the last step's {} logits rows", rows.size(), last_logit_rows_);
+  ops::sample(*backend_, workspace_->logits.t.slice_rows(0, last_logit_rows_), rows, penalties, results);
+}
+
+void ModelRunner::run_batch(const ForwardBatch& batch, std::span<float> logits, bool on_device) {
+  if (!on_device && int64_t(logits.size()) != int64_t(batch.logit_rows.size()) * config().vocab_size)
     fail("forward: logits buffer holds {} floats, expected {} rows x vocab {}", logits.size(), batch.logit_rows.size(),
          config().vocab_size);
   if (dump_) dump_->begin_step();

@@ -90,6 +90,17 @@ class ModelRunner {
   // Rank 0: one step of every DP rank (batches[d] for DP rank d, parallel().dp_size of them;
   // any may be empty, not all). `logits` gets the logits rows of batch 0, then batch 1, ...
   void forward_plan(std::span<const ForwardBatch> batches, std::span<float> logits);
+  // Whether steps may sample on the device (forward_on_device + sample_on_device): the backend
+  // has a device sampler and the job is one rank (with more, the logits rows meet on rank 0
+  // through host memory, and the engine samples them there).
+  bool samples_on_device() const;
+  // forward(), leaving the logits rows on the device for sample_on_device.
+  void forward_on_device(const ForwardBatch& batch);
+  // Tokens for the last forward_on_device's logits rows (Backend::sample; rows in logit_rows
+  // order), the records prepared by engine/sampling_rows.h.
+  void sample_on_device(std::span<const sampling::SamplingRow> rows,
+                        std::span<const sampling::SamplingPenalty> penalties,
+                        std::span<sampling::SamplingResult> results);
   // A host buffer for `rows` logits rows, the kind the backend copies into fastest (pinned on a
   // GPU: the step's logits arrive at PCIe speed rather than through the driver's pageable
   // staging). Valid until the next call; grows, never shrinks.
@@ -113,13 +124,15 @@ class ModelRunner {
   // Runs this rank's batch of the plan; under DP, gathers every rank's logits rows on rank 0
   // (into root_logits there; empty elsewhere).
   void execute(std::span<const ForwardBatch> batches, std::span<float> root_logits);
-  void run_batch(const ForwardBatch& batch, std::span<float> logits);
+  // logits: the host rows to fill, unless on_device (they stay in the workspace).
+  void run_batch(const ForwardBatch& batch, std::span<float> logits, bool on_device = false);
 
   std::vector<std::unique_ptr<KvBlockManager>> blocks_;
   std::vector<float> own_logits_;
   Buffer host_logits_;   // host_logits()
   ForwardBatch padded_;  // the last decode step padded to its graph's size (step_padding.h)
   bool idle_ = false;  // this rank had no tokens in the last step (data-parallel attention)
+  int64_t last_logit_rows_ = 0;  // of the last forward_on_device, for sample_on_device
   std::unique_ptr<Workspace> workspace_;
   std::unique_ptr<TensorDump> dump_;
   double ready_seconds_ = 0;

@@ -23,6 +23,7 @@ struct ServeFlags {
   std::string max_body = "16MiB";
   std::string max_model_len = "0";
   std::string scheduling_policy = "fcfs";
+  std::string sampler = "auto";
   std::optional<uint64_t> seed;
   bool enable_auto_tool_choice = false;
   // vLLM flags that change nothing here: accepted so a copied command line runs, with a note.
@@ -87,6 +88,12 @@ void add_engine_flags(CLI::App* cmd, ServeFlags& f) {
                   "fcfs (first come, first served) or priority: requests' 'priority' field, lower served first and "
                   "preempted last, ties by arrival (under fcfs a non-zero priority is a 400)")
       ->check(CLI::IsMember({"fcfs", "priority"}))
+      ->capture_default_str();
+  cmd->add_option("--sampler", f.sampler,
+                  "where tokens are chosen: auto = on the GPU where the backend has a sampler and the job is one "
+                  "rank (the logits stay on the device; requests with a grammar or allowed_token_ids still sample "
+                  "on the host), host = always on the host CPU; both give the same tokens for the same seed")
+      ->check(CLI::IsMember({"auto", "host"}))
       ->capture_default_str();
   cmd->add_option("--kv-cache-memory", o.kv_cache_memory,
                   "memory of the paged KV cache (e.g. 512MiB, 4GiB); auto: 1GiB on the CPU, on a GPU what "
@@ -184,6 +191,7 @@ void run(ServeFlags& f) {
   note_vllm_flags(f);
   o.seed = f.seed;
   o.engine.max_model_len = server::parse_human_int(f.max_model_len, "--max-model-len");
+  o.engine.device_sampling = f.sampler == "auto";
   o.engine.scheduling_policy =
       f.scheduling_policy == "priority" ? SchedulingPolicy::scheduling_priority : SchedulingPolicy::scheduling_fcfs;
   o.limits.max_body_bytes = uint64_t(parse_byte_size(f.max_body, "--max-request-body-bytes"));

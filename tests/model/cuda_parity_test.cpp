@@ -1,5 +1,6 @@
 // The CUDA backend against the Hugging Face references of the four fixtures, and against
-// itself (FP8 kept vs dequantised, paged decode vs prefill, batched vs alone). Label `cuda`:
+// itself (FP8 kept vs dequantised, paged decode vs prefill, batched vs alone, the engine's
+// device sampler vs its host one). Label `cuda`:
 // it needs a GPU (scripts/device/run.sh runs it on the device).
 //
 // Tolerances, from the dtype:
@@ -17,12 +18,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <random>
 
 #include "../common/fixture_reference.h"
 #include "../common/greedy_compare.h"
 #include "../common/test_paths.h"
 #include "core/aligned_buffer.h"
+#include "engine/engine.h"
 #include "engine/model_loader.h"
 #include "engine/model_runner.h"
 #include "model/safetensors.h"
@@ -409,6 +412,106 @@ TEST(CudaMemory, AFullStepAllocatesNothing) {
   EXPECT_LE(before - after_first, int64_t(32) << 20) << "more than kernel code";
   EXPECT_EQ(after_second, after_first);
   r.blocks().release(table);
+}
+
+// The engine's device sampler (engine/device_sampling.h) against its host sampler on the same
+// runner: the same requests, seeds and sampling parameters, one engine sampling on the GPU and
+// one on the CPU. float32 logits are bit-identical either way (the host path copies the same
+// device rows), and both samplers share backend/sampling.h's arithmetic, so every token must be
+// equal; logprobs agree within 2^-23 |logprob| + 2e-11 (cuda_sampling_test.cpp's bound: the
+// log-sum-exp's double sums run in another order). A request with allowed_token_ids makes its
+// steps sample on the host (suits_device_sampling); it ends after 3 tokens, the rest go on.
+struct EngineRun {
+  std::map<size_t, std::vector<GeneratedToken>> tokens;  // by request index
+  int64_t device_sample_calls = 0;
+};
+
+EngineRun run_engine(ModelRunner& r, bool device_sampling) {
+  EngineOptions eo;
+  eo.max_num_seqs = 16;
+  eo.max_num_batched_tokens = 512;
+  eo.device_sampling = device_sampling;
+  Engine e(r, eo);
+  EngineRun out;
+  std::vector<SamplingParams> params;
+  auto add = [&](SamplingParams p) { params.push_back(std::move(p)); };
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  add(greedy);
+  SamplingParams topk;
+  topk.temperature = 0.8;
+  topk.top_k = 20;
+  topk.seed = 1;
+  add(topk);
+  SamplingParams nucleus;
+  nucleus.temperature = 1.3;
+  nucleus.top_p = 0.9;
+  nucleus.min_p = 0.02;
+  nucleus.seed = 2;
+  nucleus.logprobs = 5;
+  add(nucleus);
+  SamplingParams penalised;
+  penalised.temperature = 0.7;
+  penalised.presence_penalty = 0.5;
+  penalised.frequency_penalty = 0.3;
+  penalised.repetition_penalty = 1.2;
+  penalised.seed = 3;
+  penalised.logprobs = 0;
+  add(penalised);
+  SamplingParams rules = greedy;
+  rules.min_tokens = 6;
+  rules.stop_token_ids = {7, 11};
+  rules.logit_bias = {{3, 5.0f}, {40, -100.0f}};
+  rules.bad_words_ids = {{5, 9}, {12}};
+  add(rules);
+  SamplingParams allowed = nucleus;
+  allowed.allowed_token_ids = {2, 3, 5, 8, 13, 21, 34};
+  allowed.max_tokens = 3;
+  add(allowed);
+  std::mt19937 rng(77);
+  for (size_t i = 0; i < params.size() * 2; ++i) {
+    EngineRequest req;
+    std::uniform_int_distribution<int32_t> id(1, int32_t(r.config().vocab_size) - 1);
+    for (int t = 0; t < 10 + int(i) * 7; ++t) req.prompt.push_back(id(rng));
+    req.sampling = params[i % params.size()];
+    if (req.sampling.max_tokens == 16) req.sampling.max_tokens = 24;
+    if (req.sampling.seed) req.sampling.seed = *req.sampling.seed + 100 * i;
+    req.on_output = [&out, i](RequestOutput&& o) {
+      for (auto& t : o.tokens) out.tokens[i].push_back(t);
+    };
+    e.submit(std::move(req));
+  }
+  r.backend().begin_op_timing();
+  for (int guard = 0; e.has_work() && guard < 10000; ++guard) e.step();
+  for (const auto& op : r.backend().end_op_timing())
+    if (op.op == "sample") out.device_sample_calls = op.calls;
+  return out;
+}
+
+TEST(CudaSampler, EngineTokensEqualOnTheDeviceAndOnTheHost) {
+  ModelRunner r = make("tiny-v3-fp8", "float32", 16);
+  ASSERT_TRUE(r.samples_on_device());
+  const EngineRun gpu = run_engine(r, true), cpu = run_engine(r, false);
+  std::printf("[ sampler  ] %zu requests; %lld device sampler launches; host run %lld\n", gpu.tokens.size(),
+              static_cast<long long>(gpu.device_sample_calls), static_cast<long long>(cpu.device_sample_calls));
+  // About 24 steps; the two allowed_token_ids requests keep their ~4 steps on the host.
+  EXPECT_GE(gpu.device_sample_calls, 12);
+  EXPECT_EQ(cpu.device_sample_calls, 0);
+  ASSERT_EQ(gpu.tokens.size(), cpu.tokens.size());
+  auto c = cpu.tokens.begin();
+  for (auto g = gpu.tokens.begin(); g != gpu.tokens.end(); ++g, ++c) {
+    ASSERT_EQ(g->second.size(), c->second.size()) << "request " << g->first;
+    for (size_t i = 0; i < g->second.size(); ++i) {
+      const GeneratedToken &a = g->second[i], &b = c->second[i];
+      ASSERT_EQ(a.token, b.token) << "request " << g->first << " token " << i;
+      EXPECT_NEAR(a.logprob, b.logprob, std::ldexp(std::fabs(b.logprob), -23) + 2e-11) << "request " << g->first;
+      ASSERT_EQ(a.top.size(), b.top.size());
+      for (size_t j = 0; j < a.top.size(); ++j) {
+        EXPECT_EQ(a.top[j].token, b.top[j].token) << "request " << g->first << " token " << i << " top " << j;
+        EXPECT_NEAR(a.top[j].logprob, b.top[j].logprob, std::ldexp(std::fabs(b.top[j].logprob), -23) + 2e-11);
+      }
+    }
+  }
 }
 
 }  // namespace

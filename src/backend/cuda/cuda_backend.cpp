@@ -10,6 +10,7 @@
 #include "backend/cuda/check.h"
 #include "backend/cuda/elementwise.h"
 #include "backend/cuda/fp8.h"
+#include "backend/cuda/sampling.h"
 #include "core/error.h"
 #include "core/log.h"
 
@@ -55,7 +56,7 @@ std::vector<float> widened_f32(const Tensor& t) {
 }  // namespace
 
 CudaBackend::CudaBackend(const BackendOptions& options) : options_(options) {
-  info_ = query_device(options.device_index);  // also makes it current
+  info_ = query_device(std::max(options.device_index, 0));  // also makes it current (-1: GPU 0)
   free_at_start_ = info_.free_memory;
   if (info_.cc_major < 9)
     fail("--device cuda: GPU {} is {} (sm_{}{}); this build's kernels are for sm_90a (Hopper)", info_.index, info_.name,
@@ -79,10 +80,23 @@ CudaBackend::CudaBackend(const BackendOptions& options) : options_(options) {
     else if (s == "mma-all") skinny_ = SkinnyKernel::tensor_cores_always;
     else if (s != "1" && s != "mma") fail("DSINFER_CUDA_SKINNY={}: expected 0, fma, mma or mma-all", s);
   }
+  linear_skinny_rows_ = skinny_limits(skinny_).linear_rows;
+  if (const char* v = std::getenv("DSINFER_CUDA_SKINNY_LINEAR_ROWS")) {
+    char* end = nullptr;
+    const long n = std::strtol(v, &end, 10);
+    if (end == v || *end != '\0' || n < 0) fail("DSINFER_CUDA_SKINNY_LINEAR_ROWS={}: expected a row count >= 0", v);
+    linear_skinny_rows_ = skinny_ == SkinnyKernel::none ? 0 : n;
+  }
+  if (const char* v = std::getenv("DSINFER_CUDA_MLA")) {
+    const std::string s = v;
+    if (s == "fma") mla_tensor_cores_ = false;
+    else if (s != "mma") fail("DSINFER_CUDA_MLA={}: expected mma or fma", s);
+  }
   static constexpr const char* kSkinnyNote[] = {
       " (DSINFER_CUDA_SKINNY=0: no skinny decode kernels)", " (DSINFER_CUDA_SKINNY=fma: CUDA-core skinny kernels)", "",
       " (DSINFER_CUDA_SKINNY=mma-all: tensor-core skinny kernel at every row count)"};
-  spdlog::info("CUDA: {}{}{}", describe(info_), kSkinnyNote[int(skinny_)],
+  spdlog::info("CUDA: {}{}{}{}", describe(info_), kSkinnyNote[int(skinny_)],
+               mla_tensor_cores_ ? "" : " (DSINFER_CUDA_MLA=fma: CUDA-core MLA attention)",
                options.enforce_eager ? " (--enforce-eager: no CUDA graphs)" : "");
 }
 
@@ -270,6 +284,41 @@ void CudaBackend::copy_to_host(const Tensor& src, void* dst) {
     DSI_CUDA_CHECK(cudaMemcpy2DAsync(dst, row, src.data, size_t(src.row_stride) * dtype_size(src.dtype), row,
                                      size_t(src.rows), cudaMemcpyDeviceToHost, stream()));
   }
+  stream_->synchronize();
+}
+
+namespace {
+
+// buf holds at least `bytes` (grown to twice what it was, or more).
+void reserve(DeviceBuffer& buf, size_t bytes) {
+  if (buf.size() < bytes) buf = DeviceBuffer(std::max(bytes, 2 * buf.size()));
+}
+
+}  // namespace
+
+void CudaBackend::sample(const Tensor& logits, std::span<const sampling::SamplingRow> rows,
+                         std::span<const sampling::SamplingPenalty> penalties,
+                         std::span<sampling::SamplingResult> results) {
+  bind();
+  const auto t = timed("sample");
+  reserve(sample_rows_, rows.size_bytes());
+  reserve(sample_penalties_, std::max<size_t>(penalties.size_bytes(), sizeof(sampling::SamplingPenalty)));
+  reserve(sample_results_, results.size_bytes());
+  DSI_CUDA_CHECK(cudaMemcpyAsync(sample_rows_.data(), rows.data(), rows.size_bytes(), cudaMemcpyHostToDevice, stream()));
+  if (!penalties.empty())
+    DSI_CUDA_CHECK(cudaMemcpyAsync(sample_penalties_.data(), penalties.data(), penalties.size_bytes(),
+                                   cudaMemcpyHostToDevice, stream()));
+  SampleParams p{static_cast<float*>(logits.data),
+                 int64_t(rows.size()),
+                 logits.cols,
+                 logits.row_stride,
+                 sample_rows_.as<sampling::SamplingRow>(),
+                 sample_penalties_.as<sampling::SamplingPenalty>(),
+                 int64_t(penalties.size()),
+                 sample_results_.as<sampling::SamplingResult>()};
+  cuda::sample(p, stream());
+  DSI_CUDA_CHECK(cudaMemcpyAsync(results.data(), sample_results_.data(), results.size_bytes(), cudaMemcpyDeviceToHost,
+                                 stream()));
   stream_->synchronize();
 }
 

@@ -52,6 +52,10 @@ class CudaBackend final : public Backend {
   void begin_op_timing() override;
   std::vector<OpTiming> end_op_timing() override;
   bool records_steps() const override { return !options_.enforce_eager; }
+  bool has_device_sampler() const override { return true; }
+  void sample(const Tensor& logits, std::span<const sampling::SamplingRow> rows,
+              std::span<const sampling::SamplingPenalty> penalties,
+              std::span<sampling::SamplingResult> results) override;
   void run_recorded(uint64_t key, const std::function<void()>& ops) override;
   int64_t n_recorded() const override { return graphs_.n_graphs(); }
 
@@ -121,8 +125,17 @@ class CudaBackend final : public Backend {
   // Decode-shaped products take the skinny kernels (grouped_gemv.h); DSINFER_CUDA_SKINNY=0 turns
   // them off and =fma picks the CUDA-core kernel, so a benchmark can compare the paths in one run.
   SkinnyKernel skinny_ = SkinnyKernel::tensor_cores;
+  // MLA attention on tensor cores where the shape allows (mla_attention_mma.cu);
+  // DSINFER_CUDA_MLA=fma keeps the CUDA-core kernel, for the same comparison.
+  bool mla_tensor_cores_ = true;
+  // Dense linear layers of up to this many rows take the skinny kernel, cuBLASLt above
+  // (skinny_limits; DSINFER_CUDA_SKINNY_LINEAR_ROWS overrides it, to measure the crossover).
+  int64_t linear_skinny_rows_ = 0;
   OpTimer timer_;
   StepGraphs graphs_;  // decode steps as CUDA graphs (run_recorded)
+  // The device sampler's per-step records (sample()): grown geometrically at the first steps
+  // that need more, never inside a recorded step.
+  DeviceBuffer sample_rows_, sample_penalties_, sample_results_;
   // Uploaded weights, alive as long as the backend.
   std::vector<std::shared_ptr<void>> owned_;
 };

@@ -106,7 +106,7 @@ void CudaBackend::linear(const Tensor& x, const Weight& w, Tensor out) {
   if (w.quantized() || w.w.dtype != x.dtype)
     fail("cuda linear: a {} weight{} with {} activations; CUDA weights are uploaded in the activation dtype",
          dtype_name(w.w.dtype), w.quantized() ? " with block scales" : "", dtype_name(x.dtype));
-  if (x.rows <= skinny_limits(skinny_).linear_rows) {
+  if (x.rows <= linear_skinny_rows_) {
     const GroupedGemvParams q = dense_gemv(x, w.w, out, skinny_);
     if (grouped_gemv_supported(q)) {
       const auto t = timed("linear:gemv");
@@ -208,6 +208,8 @@ void CudaBackend::mla_attention(const Tensor& q_full, const KvCacheView& cache, 
   p.n_splits = mla_attention_pick_splits(p.n_tokens, p.n_heads, int(std::min<int64_t>(context, INT32_MAX)),
                                          info().n_sms);
   p.heads_per_warp = mla_attention_pick_heads_per_warp(p.n_tokens, p.n_heads, p.n_splits, info().n_sms);
+  p.tensor_cores = mla_tensor_cores_;
+  p.mma_stages = mla_attention_pick_stages(int(std::min<int64_t>(context, INT32_MAX)), p.n_splits);
   if (p.n_splits > 1) {
     p.split_scratch = attention_scratch_.as<float>();
     // The picker's bound (cuda_backend.cpp) makes this hold; fall back to one split if not.
