@@ -1,5 +1,7 @@
 #include "backend/backend_factory.h"
 
+#include <algorithm>
+
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda_entry.h"
 #include "core/error.h"
@@ -59,8 +61,22 @@ const char* device_name(DeviceKind d) {
   return "?";
 }
 
+int pick_gpu(int device_index, int local_rank, int n_gpus) {
+  if (device_index >= 0) return device_index;
+  return n_gpus > 0 ? local_rank % n_gpus : 0;
+}
+
+int pick_gpu(const BackendOptions& options, int local_rank) {
+  int n_gpus = 0;
+#ifdef DSINFER_HAVE_CUDA
+  if (options.device_index < 0) n_gpus = cuda_device_count();
+#endif
+  return pick_gpu(options.device_index, local_rank, n_gpus);
+}
+
 std::unique_ptr<Backend> make_backend(const BackendOptions& options) {
   BackendOptions o = options;
+  o.device_index = std::max(options.device_index, 0);
   o.device = resolve_device(options.device);
   o.dtype = resolve_dtype(options.dtype, "--dtype", o.device);
   o.kv_cache_dtype = resolve_dtype(options.kv_cache_dtype, "--kv-cache-dtype", o.device);

@@ -102,6 +102,7 @@ ModelRunner make_runner(LoadedModel m, const CommonOptions& common, int64_t n_to
   o.parallel = parallel;
   o.device_collectives = collectives;
   o.backend = common.backend;
+  o.backend.device_index = pick_gpu(common.backend, parallel.local_rank);
   o.dump = common.dump.parse();
   o.prefix_caching = false;
   o.max_kv_blocks = (n_tokens + o.block_size - 1) / o.block_size + n_seqs - 1;
@@ -134,7 +135,7 @@ LoadedModel load_checked(const CommonOptions& o, const ParallelContext& par, std
   });
   // Only once every rank is here: the check is a collective.
   checked_on_every_rank(par, [&] {
-    collectives = check_gpus_and_collectives(par, runs_on_gpu(o.backend), o.backend.device_index,
+    collectives = check_gpus_and_collectives(par, runs_on_gpu(o.backend), pick_gpu(o.backend, par.local_rank),
                                              o.parallel.device_collectives, nccl_collectives_built());
   });
   return m;

@@ -9,6 +9,9 @@ namespace dsi {
 struct LaunchInfo {
   int rank = 0;
   int size = 1;
+  // This process's rank among those of its node (OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID,
+  // SLURM_LOCALID); the world rank where the launcher does not say (one node).
+  int local_rank = 0;
   std::string launcher = "none";  // "openmpi", "pmi", "slurm", "none"
 };
 

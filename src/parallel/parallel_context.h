@@ -53,6 +53,7 @@ struct ParallelContext {
   // and in a world of one.
   std::shared_ptr<DeviceCollectives> world_device, tp_device;
   std::string launcher = "none";  // who started the ranks (LaunchInfo::launcher): "openmpi", ...
+  int local_rank = 0;             // among the ranks of this node (LaunchInfo::local_rank)
 
   bool single() const { return world_size == 1; }
   bool is_root() const { return world_rank == 0; }

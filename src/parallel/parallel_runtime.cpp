@@ -39,6 +39,7 @@ ParallelRuntime::ParallelRuntime(const ParallelOptions& o) {
   ctx_.world = world;
   ctx_.comm_clock = clock;
   ctx_.launcher = launch.launcher;
+  ctx_.local_rank = launch.local_rank;
   ctx_.tp = world->split(ctx_.world_rank / ctx_.tp_size, ctx_.tp_rank, "tp");
   if (root)
     spdlog::info("parallel: {} ranks ({}), tensor parallel {}, expert parallel {} (expert width split {}), data "

@@ -131,12 +131,13 @@ int run_serve(const ServeOptions& o) {
   // model's collectives, from every rank's GPU.
   DeviceCollectivesMode collectives{};
   checked_on_every_rank(par, [&] {
-    collectives = check_gpus_and_collectives(par, runs_on_gpu(o.backend), o.backend.device_index,
+    collectives = check_gpus_and_collectives(par, runs_on_gpu(o.backend), pick_gpu(o.backend, par.local_rank),
                                              o.parallel.device_collectives, nccl_collectives_built());
   });
   int code = 0;
   rt.run([&] {
     RunnerOptions ro = runner_options(o);
+    ro.backend.device_index = pick_gpu(o.backend, par.local_rank);
     ro.parallel = par;
     ro.device_collectives = collectives;
     ModelRunner runner(std::move(model.config), std::move(model.weights), ro);

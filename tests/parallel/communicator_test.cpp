@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "backend/backend_factory.h"
 #include "parallel/launch.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/timed_communicator.h"
@@ -170,6 +171,17 @@ TEST(Launch, ReadsTheLaunchersVariables) {
   LaunchInfo info = detect_launch();
   EXPECT_EQ(info.size, world().size());
   EXPECT_EQ(info.rank, world().rank());
+  // mpirun on one machine: every rank is on this node, so its local rank is its rank.
+  EXPECT_EQ(info.local_rank, world().rank());
+}
+
+// The rank's GPU: a given index as it is, else local rank modulo the GPUs seen, 0 with none.
+TEST(Launch, PickGpuKeepsAGivenIndexAndOtherwiseSpreadsByLocalRank) {
+  EXPECT_EQ(pick_gpu(3, 5, 8), 3);
+  for (int r = 0; r < 8; ++r) EXPECT_EQ(pick_gpu(-1, r, 8), r);
+  EXPECT_EQ(pick_gpu(-1, 9, 8), 1);   // a second node's rank 9 seen as local 9: wraps
+  EXPECT_EQ(pick_gpu(-1, 1, 1), 0);   // two ranks on one GPU share it
+  EXPECT_EQ(pick_gpu(-1, 4, 0), 0);   // no GPU
 }
 
 }  // namespace
