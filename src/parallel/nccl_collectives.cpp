@@ -29,20 +29,10 @@ void* NcclCollectives::prepare() {
   return be_.native_stream();
 }
 
-// As TimedCommunicator: a call that throws (a timeout) counts too.
 template <class Fn>
 void NcclCollectives::timed(Fn&& fn) {
   if (!clock_) return fn();
-  const auto start = std::chrono::steady_clock::now();
-  struct Stop {
-    CommunicationClock& clock;
-    std::chrono::steady_clock::time_point start;
-    ~Stop() {
-      clock.add(std::chrono::steady_clock::now() - start);
-      clock.count_call();
-    }
-  } stop{*clock_, start};
-  fn();
+  clock_->time(fn);
 }
 
 // A group of one still calls NCCL (the factory never makes one; the one-rank test does, to run it).

@@ -21,6 +21,20 @@ class CommunicationClock {
   double seconds() const { return double(nanoseconds_.load(std::memory_order_relaxed)) * 1e-9; }
   int64_t calls() const { return calls_.load(std::memory_order_relaxed); }
   void count_call() { calls_.fetch_add(1, std::memory_order_relaxed); }
+  // Runs fn and counts it as one call and its time; a call that throws (a timeout) counts too:
+  // that wait was communication as well.
+  template <class Fn>
+  void time(Fn&& fn) {
+    struct Stop {
+      CommunicationClock& clock;
+      std::chrono::steady_clock::time_point start;
+      ~Stop() {
+        clock.add(std::chrono::steady_clock::now() - start);
+        clock.count_call();
+      }
+    } stop{*this, std::chrono::steady_clock::now()};
+    fn();
+  }
 
  private:
   std::atomic<int64_t> nanoseconds_{0};

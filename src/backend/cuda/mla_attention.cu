@@ -12,60 +12,30 @@
 #include "backend/cuda/device_types.cuh"
 #include "backend/cuda/launch.h"
 #include "backend/cuda/mla_attention.h"
+#include "backend/cuda/mla_split.cuh"
 
 namespace dsi::cuda {
 
 namespace {
 
-constexpr int kRowsPerTile = 32;   // cache rows per shared-memory tile: one per lane for the softmax
+constexpr int kRowsPerTile = kMlaSplitRows;  // cache rows per shared-memory tile: one per lane for the softmax
 constexpr int kRowsAtOnce = 4;     // divides kRowsPerTile
 constexpr int kMaxHeadsPerCta = 16;
 constexpr float kLog2e = 1.4426950408889634f;
-
-// The sequence that owns batch row `row`, or -1; sequences may come in any order.
-__device__ int find_sequence(const MlaAttentionParams& p, int row, int lane) {
-  for (int base = 0; base < p.n_seqs; base += 32) {
-    const int s = base + lane;
-    bool hit = false;
-    if (s < p.n_seqs) {
-      const int first = p.seq_first_row[s];
-      hit = row >= first && row < first + p.seq_n_tokens[s];
-    }
-    const unsigned mask = __ballot_sync(0xffffffffu, hit);
-    if (mask) return base + __ffs(int(mask)) - 1;
-  }
-  return -1;
-}
 
 // NQ, NO: query and output columns per lane (D = r + dr <= 32 NQ, r <= 32 NO); HPW heads a warp.
 template <class TQ, class TKV, int NQ, int NO, int HPW>
 __global__ void mla_attention_kernel(MlaAttentionParams p) {
   constexpr int kHeadsPerWarp = HPW;
   extern __shared__ float kv_tile[];  // [kRowsPerTile, D]
-  __shared__ int seq_shared;
   const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5, n_warps = int(blockDim.x) >> 5;
   const int row = int(blockIdx.x), split = int(blockIdx.z);
   const int r = p.kv_lora_rank, D = p.kv_lora_rank + p.rope_dim;
   const int heads_per_cta = n_warps * kHeadsPerWarp;
   const int h0 = int(blockIdx.y) * heads_per_cta + warp * kHeadsPerWarp;
 
-  if (warp == 0) {
-    const int s = find_sequence(p, row, lane);
-    if (lane == 0) seq_shared = s;
-  }
-  __syncthreads();
-  const int seq = seq_shared;
-
-  // Context [kv_begin, kv_end) of this split: whole tiles of kRowsPerTile rows (a split of a
-  // short decode context is one tile, so the splits spread even a 128-token context).
-  int kv_begin = 0, kv_end = 0;
-  if (seq >= 0) {
-    const int ctx = p.seq_n_cached[seq] + (row - p.seq_first_row[seq]) + 1;
-    const int n_tiles = (ctx + kRowsPerTile - 1) / kRowsPerTile;
-    const int tiles_per_split = (n_tiles + p.n_splits - 1) / p.n_splits;
-    kv_begin = min(ctx, split * tiles_per_split * kRowsPerTile);
-    kv_end = min(ctx, (split + 1) * tiles_per_split * kRowsPerTile);
-  }
+  const MlaRowSplit rs = mla_row_split(p, row, split);
+  const int seq = rs.seq, kv_begin = rs.kv_begin, kv_end = rs.kv_end;
 
   const TQ* q_row = static_cast<const TQ*>(p.q_full) + int64_t(row) * p.q_ld;
   const float q_scale = p.softmax_scale * kLog2e;

@@ -22,6 +22,7 @@
 #include <cmath>
 
 #include "backend/cuda/launch.h"
+#include "backend/cuda/mla_split.cuh"
 #include "backend/cuda/mma_util.cuh"
 
 namespace dsi::cuda {
@@ -39,7 +40,7 @@ using detail::pack_bf16;
 constexpr int kR = 512, kD = 576;            // latent rank, latent + rope
 constexpr int kWarps = 4, kThreads = 32 * kWarps;
 constexpr int kHeads = 16;                   // MMA rows: the heads of one CTA
-constexpr int kStageRows = 32;               // cache rows a stage: mla_attention.cu's split unit
+constexpr int kStageRows = kMlaSplitRows;    // cache rows a stage: the split unit
 constexpr int kPitch = kD + 8;               // bf16 a shared row: rows 4 banks apart, so ldmatrix is conflict-free
 constexpr int kChunks = kD / 8;              // 16-byte chunks a row
 constexpr int kColsPerWarp = kR / kWarps;    // 128 output columns
@@ -58,28 +59,12 @@ constexpr int kThreadsPerRow = kThreads / kStageRows;
 static_assert(kThreadsPerRow * kStageRows == kThreads && kChunks % kThreadsPerRow == 0,
               "a stage is whole rows of 16-byte copies");
 
-// The sequence that owns batch row `row`, or -1 (sequences may come in any order).
-__device__ int owning_sequence(const MlaAttentionParams& p, int row, int lane) {
-  for (int base = 0; base < p.n_seqs; base += 32) {
-    const int s = base + lane;
-    bool hit = false;
-    if (s < p.n_seqs) {
-      const int first = p.seq_first_row[s];
-      hit = row >= first && row < first + p.seq_n_tokens[s];
-    }
-    const unsigned mask = __ballot_sync(0xffffffffu, hit);
-    if (mask) return base + __ffs(int(mask)) - 1;
-  }
-  return -1;
-}
-
 template <int kStages>
 __global__ void __launch_bounds__(kThreads) mla_attention_mma_kernel(MlaAttentionParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   auto* q_s = reinterpret_cast<__nv_bfloat16*>(smem);  // [kHeads][kPitch]
   __nv_bfloat16* kv_s = q_s + kHeads * kPitch;          // [kStages][kStageRows][kPitch]
   auto* s_s = reinterpret_cast<float*>(kv_s + kStages * kStageRows * kPitch);  // [kHeads][kScorePitch]
-  __shared__ int seq_shared;
   const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3;
   // The head tiles of one row are neighbours in x, so the CTAs that read the same cache rows
@@ -88,22 +73,9 @@ __global__ void __launch_bounds__(kThreads) mla_attention_mma_kernel(MlaAttentio
   const int row = int(blockIdx.x) / n_head_tiles, h0 = (int(blockIdx.x) % n_head_tiles) * kHeads;
   const int split = int(blockIdx.y);
 
-  if (warp == 0) {
-    const int s = owning_sequence(p, row, lane);
-    if (lane == 0) seq_shared = s;
-  }
-  __syncthreads();
-  const int seq = seq_shared;
-
-  // This split's context [kv_begin, kv_end): as the CUDA-core kernel, whole 32-row tiles.
-  int kv_begin = 0, kv_end = 0;
-  if (seq >= 0) {
-    const int ctx = p.seq_n_cached[seq] + (row - p.seq_first_row[seq]) + 1;
-    const int n_tiles = (ctx + kStageRows - 1) / kStageRows;
-    const int tiles_per_split = (n_tiles + p.n_splits - 1) / p.n_splits;
-    kv_begin = min(ctx, split * tiles_per_split * kStageRows);
-    kv_end = min(ctx, (split + 1) * tiles_per_split * kStageRows);
-  }
+  // This split's context [kv_begin, kv_end): as the CUDA-core kernel's, whole 32-row tiles.
+  const MlaRowSplit rs = mla_row_split(p, row, split);
+  const int seq = rs.seq, kv_begin = rs.kv_begin, kv_end = rs.kv_end;
   const int n_stages = (kv_end - kv_begin + kStageRows - 1) / kStageRows;
 
   // The queries of heads [h0, h0 + 16); heads past n_heads are zeros.
