@@ -90,8 +90,8 @@ void report(const char* name, double ms, double bytes, double flops, const Rates
               tensor ? "bf16-mma" : "f32-fma ", flop_floor, 100.0 * std::max(mem_floor, flop_floor) / ms);
 }
 
-// stages: the tensor-core kernel's cache stages (2, 4; 0: mla_attention_pick_stages); splits: 0 = picked.
-void bench_attention(int n_heads, int batch, int ctx, bool tensor_cores, int stages, int splits, const Rates& rates,
+// splits: 0 = mla_attention_pick_splits's.
+void bench_attention(int n_heads, int batch, int ctx, bool tensor_cores, int splits, const Rates& rates,
                      std::mt19937& gen, int reps) {
   const int r = 512, dr = 64, D = r + dr, bs = 64, blocks_per_seq = (ctx + bs - 1) / bs;
   const int n_blocks = batch * blocks_per_seq;
@@ -130,14 +130,13 @@ void bench_attention(int n_heads, int batch, int ctx, bool tensor_cores, int sta
   p.softmax_scale = 0.07f;
   p.tensor_cores = tensor_cores;
   p.n_splits = splits > 0 ? splits : mla_attention_pick_splits(batch, n_heads, ctx, query_device(0).n_sms);
-  p.mma_stages = stages > 0 ? stages : mla_attention_pick_stages(ctx, p.n_splits);
   Mem scratch(size_t(std::max<int64_t>(mla_attention_scratch_floats(p), 1)) * 4);
   p.split_scratch = scratch.as<float>();
   const double ms = median_ms([&] { mla_attention(p, nullptr); }, reps);
   const double bytes = double(batch) * ctx * D * 2, flops = 2.0 * batch * n_heads * double(ctx) * (D + r);
   char name[128];
   std::snprintf(name, sizeof name, "mla_attention %s decode %d heads, %d x ctx %d (%d splits)",
-                tensor_cores ? (p.mma_stages == 4 ? "mma4" : "mma2") : "fma", n_heads, batch, ctx, p.n_splits);
+                tensor_cores ? "mma" : "fma", n_heads, batch, ctx, p.n_splits);
   report(name, ms, bytes, flops, rates, tensor_cores);
 }
 
@@ -259,12 +258,11 @@ int main(int argc, char** argv) {
     };
     for (Shape a : {Shape{16, 1, 128}, Shape{16, 64, 128}, Shape{16, 64, 768}, Shape{16, 64, 4096},
                     Shape{128, 1, 128}, Shape{128, 64, 128}, Shape{128, 64, 4096}, Shape{128, 1, 32768}})
-      for (bool tc : {true, false}) bench_attention(a.heads, a.batch, a.ctx, tc, 0, 0, rates, gen, reps);
-    // The tensor-core kernel's pipeline depth and split count at serving contexts (one wave of 2
-    // CTAs an SM is 4 splits of 64 rows on 132 SMs; the picker gives 5).
+      for (bool tc : {true, false}) bench_attention(a.heads, a.batch, a.ctx, tc, 0, rates, gen, reps);
+    // The tensor-core kernel at other split counts than the picker's (one wave of two CTAs an SM
+    // is 4 splits of 64 rows on 132 SMs).
     for (Shape a : {Shape{16, 64, 768}, Shape{16, 64, 4096}, Shape{128, 64, 4096}})
-      for (int stages : {2, 4})
-        for (int splits : {0, 2, 4}) bench_attention(a.heads, a.batch, a.ctx, true, stages, splits, rates, gen, reps);
+      for (int splits : {1, 2, 4, 8}) bench_attention(a.heads, a.batch, a.ctx, true, splits, rates, gen, reps);
     bench_moe(64, 256, 8, 7168, 2048, DType::f8_e4m3, rates, gen, reps);
     bench_moe(4096, 256, 8, 7168, 2048, DType::f8_e4m3, rates, gen, std::max(3, reps / 4));
     bench_moe(64, 64, 6, 2048, 1408, DType::bf16, rates, gen, reps);

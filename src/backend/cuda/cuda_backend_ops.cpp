@@ -209,7 +209,6 @@ void CudaBackend::mla_attention(const Tensor& q_full, const KvCacheView& cache, 
                                          info().n_sms);
   p.heads_per_warp = mla_attention_pick_heads_per_warp(p.n_tokens, p.n_heads, p.n_splits, info().n_sms);
   p.tensor_cores = mla_tensor_cores_;
-  p.mma_stages = mla_attention_pick_stages(int(std::min<int64_t>(context, INT32_MAX)), p.n_splits);
   if (p.n_splits > 1) {
     p.split_scratch = attention_scratch_.as<float>();
     // The picker's bound (cuda_backend.cpp) makes this hold; fall back to one split if not.

@@ -45,26 +45,19 @@ struct MlaAttentionParams {
   // The tensor-core kernel (mla_attention_mma.cu) where it takes the shape: bf16 queries and
   // cache with DeepSeek's r = 512, dr = 64. false: the CUDA-core kernel for every shape.
   bool tensor_cores = true;
-  // The tensor-core kernel's cache stages in shared memory, 2 or 4
-  // (mla_attention_pick_stages); the result does not depend on it.
-  int mma_stages = 2;
 };
 
 // Floats of split_scratch a call with these shapes and n_splits needs (0 for one split).
 int64_t mla_attention_scratch_floats(const MlaAttentionParams& p);
 
-// A split count that gives the GPU about two waves of work: more splits for few rows and long
-// contexts, none where the rows alone fill the multiprocessors, at most one per 32 rows of the
-// longest context (max_context tokens) of the step.
+// A split count that fills one wave of two CTAs a multiprocessor and no more: more splits for
+// few rows and long contexts, none where the rows alone fill the GPU, at most one per 32 rows of
+// the longest context (max_context tokens) of the step.
 int mla_attention_pick_splits(int n_tokens, int n_heads, int max_context, int n_multiprocessors);
 
 // 2 heads a warp, or 1 where the rows, head tiles and splits leave most multiprocessors idle
 // (a decode step of a few tokens): a warp's chain of dependent products is then half as long.
 int mla_attention_pick_heads_per_warp(int n_tokens, int n_heads, int n_splits, int n_multiprocessors);
-
-// 4 stages (one CTA an SM, three 32-row stages in flight) where a split spans at least four
-// stages of the longest context (max_context tokens), else 2 (two CTAs an SM).
-int mla_attention_pick_stages(int max_context, int n_splits);
 
 // o_latent[t, h] = sum_j softmax_j(scale * q_full[t, h] . row_j) * row_j[:r], online softmax in
 // float32. Fails (dsi::Error) on shapes the kernels were not built for (r + dr > 576, r > 512).

@@ -47,19 +47,16 @@ constexpr int kColsPerWarp = kR / kWarps;    // 128 output columns
 constexpr int kOutTiles = kColsPerWarp / 8;  // 16 accumulator tiles of 8 columns
 constexpr int kScorePitch = kStageRows + 4;  // floats a score row
 constexpr float kLog2e = 1.4426950408889634f;
-// Shared memory of a kernel with kStages stages: two stages let two CTAs share an SM (95 KB
-// each), four fill one (167 KB) with three stages in flight.
-constexpr size_t smem_bytes(int stages) {
-  return size_t(kHeads + stages * kStageRows) * kPitch * sizeof(__nv_bfloat16) +
-         size_t(kHeads) * kScorePitch * sizeof(float);
-}
+constexpr int kStages = 2;  // double buffering; 95 KB, so two CTAs share an SM (4 stages, one
+                            // CTA an SM, measured no faster: docs/design/cuda_notes.md, session 7)
+constexpr size_t kSmemBytes = size_t(kHeads + kStages * kStageRows) * kPitch * sizeof(__nv_bfloat16) +
+                              size_t(kHeads) * kScorePitch * sizeof(float);
 // A stage's copies: thread t takes row t / 4 and its 16-byte chunks t % 4, t % 4 + 4, ... (so
 // one block-table lookup a thread a stage; a warp reads 64 contiguous bytes of 8 rows each).
 constexpr int kThreadsPerRow = kThreads / kStageRows;
 static_assert(kThreadsPerRow * kStageRows == kThreads && kChunks % kThreadsPerRow == 0,
               "a stage is whole rows of 16-byte copies");
 
-template <int kStages>
 __global__ void __launch_bounds__(kThreads) mla_attention_mma_kernel(MlaAttentionParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   auto* q_s = reinterpret_cast<__nv_bfloat16*>(smem);  // [kHeads][kPitch]
@@ -236,17 +233,6 @@ __global__ void __launch_bounds__(kThreads) mla_attention_mma_kernel(MlaAttentio
   }
 }
 
-template <int kStages>
-cudaError_t launch_stages(const MlaAttentionParams& p, cudaStream_t stream) {
-  auto kernel = mla_attention_mma_kernel<kStages>;
-  constexpr size_t smem = smem_bytes(kStages);
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-  if (err != cudaSuccess) return err;
-  const dim3 grid(unsigned(p.n_tokens) * unsigned((p.n_heads + kHeads - 1) / kHeads), unsigned(p.n_splits));
-  kernel<<<grid, kThreads, smem, stream>>>(p);
-  return cudaGetLastError();
-}
-
 }  // namespace
 
 bool mla_attention_mma_takes(const MlaAttentionParams& p) {
@@ -257,7 +243,12 @@ bool mla_attention_mma_takes(const MlaAttentionParams& p) {
 }
 
 cudaError_t launch_mla_attention_mma(const MlaAttentionParams& p, cudaStream_t stream) {
-  return p.mma_stages == 4 ? launch_stages<4>(p, stream) : launch_stages<2>(p, stream);
+  cudaError_t err = cudaFuncSetAttribute(mla_attention_mma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         int(kSmemBytes));
+  if (err != cudaSuccess) return err;
+  const dim3 grid(unsigned(p.n_tokens) * unsigned((p.n_heads + kHeads - 1) / kHeads), unsigned(p.n_splits));
+  mla_attention_mma_kernel<<<grid, kThreads, kSmemBytes, stream>>>(p);
+  return cudaGetLastError();
 }
 
 }  // namespace dsi::cuda

@@ -95,7 +95,9 @@ int mla_attention_pick_splits(int n_tokens, int n_heads, int max_context, int n_
   const int64_t ctas = int64_t(n_tokens) * ((n_heads + kHeadsPerCta - 1) / kHeadsPerCta);
   const int64_t target = 2 * int64_t(n_multiprocessors);
   if (ctas <= 0 || ctas >= target) return 1;
-  const int64_t by_work = (target + ctas - 1) / ctas;
+  // Whole waves: a split more than fit leaves a second, mostly idle wave (64 x 4,096 tokens of
+  // 16 heads: 0.120 ms at 4 splits, 0.174 at 5; docs/design/cuda_notes.md, session 7).
+  const int64_t by_work = target / ctas;
   const int64_t by_context = std::max(1, (max_context + kMinRowsPerSplit - 1) / kMinRowsPerSplit);
   return int(std::clamp<int64_t>(std::min(by_work, by_context), 1, kMaxSplits));
 }
@@ -104,12 +106,6 @@ int mla_attention_pick_heads_per_warp(int n_tokens, int n_heads, int n_splits, i
   constexpr int kHeadsPerCta = 16;
   const int64_t ctas = int64_t(n_tokens) * ((n_heads + kHeadsPerCta - 1) / kHeadsPerCta) * n_splits;
   return ctas < n_multiprocessors ? 1 : 2;
-}
-
-int mla_attention_pick_stages(int max_context, int n_splits) {
-  constexpr int kStageRows = 32;  // mla_attention_mma.cu's stage
-  const int64_t rows_per_split = (int64_t(max_context) + std::max(n_splits, 1) - 1) / std::max(n_splits, 1);
-  return rows_per_split >= 4 * kStageRows ? 4 : 2;
 }
 
 void mla_attention(const MlaAttentionParams& p, cudaStream_t stream) {
@@ -122,7 +118,6 @@ void mla_attention(const MlaAttentionParams& p, cudaStream_t stream) {
     fail("{}: {} heads with r = {}, dr = {}: the kernels take r <= 512 and r + dr <= 576", op, p.n_heads,
          p.kv_lora_rank, p.rope_dim);
   if (p.heads_per_warp != 1 && p.heads_per_warp != 2) fail("{}: {} heads a warp; the kernel takes 1 or 2", op, p.heads_per_warp);
-  if (p.mma_stages != 2 && p.mma_stages != 4) fail("{}: {} cache stages; the tensor-core kernel takes 2 or 4", op, p.mma_stages);
   if (p.n_tokens < 0 || p.n_seqs < 0 || p.block_size < 1 || p.n_splits < 1 || p.n_splits > 65535)
     fail("{}: bad sizes: {} tokens, {} sequences, block size {}, {} splits", op, p.n_tokens, p.n_seqs, p.block_size,
          p.n_splits);
