@@ -32,6 +32,7 @@ void reference_reorder(std::span<const int32_t> recv_counts, int n_ranks, int n_
   for (int s = 0; s < n_ranks; ++s)
     for (int e = 0; e < n_local; ++e) {
       const int64_t n = recv_counts[size_t(s * n_local + e)];
+      if (n == 0) continue;  // (an empty batch's buffers may be null: memcpy must not see them)
       const int64_t em = fill[size_t(e)];
       const size_t bytes = size_t(n) * row_floats * 4;
       if (to_expert_major) std::memcpy(to + size_t(em) * row_floats, from + size_t(at) * row_floats, bytes);
