@@ -59,15 +59,15 @@ TEST(CudaKernelArgs, AttentionNamesTheBadField) {
   p.q_ld = 100;
   EXPECT_NE(error_of([&] { mla_attention(p, nullptr); }).find("row strides q 100"), std::string::npos);
   // The scratch a split needs, and the split heuristic: no splits when rows fill the GPU,
-  // more for few rows and long contexts, never more than the context allows.
+  // more for few rows and long contexts, at most one wave, never more than the context allows.
   p = valid_attention();
   p.n_splits = 3;
   EXPECT_EQ(mla_attention_scratch_floats(p), 3 * 2 * 16 * (512 + 2));
   EXPECT_EQ(mla_attention_pick_splits(512, 128, 4096, 132), 1);
-  EXPECT_EQ(mla_attention_pick_splits(1, 128, 32768, 132), 33);  // 8 CTAs x 33 = 2 waves of 132
+  EXPECT_EQ(mla_attention_pick_splits(1, 128, 32768, 132), 33);  // 8 CTAs x 33: one wave of 2 CTAs x 132
   EXPECT_EQ(mla_attention_pick_splits(1, 128, 64, 132), 2);      // 64 tokens: at least 32 per split
   EXPECT_EQ(mla_attention_pick_splits(1, 16, 160, 132), 5);      // V2-Lite decode, one CTA per tile
-  EXPECT_EQ(mla_attention_pick_splits(64, 16, 160, 132), 5);     // 64 rows: 5 x 64 = 320 CTAs
+  EXPECT_EQ(mla_attention_pick_splits(64, 16, 160, 132), 4);     // 64 rows: 4 x 64 = 256 CTAs (5: a 2nd wave)
 }
 
 TEST(CudaKernelArgs, ProjectionsCheckKvB) {
