@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -40,6 +41,9 @@ struct MlpWeights {
   Weight gate;  // [inter, hidden]
   Weight up;    // [inter, hidden]
   Weight down;  // [hidden, inter]
+  // [2 inter, hidden]: gate then up, where the backend stacks them (Backend::upload_stacked);
+  // gate and up are then views of its rows.
+  std::optional<Weight> gate_up;
 };
 
 // One projection of every routed expert of a layer, addressable by expert index: expert e's
@@ -94,6 +98,13 @@ struct RopeParams {
   int64_t rope_offset;
   Tensor inv_freq;         // f32 [1, rope_dim / 2], backend memory (MATH.md "Rotary embedding")
   float attention_factor;  // multiplies cos and sin
+};
+
+// The norm and rotations of ops::mla_rope_norm_cache.
+struct MlaRopeNorm {
+  Tensor kv_norm;  // f32 [1, kv_lora_rank]: the latent's rms_norm weight
+  float eps;
+  RopeParams q_rope, kv_rope;
 };
 
 enum class RoutingScore { routing_score_softmax, routing_score_sigmoid };
@@ -155,6 +166,14 @@ class Backend {
   // block scales kept as FP8 + scales). `host_owner` keeps the host memory alive; a backend that
   // computes on host memory (CPU) may return views of it and keep `host_owner` instead of copying.
   virtual Weight upload(const Weight& host, const std::shared_ptr<void>& host_owner) = 0;
+  // Weights that multiply the same input (q and kv_a; gate and up), stacked by rows in order
+  // (equal column counts), so that one product computes them all. A backend that gains from
+  // fewer, larger products (CUDA) returns the stack; the default keeps the parts apart.
+  virtual std::optional<Weight> upload_stacked(std::span<const Weight> host, const std::shared_ptr<void>& host_owner) {
+    (void)host;
+    (void)host_owner;
+    return std::nullopt;
+  }
   // A float32 vector [1, n] (norm weights, the routing score bias), kept in f32 on every backend.
   virtual Tensor upload_vector(const Tensor& host, const std::shared_ptr<void>& host_owner) = 0;
   // One projection of all routed experts of a layer (n_experts host matrices of equal shape and
@@ -217,6 +236,15 @@ class Backend {
   virtual void gather_rows(const Tensor& x, const Tensor& rows, Tensor out) = 0;
 
   virtual void kv_cache_write(const KvCacheView& cache, int layer, const Tensor& kv, const StepContext& ctx) = 0;
+  // The four ops in one where the backend fuses them (CUDA), else one after another.
+  virtual void mla_rope_norm_cache(Tensor q, Tensor kv, const MlaRopeNorm& p, const KvCacheView& cache, int layer,
+                                   const StepContext& ctx) {
+    const Tensor latent = kv.slice_cols(0, p.kv_norm.numel());
+    rms_norm(latent, p.kv_norm, p.eps, latent);
+    rope(q, p.q_rope, ctx);
+    rope(kv, p.kv_rope, ctx);
+    kv_cache_write(cache, layer, kv, ctx);
+  }
   virtual void mla_absorb_query(const Tensor& q, const Weight& kv_b, const MlaShape& shape, Tensor q_full) = 0;
   virtual void mla_attention(const Tensor& q_full, const KvCacheView& cache, int layer, const StepContext& ctx,
                              const MlaShape& shape, Tensor o_latent) = 0;
@@ -231,7 +259,7 @@ class Backend {
   virtual void moe_grouped_mlp(const Tensor& x_sorted, const Tensor& expert_offsets, const ExpertMlpWeights& experts,
                                Tensor gate, Tensor up, Tensor y_sorted) = 0;
   virtual void moe_combine(const Tensor& y_sorted, const Tensor& row_map, const Tensor& expert_ids,
-                           const Tensor& expert_weights, Tensor out) = 0;
+                           const Tensor& expert_weights, const Tensor& shared, Tensor out) = 0;
 };
 
 }  // namespace dsi

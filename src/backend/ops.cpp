@@ -85,12 +85,40 @@ void embedding(Backend& be, const Weight& table, const StepContext& ctx, Tensor 
   be.embedding(table, ctx, out);
 }
 
-void rms_norm(Backend& be, const Tensor& x, const Tensor& weight, float eps, Tensor out) {
+namespace {
+
+void check_rms_norm(Backend& be, const Tensor& x, const Tensor& weight, const Tensor& out) {
   require_act(be, x, "rms_norm", "x");
   require_act(be, out, "rms_norm", "out");
   require_dtype(weight, DType::f32, "rms_norm", "weight");
   require_same_shape(x, out, "rms_norm", "x", "out");
   if (weight.numel() != x.cols) fail("rms_norm: weight has {} values for rows of {}", weight.numel(), x.cols);
+}
+
+void check_rope(Backend& be, const Tensor& x, const RopeParams& r, const StepContext& ctx) {
+  require_act(be, x, "rope", "x");
+  require_dtype(r.inv_freq, DType::f32, "rope", "inv_freq");
+  if (x.rows != ctx.n_tokens()) fail("rope: x has {} rows for a step of {} tokens", x.rows, ctx.n_tokens());
+  const int64_t half = r.inv_freq.numel();
+  if (r.n_heads < 1 || half < 1 || (r.n_heads - 1) * r.head_stride + r.rope_offset + 2 * half > x.cols)
+    fail("rope: {} heads of stride {} with rope dims [{}, {}) exceed the row of {}", r.n_heads, r.head_stride,
+         r.rope_offset, r.rope_offset + 2 * half, x.cols);
+}
+
+void check_kv_cache_write(Backend& be, const KvCacheView& cache, int layer, const Tensor& kv, const StepContext& ctx) {
+  require_layer(cache, layer, "kv_cache_write");
+  require_act(be, kv, "kv_cache_write", "kv");
+  require_dtype(cache.pool, be.kv_dtype(), "kv_cache_write", "cache");
+  require_shape(kv, ctx.n_tokens(), cache.pool.cols, "kv_cache_write", "kv");
+  if (cache.n_blocks != ctx.bounds.n_kv_blocks || cache.block_size != ctx.bounds.block_size)
+    fail("kv_cache_write: the cache has {} blocks of {}, the step was checked against {} of {}", cache.n_blocks,
+         cache.block_size, ctx.bounds.n_kv_blocks, ctx.bounds.block_size);
+}
+
+}  // namespace
+
+void rms_norm(Backend& be, const Tensor& x, const Tensor& weight, float eps, Tensor out) {
+  check_rms_norm(be, x, weight, out);
   be.rms_norm(x, weight, eps, out);
 }
 
@@ -120,13 +148,7 @@ void linear(Backend& be, const Tensor& x, const Weight& w, Tensor out) {
 }
 
 void rope(Backend& be, Tensor x, const RopeParams& r, const StepContext& ctx) {
-  require_act(be, x, "rope", "x");
-  require_dtype(r.inv_freq, DType::f32, "rope", "inv_freq");
-  if (x.rows != ctx.n_tokens()) fail("rope: x has {} rows for a step of {} tokens", x.rows, ctx.n_tokens());
-  const int64_t half = r.inv_freq.numel();
-  if (r.n_heads < 1 || half < 1 || (r.n_heads - 1) * r.head_stride + r.rope_offset + 2 * half > x.cols)
-    fail("rope: {} heads of stride {} with rope dims [{}, {}) exceed the row of {}", r.n_heads, r.head_stride,
-         r.rope_offset, r.rope_offset + 2 * half, x.cols);
+  check_rope(be, x, r, ctx);
   be.rope(x, r, ctx);
 }
 
@@ -157,14 +179,23 @@ void gather_rows(Backend& be, const Tensor& x, const Tensor& rows, Tensor out) {
 }
 
 void kv_cache_write(Backend& be, const KvCacheView& cache, int layer, const Tensor& kv, const StepContext& ctx) {
-  require_layer(cache, layer, "kv_cache_write");
-  require_act(be, kv, "kv_cache_write", "kv");
-  require_dtype(cache.pool, be.kv_dtype(), "kv_cache_write", "cache");
-  require_shape(kv, ctx.n_tokens(), cache.pool.cols, "kv_cache_write", "kv");
-  if (cache.n_blocks != ctx.bounds.n_kv_blocks || cache.block_size != ctx.bounds.block_size)
-    fail("kv_cache_write: the cache has {} blocks of {}, the step was checked against {} of {}", cache.n_blocks,
-         cache.block_size, ctx.bounds.n_kv_blocks, ctx.bounds.block_size);
+  check_kv_cache_write(be, cache, layer, kv, ctx);
   be.kv_cache_write(cache, layer, kv, ctx);
+}
+
+void mla_rope_norm_cache(Backend& be, Tensor q, Tensor kv, const MlaRopeNorm& p, const KvCacheView& cache, int layer,
+                         const StepContext& ctx) {
+  const int64_t r = p.kv_norm.numel();
+  if (r < 1 || r > kv.cols) fail("mla_rope_norm_cache: a latent of {} columns in rows of {}", r, kv.cols);
+  check_rms_norm(be, kv.slice_cols(0, r), p.kv_norm, kv.slice_cols(0, r));
+  check_rope(be, q, p.q_rope, ctx);
+  check_rope(be, kv, p.kv_rope, ctx);
+  if (p.kv_rope.rope_offset < r)
+    fail("mla_rope_norm_cache: kv's rotary dims start at {}, inside the latent of {}", p.kv_rope.rope_offset, r);
+  check_kv_cache_write(be, cache, layer, kv, ctx);
+  // (q and kv are usually column ranges of the same rows, interleaved in memory: their byte
+  // spans overlap while their elements do not, so no span check here.)
+  be.mla_rope_norm_cache(q, kv, p, cache, layer, ctx);
 }
 
 void mla_absorb_query(Backend& be, const Tensor& q, const Weight& kv_b, const MlaShape& s, Tensor q_full) {
@@ -266,7 +297,7 @@ void moe_grouped_mlp(Backend& be, const Tensor& x_sorted, const Tensor& expert_o
 }
 
 void moe_combine(Backend& be, const Tensor& y_sorted, const Tensor& row_map, const Tensor& expert_ids,
-                 const Tensor& expert_weights, Tensor out) {
+                 const Tensor& expert_weights, const Tensor& shared, Tensor out) {
   const int64_t n = out.rows, k = row_map.cols;
   require_act(be, y_sorted, "moe_combine", "y_sorted");
   require_act(be, out, "moe_combine", "out");
@@ -278,7 +309,12 @@ void moe_combine(Backend& be, const Tensor& y_sorted, const Tensor& row_map, con
   require_dtype(expert_weights, DType::f32, "moe_combine", "expert_weights");
   require_shape(expert_weights, n, k, "moe_combine", "expert_weights");
   require_disjoint(out, y_sorted, "moe_combine", "out", "y_sorted");
-  be.moe_combine(y_sorted, row_map, expert_ids, expert_weights, out);
+  if (shared.data) {
+    require_act(be, shared, "moe_combine", "shared");
+    require_same_shape(shared, out, "moe_combine", "shared", "out");
+    require_disjoint(out, shared, "moe_combine", "out", "shared");
+  }
+  be.moe_combine(y_sorted, row_map, expert_ids, expert_weights, shared, out);
 }
 
 void sample(Backend& be, const Tensor& logits, std::span<const sampling::SamplingRow> rows,

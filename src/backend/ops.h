@@ -41,6 +41,14 @@ void gather_rows(Backend& be, const Tensor& x, const Tensor& rows, Tensor out);
 // cache's dtype. kv: act [n_tokens, kv_dim]
 void kv_cache_write(Backend& be, const KvCacheView& cache, int layer, const Tensor& kv, const StepContext& ctx);
 
+// What attention does to q and kv between their products and the absorbed query, as one op:
+// kv's latent (its first p.kv_norm.numel() columns) rms-normed in place, rope on q and on kv's
+// rotary key, then kv written to its ctx.kv_slots of `layer`. Equal to rms_norm, rope, rope,
+// kv_cache_write in that order; CUDA does it in one kernel. q, kv: act [n_tokens, *], sharing no
+// element (they may be column ranges of the same rows).
+void mla_rope_norm_cache(Backend& be, Tensor q, Tensor kv, const MlaRopeNorm& p, const KvCacheView& cache, int layer,
+                         const StepContext& ctx);
+
 // Absorbs W_UK into the query: q_full[:, h] = [W_UK_h^T q_nope_h, q_pe_h].
 // q: act [n, n_heads * (dn + dr)] (rope applied); kv_b: [n_heads * (dn + dv), r];
 // q_full: act [n, n_heads * (r + dr)]
@@ -81,11 +89,13 @@ void moe_grouped_mlp(Backend& be, const Tensor& x_sorted, const Tensor& expert_o
                      const ExpertMlpWeights& experts, Tensor gate, Tensor up, Tensor y_sorted);
 
 // out[t] = sum over the token's k choices, in increasing expert id (an order that does not
-// depend on the batch), of expert_weights[t, j] * y_sorted[row_map[t, j]].
+// depend on the batch), of expert_weights[t, j] * y_sorted[row_map[t, j]], then, where
+// shared has data, plus shared[t] (the shared experts' output; the sum is rounded to the
+// activation dtype first, as a separate add would see it).
 // y_sorted: act [n * k, hidden]; row_map, expert_ids: i32 [n, k]; expert_weights: f32 [n, k];
-// out: act [n, hidden]
+// shared: act [n, hidden] or empty; out: act [n, hidden], not overlapping y_sorted or shared
 void moe_combine(Backend& be, const Tensor& y_sorted, const Tensor& row_map, const Tensor& expert_ids,
-                 const Tensor& expert_weights, Tensor out);
+                 const Tensor& expert_weights, const Tensor& shared, Tensor out);
 
 // Tokens for rows [0, rows.size()) of logits on the backend's device sampler (Backend::sample).
 // logits: f32 [>= rows.size(), vocab], scratch; results: one per row; each row's penalty range

@@ -33,7 +33,7 @@ RoutingParams routing_params(const ModelConfig& c) {
 
 // This step's rows of the workspace buffers.
 struct DeepSeekModel::Rows {
-  Tensor x, h, out, q_a, q, kv, q_full, o_latent, o, gate, up, shared;
+  Tensor x, h, out, q_kv, q_a, q, kv, q_full, o_latent, o, gate_up, shared;
 };
 
 DeepSeekModel::DeepSeekModel(ModelConfig config, ModelWeights weights, Backend& backend, ParallelContext parallel)
@@ -90,14 +90,14 @@ void DeepSeekModel::forward_device(Workspace& ws, const KvCacheView& cache) {
   s.x = ws.x.t.slice_rows(0, n);
   s.h = ws.h.t.slice_rows(0, n);
   s.out = ws.out.t.slice_rows(0, n);
+  s.q_kv = ws.q_kv.t.slice_rows(0, n);
   if (c.q_lora_rank) s.q_a = ws.q_a.t.slice_rows(0, n);
   s.q = ws.q.t.slice_rows(0, n);
   s.kv = ws.kv.t.slice_rows(0, n);
   s.q_full = ws.q_full.t.slice_rows(0, n);
   s.o_latent = ws.o_latent.t.slice_rows(0, n);
   s.o = ws.o.t.slice_rows(0, n);
-  s.gate = ws.gate.t.slice_rows(0, n);
-  s.up = ws.up.t.slice_rows(0, n);
+  s.gate_up = ws.gate_up.t.slice_rows(0, n);
   if (c.n_routed_experts > 0) s.shared = ws.shared.t.slice_rows(0, n);
 
   ops::embedding(be, weights_.embed, ctx, s.x);
@@ -134,27 +134,36 @@ void DeepSeekModel::attention(int layer, const StepContext& ctx, const KvCacheVi
   auto& be = backend_;
   const float eps = float(c.rms_norm_eps);
 
+  // The query's first product and kv_a share their input: one product where they are stacked.
+  if (w.q_kv_a) ops::linear(be, s.h, *w.q_kv_a, s.q_kv);
   if (c.q_lora_rank) {
-    ops::linear(be, s.h, *w.q_a, s.q_a);
+    if (!w.q_kv_a) ops::linear(be, s.h, *w.q_a, s.q_a);
     ops::rms_norm(be, s.q_a, w.q_a_norm, eps, s.q_a);
     dump(layer, "q_a_norm", s.q_a);
     ops::linear(be, s.q_a, *w.q_b, s.q);
-  } else {
+  } else if (!w.q_kv_a) {
     ops::linear(be, s.h, *w.q_proj, s.q);
   }
   dump(layer, "q", s.q);
   // The latent c is normalised in place; the rotary key k_pe follows it in the same row,
   // which is exactly the cache row layout.
-  ops::linear(be, s.h, w.kv_a, s.kv);
-  Tensor latent = s.kv.slice_cols(0, c.kv_lora_rank);
-  ops::rms_norm(be, latent, w.kv_a_norm, eps, latent);
-  dump(layer, "kv", s.kv);
-  const Tensor& inv_freq = inv_freq_.t;
-  ops::rope(be, s.q, {c.n_heads, c.qk_head_dim(), c.qk_nope_head_dim, inv_freq, rope_.attention_factor}, ctx);
-  ops::rope(be, s.kv, {1, c.kv_cache_dim(), c.kv_lora_rank, inv_freq, rope_.attention_factor}, ctx);
+  if (!w.q_kv_a) ops::linear(be, s.h, w.kv_a, s.kv);
+  const MlaRopeNorm prep{w.kv_a_norm, eps,
+                         {c.n_heads, c.qk_head_dim(), c.qk_nope_head_dim, inv_freq_.t, rope_.attention_factor},
+                         {1, c.kv_cache_dim(), c.kv_lora_rank, inv_freq_.t, rope_.attention_factor}};
+  if (dump_ && dump_->wants(layer, "kv")) {
+    // The normed latent before its rotation exists only between the separate ops.
+    Tensor latent = s.kv.slice_cols(0, c.kv_lora_rank);
+    ops::rms_norm(be, latent, w.kv_a_norm, eps, latent);
+    dump(layer, "kv", s.kv);
+    ops::rope(be, s.q, prep.q_rope, ctx);
+    ops::rope(be, s.kv, prep.kv_rope, ctx);
+    ops::kv_cache_write(be, cache, layer, s.kv, ctx);
+  } else {
+    ops::mla_rope_norm_cache(be, s.q, s.kv, prep, cache, layer, ctx);
+  }
   dump(layer, "q_rope", s.q);
   dump(layer, "kv_rope", s.kv);
-  ops::kv_cache_write(be, cache, layer, s.kv, ctx);
 
   ops::mla_absorb_query(be, s.q, w.kv_b, mla_, s.q_full);
   dump(layer, "q_full", s.q_full);
@@ -173,9 +182,13 @@ void DeepSeekModel::feed_forward(int layer, const Rows& s, Workspace& ws) {
   auto& be = backend_;
   auto mlp = [&](const MlpWeights& m, Tensor out) {
     const int64_t width = m.gate.rows();
-    Tensor gate = s.gate.slice_cols(0, width), up = s.up.slice_cols(0, width);
-    ops::linear(be, s.h, m.gate, gate);
-    ops::linear(be, s.h, m.up, up);
+    Tensor gate = s.gate_up.slice_cols(0, width), up = s.gate_up.slice_cols(width, width);
+    if (m.gate_up) {
+      ops::linear(be, s.h, *m.gate_up, s.gate_up.slice_cols(0, 2 * width));
+    } else {
+      ops::linear(be, s.h, m.gate, gate);
+      ops::linear(be, s.h, m.up, up);
+    }
     ops::silu_mul(be, gate, up, gate);
     ops::linear(be, gate, m.down, out);
   };
@@ -184,13 +197,15 @@ void DeepSeekModel::feed_forward(int layer, const Rows& s, Workspace& ws) {
     all_reduce(parallel_.tp_device.get(), s.out);  // row-parallel down_proj
     return;
   }
-  routed_experts(layer, s, ws);
+  // The shared experts first: their output joins the routed sum inside moe_combine.
   const auto& moe = *lw.moe;
+  Tensor shared;
   if (moe.shared) {
     mlp(*moe.shared, s.shared);
     dump(layer, "shared_out", s.shared);
-    ops::add(be, s.out, s.shared);
+    shared = s.shared;
   }
+  routed_experts(layer, s, ws, shared);
   // Every rank holds its experts' and its shared-expert slice's share: one sum over all ranks.
   // (Under DP attention the exchange brought every expert's output home, and the shared
   // experts are whole: nothing to sum.)
@@ -203,7 +218,7 @@ void DeepSeekModel::feed_forward(int layer, const Rows& s, Workspace& ws) {
 // in increasing expert id as one process does; the all-reduce after the shared experts adds
 // the ranks' shares. (All-to-all dispatch, sending each token only to the ranks of its
 // experts, moves fewer bytes once attention is data-parallel: docs/design/parallel.md.)
-void DeepSeekModel::routed_experts(int layer, const Rows& s, Workspace& ws) {
+void DeepSeekModel::routed_experts(int layer, const Rows& s, Workspace& ws, const Tensor& shared) {
   const auto& moe = *weights_.layers[size_t(layer)].moe;
   auto& be = backend_;
   const int64_t n = s.x.rows, m = n * config_.num_experts_per_tok;
@@ -225,7 +240,7 @@ void DeepSeekModel::routed_experts(int layer, const Rows& s, Workspace& ws) {
     be.copy_to_host(counts, host_counts_.data());
     exchange_->run(*parallel_.world_device, moe.routed, x_sorted, host_counts_, y_sorted);
     dump(layer, "y_sorted", y_sorted);
-    ops::moe_combine(be, y_sorted, row_map, ids, weights, s.out);
+    ops::moe_combine(be, y_sorted, row_map, ids, weights, shared, s.out);
     dump(layer, "moe_out", s.out);
     return;
   }
@@ -266,7 +281,7 @@ void DeepSeekModel::routed_experts(int layer, const Rows& s, Workspace& ws) {
     be.copy_from_host(zeros_.data(), elsewhere);
   }
   dump(layer, "y_sorted", y_sorted);
-  ops::moe_combine(be, y_sorted, row_map, ids, weights, s.out);
+  ops::moe_combine(be, y_sorted, row_map, ids, weights, shared, s.out);
   dump(layer, "moe_out", s.out);
 }
 

@@ -59,7 +59,8 @@ class DeepSeekModel {
   void forward_device(Workspace& ws, const KvCacheView& cache);
   void attention(int layer, const StepContext& ctx, const KvCacheView& cache, const Rows& s);
   void feed_forward(int layer, const Rows& s, Workspace& ws);
-  void routed_experts(int layer, const Rows& s, Workspace& ws);
+  // Writes the routed experts' weighted sum plus `shared` (the shared experts' output, or empty).
+  void routed_experts(int layer, const Rows& s, Workspace& ws, const Tensor& shared);
   // In place: t = sum of t over the ranks of `group` (device_collectives.h); none: one rank.
   static void all_reduce(DeviceCollectives* group, Tensor t) {
     if (group) group->all_reduce_sum(t);

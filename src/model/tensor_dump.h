@@ -11,7 +11,8 @@
 //   cache row), q_full [n, heads * (r + dr)], o_latent [n, heads * r], o [n, heads * dv],
 //   attn_out [n, hidden], attn_residual [n, hidden], ffn_norm [n, hidden], and for MoE layers
 //   router_logits [n, E], expert_ids [n, k], expert_weights [n, k], x_sorted [m, hidden],
-//   y_sorted [m, hidden], moe_out [n, hidden], shared_out [n, hidden]; then ffn_out and
+//   y_sorted [m, hidden], shared_out [n, hidden], moe_out [n, hidden] (the routed sum plus
+//   shared_out, before any all-reduce); then ffn_out and
 //   layer_out [n, hidden].
 #include <string>
 #include <string_view>

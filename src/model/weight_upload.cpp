@@ -1,5 +1,8 @@
 #include "model/weight_upload.h"
 
+#include <initializer_list>
+#include <vector>
+
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -34,9 +37,31 @@ class Uploader {
     t = be_.upload_vector(t, owner_);
     advance(n);
   }
+  // Weights that share their input, stacked where the backend stacks them (each part then a
+  // view of its rows), else uploaded one by one.
+  std::optional<Weight> stacked(std::initializer_list<Weight*> parts) {
+    std::vector<Weight> host;
+    int64_t n = 0;
+    for (Weight* p : parts) {
+      host.push_back(*p);
+      n += weight_bytes(*p);
+    }
+    std::optional<Weight> s = be_.upload_stacked(host, owner_);
+    if (!s) {
+      for (Weight* p : parts) weight(*p);
+      return s;
+    }
+    int64_t r0 = 0;
+    for (Weight* p : parts) {
+      const int64_t rows = p->rows();
+      *p = s->slice_rows(r0, rows);
+      r0 += rows;
+    }
+    advance(n);
+    return s;
+  }
   void mlp(MlpWeights& m) {
-    weight(m.gate);
-    weight(m.up);
+    m.gate_up = stacked({&m.gate, &m.up});
     weight(m.down);
   }
   void experts(MoeWeights& moe) {
@@ -81,11 +106,9 @@ ModelWeights upload_weights(Backend& be, ModelWeights w) {
     up.vector(l.input_norm);
     up.vector(l.post_norm);
     auto& a = l.attn;
-    up.weight(a.q_proj);
-    up.weight(a.q_a);
+    a.q_kv_a = up.stacked({a.q_a ? &*a.q_a : &*a.q_proj, &a.kv_a});
     up.vector(a.q_a_norm);
     up.weight(a.q_b);
-    up.weight(a.kv_a);
     up.vector(a.kv_a_norm);
     up.weight(a.kv_b);
     up.weight(a.o);

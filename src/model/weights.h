@@ -24,6 +24,9 @@ struct MlaWeights {
   Tensor kv_a_norm;              // f32 [1, kv_lora_rank]
   Weight kv_b;                   // [n_heads * (qk_nope_head_dim + v_head_dim), kv_lora_rank]
   Weight o;                      // [hidden, n_heads * v_head_dim]
+  // q_proj (or q_a) then kv_a, stacked by rows where the backend stacks them
+  // (Backend::upload_stacked): one product for both; the parts are then views of its rows.
+  std::optional<Weight> q_kv_a;
 };
 
 struct MoeWeights {

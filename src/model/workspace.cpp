@@ -19,14 +19,20 @@ Workspace::Workspace(Backend& be, const ModelConfig& c, const StepLimits& limits
   x = activation(c.hidden_size);
   h = activation(c.hidden_size);
   out = activation(c.hidden_size);
-  if (c.q_lora_rank) q_a = activation(*c.q_lora_rank);
-  q = activation(c.n_heads * c.qk_head_dim());
-  kv = activation(c.kv_cache_dim());
+  const int64_t q_cols = c.q_lora_rank ? *c.q_lora_rank : c.n_heads * c.qk_head_dim();
+  q_kv = activation(q_cols + c.kv_cache_dim());
+  const Buffer query{q_kv.t.slice_cols(0, q_cols), q_kv.owner};
+  if (c.q_lora_rank) {
+    q_a = query;
+    q = activation(c.n_heads * c.qk_head_dim());
+  } else {
+    q = query;
+  }
+  kv = {q_kv.t.slice_cols(q_cols, c.kv_cache_dim()), q_kv.owner};
   q_full = activation(c.n_heads * c.kv_cache_dim());
   o_latent = activation(c.n_heads * c.kv_lora_rank);
   o = activation(c.n_heads * c.v_head_dim);
-  gate = activation(inter);
-  up = activation(inter);
+  gate_up = activation(2 * inter);
   if (c.n_routed_experts > 0) {
     const int64_t k = c.num_experts_per_tok, E = c.n_routed_experts;
     router_logits = make(DType::f32, n, E);

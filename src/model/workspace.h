@@ -23,14 +23,19 @@ class Workspace {
   Buffer x;              // act [, hidden] residual stream
   Buffer h;              // act [, hidden] normalised input of a sub-layer
   Buffer out;            // act [, hidden] output of a sub-layer
-  Buffer q_a;            // act [, q_lora_rank] (q_lora_rank set)
-  Buffer q;              // act [, n_heads * (dn + dr)]
-  Buffer kv;             // act [, r + dr] latent and rotary key: the cache row
+  // q_kv holds, side by side, the two products of the sub-layer's input: the query (q, or q_a
+  // when q_lora_rank is set) then kv, so that a stacked q_kv_a weight writes both in one
+  // product; those two are views of its columns.
+  Buffer q_kv;           // act [, q cols + r + dr]
+  Buffer q_a;            // act [, q_lora_rank] (q_lora_rank set): columns of q_kv
+  Buffer q;              // act [, n_heads * (dn + dr)]: columns of q_kv without q_lora_rank
+  Buffer kv;             // act [, r + dr] latent and rotary key, the cache row: columns of q_kv
   Buffer q_full;         // act [, n_heads * (r + dr)]
   Buffer o_latent;       // act [, n_heads * r]
   Buffer o;              // act [, n_heads * dv]
-  Buffer gate;           // act [, max(intermediate, shared width)]
-  Buffer up;             // act [, same]
+  // An MLP of width w writes gate into columns [0, w) and up into [w, 2w) (one product where
+  // its gate_up weight is stacked).
+  Buffer gate_up;        // act [, 2 max(intermediate, shared width)]
   Buffer router_logits;  // f32 [, n_routed_experts]
   Buffer expert_ids;     // i32 [, top_k]
   Buffer expert_weights;  // f32 [, top_k]

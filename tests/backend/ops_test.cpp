@@ -75,8 +75,10 @@ TEST_F(OpsTest, MoeOpsCheckTheirOperands) {
   Buffer x = f32(4, 16), offsets = i32(1, 9), row_map = i32(4, 2);
   EXPECT_ERROR(ops::moe_dispatch(*be, x.t, ids.t, counts.t, f32(7, 16).t, offsets.t, row_map.t),
                "moe_dispatch: x_sorted is [7, 16], expected [8, 16]");
-  EXPECT_ERROR(ops::moe_combine(*be, f32(8, 16).t, row_map.t, ids.t, f32(4, 3).t, x.t),
+  EXPECT_ERROR(ops::moe_combine(*be, f32(8, 16).t, row_map.t, ids.t, f32(4, 3).t, {}, x.t),
                "moe_combine: expert_weights is [4, 3], expected [4, 2]");
+  EXPECT_ERROR(ops::moe_combine(*be, f32(8, 16).t, row_map.t, ids.t, wts.t, f32(4, 15).t, x.t),
+               "moe_combine: shared [4, 15] and out [4, 16] differ in shape");
 }
 
 // A step of two sequences on a cache of 4 blocks of 4 tokens.
@@ -184,7 +186,7 @@ TEST_F(OpsTest, MoeFourOpsEqualThePerTokenReference) {
   ops::moe_route(*be, logits.t, {}, p, ids.t, wts.t, counts.t);
   ops::moe_dispatch(*be, x.t, ids.t, counts.t, x_sorted.t, offsets.t, row_map.t);
   ops::moe_grouped_mlp(*be, x_sorted.t, offsets.t, w, gate.t, up.t, y_sorted.t);
-  ops::moe_combine(*be, y_sorted.t, row_map.t, ids.t, wts.t, out.t);
+  ops::moe_combine(*be, y_sorted.t, row_map.t, ids.t, wts.t, {}, out.t);
 
   // Counts and offsets agree with the chosen ids; each (token, choice) row lies in its expert's range.
   std::vector<int> want_counts(E, 0);

@@ -49,7 +49,7 @@ class CpuBackend final : public Backend {
   void moe_grouped_mlp(const Tensor& x_sorted, const Tensor& expert_offsets, const ExpertMlpWeights& experts,
                        Tensor gate, Tensor up, Tensor y_sorted) override;
   void moe_combine(const Tensor& y_sorted, const Tensor& row_map, const Tensor& expert_ids,
-                   const Tensor& expert_weights, Tensor out) override;
+                   const Tensor& expert_weights, const Tensor& shared, Tensor out) override;
 
  private:
   // Scratch the MLA ops reuse across calls (per-head products before they are interleaved);

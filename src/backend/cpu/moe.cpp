@@ -132,7 +132,7 @@ void CpuBackend::moe_grouped_mlp(const Tensor& x_sorted, const Tensor& expert_of
 
 // Each token sums its experts in increasing expert order, as the reference does.
 void CpuBackend::moe_combine(const Tensor& y_sorted, const Tensor& row_map, const Tensor& expert_ids,
-                             const Tensor& expert_weights, Tensor out) {
+                             const Tensor& expert_weights, const Tensor& shared, Tensor out) {
   const int64_t n = out.rows, k = row_map.cols, H = out.cols;
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; ++t) {
@@ -146,6 +146,10 @@ void CpuBackend::moe_combine(const Tensor& y_sorted, const Tensor& row_map, cons
       const float wt = expert_weights.row<const float>(t)[j];
       const float* d = y_sorted.row<const float>(row_map.row<const int32_t>(t)[j]);
       for (int64_t i = 0; i < H; ++i) o[i] += wt * d[i];
+    }
+    if (shared.data) {
+      const float* s = shared.row<const float>(t);
+      for (int64_t i = 0; i < H; ++i) o[i] += s[i];
     }
   }
 }

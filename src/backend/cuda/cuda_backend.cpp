@@ -162,12 +162,41 @@ Weight CudaBackend::keep(Buffer b) {
 // A dense matrix in the activation dtype, whatever the checkpoint stored.
 Weight CudaBackend::upload(const Weight& host, const std::shared_ptr<void>&) {
   bind();
+  return keep(upload_dense(host));
+}
+
+// The parts stacked by rows in one allocation: each is uploaded (and converted) on its own,
+// copied into its rows, and freed, so the peak is the stack plus one part.
+std::optional<Weight> CudaBackend::upload_stacked(std::span<const Weight> host, const std::shared_ptr<void>&) {
+  bind();
+  if (host.empty()) return std::nullopt;
+  int64_t rows = 0;
+  for (const Weight& w : host) {
+    if (w.cols() != host[0].cols())
+      fail("upload_stacked: parts of {} and {} columns cannot be stacked", host[0].cols(), w.cols());
+    rows += w.rows();
+  }
+  Buffer stacked = alloc(act_, rows, host[0].cols());
+  int64_t r0 = 0;
+  for (const Weight& w : host) {
+    const Buffer part = upload_dense(w);
+    const Tensor dst = stacked.t.slice_rows(r0, w.rows());
+    DSI_CUDA_CHECK(cudaMemcpy2DAsync(dst.data, size_t(dst.row_stride) * dtype_size(act_), part.t.data,
+                                     size_t(part.t.row_stride) * dtype_size(act_), size_t(w.cols()) * dtype_size(act_),
+                                     size_t(w.rows()), cudaMemcpyDeviceToDevice, stream()));
+    synchronize();  // `part` is freed on the next line
+    r0 += w.rows();
+  }
+  return keep(std::move(stacked));
+}
+
+Buffer CudaBackend::upload_dense(const Weight& host) {
   const Tensor& h = host.w;
   if (h.dtype == DType::f16) {
     const auto wide = widened_f32(h);
     Weight f32 = host;
     f32.w = Tensor::matrix(const_cast<float*>(wide.data()), DType::f32, h.rows, h.cols);
-    Weight out = upload(f32, nullptr);
+    Buffer out = upload_dense(f32);
     synchronize();  // `wide` dies here
     return out;
   }
@@ -184,14 +213,14 @@ Weight CudaBackend::upload(const Weight& host, const std::shared_ptr<void>&) {
     Buffer out = alloc(act_, h.rows, h.cols);
     dequantize_fp8({q, out.t}, stream());
     synchronize();  // raw and scale are freed on return
-    return keep(std::move(out));
+    return out;
   }
   if (h.dtype != DType::f32 && h.dtype != DType::bf16)
     fail("upload: weights of dtype {} are not supported on the GPU", dtype_name(h.dtype));
-  if (h.dtype == act_) return keep({dev, raw});
+  if (h.dtype == act_) return {dev, raw};
   Buffer out = converted(dev, act_);
   synchronize();
-  return keep(std::move(out));
+  return out;
 }
 
 // Vectors (norm weights, score bias) stay f32: the kernels read them in f32.

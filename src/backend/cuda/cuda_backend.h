@@ -11,6 +11,8 @@
 // Threads: one thread at a time (the engine's); the entry points that start a step or move
 // memory make this backend's GPU current on the calling thread first.
 #include <memory>
+#include <optional>
+#include <span>
 #include <vector>
 
 #include "backend/backend.h"
@@ -44,6 +46,7 @@ class CudaBackend final : public Backend {
   Buffer alloc(DType dtype, int64_t rows, int64_t cols) override;
   Buffer alloc_staging(DType dtype, int64_t rows, int64_t cols) override;
   Weight upload(const Weight& host, const std::shared_ptr<void>& host_owner) override;
+  std::optional<Weight> upload_stacked(std::span<const Weight> host, const std::shared_ptr<void>& host_owner) override;
   Tensor upload_vector(const Tensor& host, const std::shared_ptr<void>& host_owner) override;
   ExpertWeight upload_experts(std::span<const Weight> host, const std::shared_ptr<void>& host_owner) override;
   void copy_from_host(const void* src, Tensor dst) override;
@@ -69,6 +72,8 @@ class CudaBackend final : public Backend {
   void gather_rows(const Tensor& x, const Tensor& rows, Tensor out) override;
 
   void kv_cache_write(const KvCacheView& cache, int layer, const Tensor& kv, const StepContext& ctx) override;
+  void mla_rope_norm_cache(Tensor q, Tensor kv, const MlaRopeNorm& p, const KvCacheView& cache, int layer,
+                           const StepContext& ctx) override;
   void mla_absorb_query(const Tensor& q, const Weight& kv_b, const MlaShape& shape, Tensor q_full) override;
   void mla_attention(const Tensor& q_full, const KvCacheView& cache, int layer, const StepContext& ctx,
                      const MlaShape& shape, Tensor o_latent) override;
@@ -81,7 +86,7 @@ class CudaBackend final : public Backend {
   void moe_grouped_mlp(const Tensor& x_sorted, const Tensor& expert_offsets, const ExpertMlpWeights& experts,
                        Tensor gate, Tensor up, Tensor y_sorted) override;
   void moe_combine(const Tensor& y_sorted, const Tensor& row_map, const Tensor& expert_ids,
-                   const Tensor& expert_weights, Tensor out) override;
+                   const Tensor& expert_weights, const Tensor& shared, Tensor out) override;
 
  private:
   void bind() const;  // makes this backend's GPU current on the calling thread
@@ -101,6 +106,7 @@ class CudaBackend final : public Backend {
   std::shared_ptr<DeviceBuffer> to_device(const Tensor& host);
   // `src` (device, f32 or bf16) converted into a new allocation of dtype `to`.
   Buffer converted(const Tensor& src, DType to);
+  Buffer upload_dense(const Weight& host);  // a weight in the activation dtype, not yet kept
   Weight keep(Buffer b);  // a dense weight over b, alive as long as the backend
   OpTimer::Scope timed(const char* op) { return timer_.scope(op, stream()); }
 

@@ -9,6 +9,7 @@
 #include "backend/cuda/grouped_gemv.h"
 #include "backend/cuda/mla_attention.h"
 #include "backend/cuda/mla_projections.h"
+#include "backend/cuda/mla_rope_norm_cache.h"
 #include "backend/cuda/moe.h"
 #include "backend/step_context.h"
 #include "core/error.h"
@@ -154,6 +155,31 @@ void CudaBackend::gather_rows(const Tensor& x, const Tensor& rows, Tensor out) {
 void CudaBackend::kv_cache_write(const KvCacheView& cache, int layer, const Tensor& kv, const StepContext& ctx) {
   const auto t = timed("kv_cache_write");
   cuda::kv_cache_write({cache.layer(layer), kv, ptr<int64_t>(ctx.kv_slots)}, stream());
+}
+
+void CudaBackend::mla_rope_norm_cache(Tensor q, Tensor kv, const MlaRopeNorm& r, const KvCacheView& cache, int layer,
+                                      const StepContext& ctx) {
+  const auto t = timed("mla_rope_norm_cache");
+  MlaRopeNormCacheParams p;
+  p.q = q;
+  p.kv = kv;
+  p.pool = cache.layer(layer);
+  p.slots = ptr<int64_t>(ctx.kv_slots);
+  p.kv_norm = ptr<float>(r.kv_norm);
+  p.latent = r.kv_norm.numel();
+  p.eps = r.eps;
+  p.q_heads = r.q_rope.n_heads;
+  p.q_head_stride = r.q_rope.head_stride;
+  p.q_rope_offset = r.q_rope.rope_offset;
+  p.kv_rope_offset = r.kv_rope.rope_offset;
+  p.positions = ptr<int32_t>(ctx.positions);
+  p.inv_freq = ptr<float>(r.q_rope.inv_freq);
+  p.n_pairs = int(r.q_rope.inv_freq.cols);
+  p.attention_factor = r.q_rope.attention_factor;
+  if (r.kv_rope.inv_freq.data != r.q_rope.inv_freq.data || r.kv_rope.attention_factor != r.q_rope.attention_factor ||
+      r.kv_rope.n_heads != 1)
+    fail("cuda mla_rope_norm_cache: q and kv must share their rotation and kv have one head");
+  cuda::mla_rope_norm_cache(p, stream());
 }
 
 void CudaBackend::mla_absorb_query(const Tensor& q, const Weight& kv_b, const MlaShape& s, Tensor q_full) {
@@ -352,7 +378,7 @@ void CudaBackend::moe_grouped_mlp(const Tensor& x_sorted, const Tensor& expert_o
 }
 
 void CudaBackend::moe_combine(const Tensor& y_sorted, const Tensor& row_map, const Tensor& expert_ids,
-                              const Tensor& expert_weights, Tensor out) {
+                              const Tensor& expert_weights, const Tensor& shared, Tensor out) {
   const auto t = timed("moe_combine");
   MoeCombineParams p;
   p.act_dtype = y_sorted.dtype;
@@ -363,6 +389,8 @@ void CudaBackend::moe_combine(const Tensor& y_sorted, const Tensor& row_map, con
   p.expert_weights = ptr<float>(expert_weights);
   p.row_map = ptr<int32_t>(row_map);
   p.y_sorted = y_sorted.data;
+  p.shared_out = shared.data;
+  p.shared_ld = shared.row_stride;
   p.out = out.data;
   p.out_ld = out.row_stride;
   cuda::moe_combine(p, stream());

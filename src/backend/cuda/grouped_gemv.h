@@ -58,6 +58,9 @@ struct GroupedGemvParams {
   GroupedGemmParams gemm;         // act_dtype must be bf16 (a); y is written in y_dtype
   DType y_dtype = DType::bf16;    // bf16 or f32
   int max_active_groups = 0;      // upper bound of non-empty groups (<= n_groups); 0: n_groups
+  // Rows spread over the groups by routing (the routed experts): a group's count is about
+  // Poisson around the mean, so the MMA kernel sizes its passes for a group above the mean.
+  bool routed_rows = false;
   // The MMA kernel where it takes the problem and a group has more than fma_rows_per_group rows
   // on average (kFmaRowsPerGroup unless DSINFER_CUDA_SKINNY=mma-all).
   bool tensor_cores = true;

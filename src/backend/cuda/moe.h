@@ -80,7 +80,7 @@ struct MoeCombineParams {
   const float* expert_weights = nullptr;  // [n_tokens, top_k]
   const int32_t* row_map = nullptr;       // [n_tokens, top_k], from moe_dispatch
   const void* y_sorted = nullptr;         // [n_tokens * top_k, hidden], contiguous
-  const void* shared_out = nullptr;       // optional [n_tokens, hidden]: added after the routed sum
+  const void* shared_out = nullptr;       // optional [n_tokens, hidden]: added to the rounded routed sum
   int64_t shared_ld = 0;
   void* out = nullptr;  // [n_tokens, hidden]: sum_k w[t, k] y_sorted[row(t, k)] (+ shared_out[t])
   int64_t out_ld = 0;

@@ -112,7 +112,8 @@ __global__ void moe_combine_kernel(MoeCombineParams p) {
       const int64_t row = p.row_map[int64_t(t) * k + j];
       acc = __fadd_rn(acc, __fmul_rn(p.expert_weights[int64_t(t) * k + j], to_f32(y[row * p.hidden + c])));
     }
-    if (shared) acc = __fadd_rn(acc, to_f32(shared[int64_t(t) * p.shared_ld + c]));
+    // The routed sum is rounded before the shared output joins it, as the separate add did.
+    if (shared) acc = __fadd_rn(to_f32(from_f32<T>(acc)), to_f32(shared[int64_t(t) * p.shared_ld + c]));
     out[c] = from_f32<T>(acc);
   }
 }

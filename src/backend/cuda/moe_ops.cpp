@@ -84,6 +84,7 @@ GroupedGemvParams skinny(const GroupedGemmParams& g, int max_active, SkinnyKerne
   q.gemm = g;
   q.y_dtype = g.act_dtype;
   q.max_active_groups = max_active;
+  q.routed_rows = true;
   pick_skinny_kernel(q, k);
   return q;
 }

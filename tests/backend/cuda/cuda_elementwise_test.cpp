@@ -19,6 +19,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/elementwise.h"
 #include "backend/cuda/fp8.h"
+#include "backend/cuda/mla_rope_norm_cache.h"
 #include "backend/cuda/stream.h"
 #include "cuda_test_util.h"
 
@@ -278,6 +279,72 @@ TEST(CudaElementwise, KvCacheWriteFillsExactlyTheGivenSlots) {
       for (int64_t i = 0; i < n; ++i)
         for (int64_t j = 0; j < kv_dim; ++j) ref[size_t(slots[size_t(i)] * kv_dim + j)] = kv_r[size_t(i * kv_dim + j)];
       expect_exact(got, ref, "pool after kv_cache_write (untouched rows stay NaN)");
+    }
+}
+
+// The fused kernel against the four it replaces, on the layout the model gives it: q and kv side
+// by side in one row of q_kv (strided views), V2-Lite's 16 heads and V3's 128 (q_a is normed
+// elsewhere; here q is the rotated query either way), plus a slot outside the pool (skipped).
+// The kernels share their arithmetic, so the results agree to the rope test's tolerance and the
+// untouched pool rows stay NaN.
+TEST(CudaElementwise, MlaRopeNormCacheEqualsNormRopeRopeWrite) {
+  require_gpu();
+  Stream s;
+  const int64_t latent = 512, dr = 64, kv_dim = latent + dr, n_slots = 300;
+  for (int heads : {16, 128})
+    for (DType xt : {DType::f32, DType::bf16}) {
+      Rng rng;
+      SCOPED_TRACE(rng.trace() + " " + name(xt) + " heads " + std::to_string(heads));
+      const int64_t n = heads == 16 ? 37 : 5, q_cols = heads * (128 + dr), cols = q_cols + kv_dim;
+      auto rows = round_to(rng.normal(size_t(n * cols)), xt);
+      auto w = rng.normal(size_t(latent));
+      for (auto& v : w) v = 1.0f + 0.1f * v;
+      std::vector<int32_t> pos(static_cast<size_t>(n));
+      std::uniform_int_distribution<int32_t> pd(0, 32767);
+      for (auto& p : pos) p = pd(rng.gen);
+      std::vector<float> inv_freq(size_t(dr / 2));
+      for (size_t i = 0; i < inv_freq.size(); ++i)
+        inv_freq[i] = float(std::pow(10000.0, -2.0 * double(i) / double(dr)));
+      std::vector<int64_t> slots(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) slots[size_t(i)] = (i * 7919) % n_slots;
+      slots[1] = n_slots + 3;  // outside: skipped by both
+      DeviceBuffer dpos(pos.size() * 4), dfreq(inv_freq.size() * 4), dslots(slots.size() * 8), dw(w.size() * 4);
+      DSI_CUDA_CHECK(cudaMemcpy(dpos.data(), pos.data(), pos.size() * 4, cudaMemcpyHostToDevice));
+      DSI_CUDA_CHECK(cudaMemcpy(dfreq.data(), inv_freq.data(), inv_freq.size() * 4, cudaMemcpyHostToDevice));
+      DSI_CUDA_CHECK(cudaMemcpy(dslots.data(), slots.data(), slots.size() * 8, cudaMemcpyHostToDevice));
+      DSI_CUDA_CHECK(cudaMemcpy(dw.data(), w.data(), w.size() * 4, cudaMemcpyHostToDevice));
+      const float factor = 1.0f + 0.1f * std::log(40.0f);
+      auto run = [&](bool fused) {
+        auto d = upload(rows, xt, n, cols);
+        DeviceTensor pool(DType::bf16, n_slots, kv_dim);
+        pool.poison();
+        const Tensor q = d.t.slice_cols(0, q_cols), kv = d.t.slice_cols(q_cols, kv_dim);
+        if (fused) {
+          mla_rope_norm_cache({q, kv, pool.t, dslots.as<int64_t>(), dw.as<float>(), latent, 1e-6f, heads, 128 + dr, 128,
+                               latent, dpos.as<int32_t>(), dfreq.as<float>(), int(dr / 2), factor},
+                              s.get());
+        } else {
+          const Tensor lat = kv.slice_cols(0, latent);
+          rms_norm({lat, Tensor{}, Tensor::matrix(dw.data(), DType::f32, 1, latent), 1e-6f, lat}, s.get());
+          rope({q, heads, 128 + dr, 128, dpos.as<int32_t>(), dfreq.as<float>(), int(dr / 2), factor}, s.get());
+          rope({kv, 1, 0, latent, dpos.as<int32_t>(), dfreq.as<float>(), int(dr / 2), factor}, s.get());
+          kv_cache_write({pool.t, kv, dslots.as<int64_t>()}, s.get());
+        }
+        return std::pair{download(d.t), download(pool.t)};
+      };
+      const auto [want_rows, want_pool] = run(false);
+      const auto [got_rows, got_pool] = run(true);
+      expect_close(got_rows, want_rows, tol_for(xt) * 2, "q and kv");
+      for (size_t i = 0; i < want_pool.size(); ++i)
+        ASSERT_EQ(std::isnan(got_pool[i]), std::isnan(want_pool[i])) << "pool element " << i;
+      std::vector<float> got_written, want_written;
+      for (size_t i = 0; i < want_pool.size(); ++i)
+        if (!std::isnan(want_pool[i])) {
+          got_written.push_back(got_pool[i]);
+          want_written.push_back(want_pool[i]);
+        }
+      EXPECT_EQ(int64_t(want_written.size()), (n - 1) * kv_dim);
+      expect_close(got_written, want_written, kBf16Tol * 2, "pool rows");
     }
 }
 

@@ -345,9 +345,8 @@ void run_experts_case(const ExpertsCase& c, FastRng& frng, Rng& rng) {
     cpu.moe_grouped_mlp(xs_t, offsets_t, experts, Tensor::matrix(gate_host.data(), DType::f32, m, c.inter),
                         Tensor::matrix(up_host.data(), DType::f32, m, c.inter), ys_t);
     cpu.moe_combine(ys_t, map_t, ids_t, Tensor::matrix(w_host.data(), DType::f32, n, k),
+                    Tensor::matrix(shared_host.data(), DType::f32, n, c.hidden),
                     Tensor::matrix(ref.data(), DType::f32, n, c.hidden));
-    cpu.add(Tensor::matrix(ref.data(), DType::f32, n, c.hidden),
-            Tensor::matrix(shared_host.data(), DType::f32, n, c.hidden));
 
     DeviceMem d_ids = upload_raw(ids), d_w = upload_raw(weights), d_x = upload(x, act), d_shared = upload(shared, act);
     DeviceMem d_off(size_t(c.n_experts + 1) * 4), d_map(size_t(m) * 4), d_xs(size_t(m * c.hidden) * dtype_size(act)),
