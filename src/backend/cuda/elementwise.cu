@@ -93,7 +93,7 @@ __global__ void rms_norm_kernel(void* x, int64_t x_stride, const void* residual,
       }
     }
     ss = block_sum(ss);
-    const float inv = float(1.0 / sqrt(ss / double(d) + double(eps)));
+    const float inv = rms_inverse(ss, d, eps);
     TO* orow = out + r * out_stride;
     // Each thread reads back the x elements it wrote itself, so no barrier is needed here, and
     // out may alias x (each element is read before the same thread overwrites it).
@@ -118,15 +118,10 @@ __global__ void rope_kernel(T* x, int64_t stride, int64_t n, int n_heads, int64_
        idx += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = idx / n_pairs;
     const int i = int(idx % n_pairs);
-    const double t = double(positions[r]) * double(inv_freq[i]);
-    const float c = float(cos(t)) * attention_factor, s = float(sin(t)) * attention_factor;
+    float c, s;
+    rope_cos_sin(positions[r], inv_freq[i], attention_factor, c, s);
     T* row = x + r * stride + rope_offset + 2 * i;
-    for (int h = 0; h < n_heads; ++h) {
-      T* v = row + int64_t(h) * head_stride;
-      const float a = to_f32(v[0]), b = to_f32(v[1]);
-      v[0] = from_f32<T>(a * c - b * s);
-      v[1] = from_f32<T>(a * s + b * c);
-    }
+    for (int h = 0; h < n_heads; ++h) rotate_pair(row + int64_t(h) * head_stride, c, s);
   }
 }
 

@@ -57,6 +57,26 @@ __device__ __forceinline__ double block_sum(double v) {
   return warp_sum(v);
 }
 
+// The arithmetic rms_norm and rope share with the fused MLA kernel (mla_rope_norm_cache.cu),
+// one definition so the fused and separate ops compute the same floats:
+// 1 / sqrt(mean of squares + eps) from the f64 sum of squares of d values;
+__device__ __forceinline__ float rms_inverse(double sum_sq, int64_t d, float eps) {
+  return float(1.0 / sqrt(sum_sq / double(d) + double(eps)));
+}
+// the angle position * inv_freq in f64, its cos and sin rounded to f32, times the factor;
+__device__ __forceinline__ void rope_cos_sin(int32_t position, float inv_freq, float factor, float& c, float& s) {
+  const double t = double(position) * double(inv_freq);
+  c = float(cos(t)) * factor;
+  s = float(sin(t)) * factor;
+}
+// the pair (v[0], v[1]) rotated by (c, s), in place.
+template <class T>
+__device__ __forceinline__ void rotate_pair(T* v, float c, float s) {
+  const float a = to_f32(v[0]), b = to_f32(v[1]);
+  v[0] = from_f32<T>(a * c - b * s);
+  v[1] = from_f32<T>(a * s + b * c);
+}
+
 // Max and sum of a float over the block, as block_sum: every thread gets the result.
 template <class Op>
 __device__ __forceinline__ float block_reduce_f32(float v, float identity, Op op) {

@@ -17,13 +17,6 @@ namespace {
 
 constexpr int kThreads = 128;
 
-template <class T>
-__device__ __forceinline__ void rotate(T* v, float c, float s) {
-  const float a = to_f32(v[0]), b = to_f32(v[1]);
-  v[0] = from_f32<T>(a * c - b * s);
-  v[1] = from_f32<T>(a * s + b * c);
-}
-
 template <class T, class TC>
 __global__ void __launch_bounds__(kThreads) mla_rope_norm_cache_kernel(MlaRopeNormCacheParams p) {
   __shared__ float cos_s[kMlaMaxRopePairs], sin_s[kMlaMaxRopePairs];
@@ -37,19 +30,16 @@ __global__ void __launch_bounds__(kThreads) mla_rope_norm_cache_kernel(MlaRopeNo
       ss += v * v;
     }
     ss = block_sum(ss);  // its barriers also order the previous row's reads of cos_s / sin_s
-    const float inv = float(1.0 / sqrt(ss / double(p.latent) + double(p.eps)));
+    const float inv = rms_inverse(ss, p.latent, p.eps);
     for (int64_t c = threadIdx.x; c < p.latent; c += kThreads) kv[c] = from_f32<T>(p.kv_norm[c] * (to_f32(kv[c]) * inv));
-    const double pos = double(p.positions[r]);
-    for (int i = threadIdx.x; i < p.n_pairs; i += kThreads) {
-      const double t = pos * double(p.inv_freq[i]);
-      cos_s[i] = float(cos(t)) * p.attention_factor;
-      sin_s[i] = float(sin(t)) * p.attention_factor;
-    }
+    for (int i = threadIdx.x; i < p.n_pairs; i += kThreads)
+      rope_cos_sin(p.positions[r], p.inv_freq[i], p.attention_factor, cos_s[i], sin_s[i]);
     __syncthreads();
-    for (int i = threadIdx.x; i < p.n_pairs; i += kThreads) rotate(kv + p.kv_rope_offset + 2 * i, cos_s[i], sin_s[i]);
+    for (int i = threadIdx.x; i < p.n_pairs; i += kThreads)
+      rotate_pair(kv + p.kv_rope_offset + 2 * i, cos_s[i], sin_s[i]);
     for (int idx = threadIdx.x; idx < p.q_heads * p.n_pairs; idx += kThreads) {
       const int h = idx / p.n_pairs, i = idx - h * p.n_pairs;
-      rotate(q + int64_t(h) * p.q_head_stride + p.q_rope_offset + 2 * i, cos_s[i], sin_s[i]);
+      rotate_pair(q + int64_t(h) * p.q_head_stride + p.q_rope_offset + 2 * i, cos_s[i], sin_s[i]);
     }
     __syncthreads();  // kv's row is final: every thread copies its share of it
     const int64_t slot = p.slots[r];

@@ -3,7 +3,7 @@
 // in one kernel: the latent rms-normed, the rotary dims of every query head and of the shared
 // key rotated, the latent row written to the cache. Four launches a layer become one; each of
 // the four steps computes exactly what its own kernel does (elementwise.h rms_norm, rope,
-// kv_cache_write) with the same arithmetic (f64 sums and angles, the same roundings).
+// kv_cache_write) with the same arithmetic: the helpers of kernel_util.cuh that those use.
 #include <cuda_runtime.h>
 
 #include <cstdint>
