@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "backend/cuda/kernel_util.cuh"
+#include "backend/cuda/pdl.cuh"
 
 namespace dsi::cuda {
 
@@ -39,6 +40,7 @@ __device__ __forceinline__ T* row_ptr(void* base, int64_t stride, int64_t r) {
 template <class TW, class TO>
 __global__ void embedding_kernel(const TW* table, int64_t table_stride, int64_t vocab, const int32_t* ids,
                                  int64_t n_ids, int64_t hidden, TO* out, int64_t out_stride) {
+  detail::pdl_begin();
   for (int64_t r = blockIdx.x; r < n_ids; r += gridDim.x) {
     const int32_t id = ids[r];
     TO* dst = out + r * out_stride;
@@ -55,6 +57,7 @@ template <class TO>
 __global__ void embedding_fp8_kernel(const uint8_t* table, int64_t table_stride, int64_t vocab, const float* scale,
                                      int64_t scale_stride, int64_t row_offset, int block_rows, int block_cols,
                                      const int32_t* ids, int64_t n_ids, int64_t hidden, TO* out, int64_t out_stride) {
+  detail::pdl_begin();
   for (int64_t r = blockIdx.x; r < n_ids; r += gridDim.x) {
     const int32_t id = ids[r];
     TO* dst = out + r * out_stride;
@@ -74,6 +77,7 @@ __global__ void embedding_fp8_kernel(const uint8_t* table, int64_t table_stride,
 template <class TX, class TO, int VEC>
 __global__ void rms_norm_kernel(void* x, int64_t x_stride, const void* residual, int64_t res_stride,
                                 const float* weight, float eps, TO* out, int64_t out_stride, int64_t n, int64_t d) {
+  detail::pdl_begin();
   for (int64_t r = blockIdx.x; r < n; r += gridDim.x) {
     TX* xr = row_ptr<TX>(x, x_stride, r);
     const TX* yr = residual ? row_ptr<TX>(residual, res_stride, r) : nullptr;
@@ -113,6 +117,7 @@ __global__ void rms_norm_kernel(void* x, int64_t x_stride, const void* residual,
 template <class T>
 __global__ void rope_kernel(T* x, int64_t stride, int64_t n, int n_heads, int64_t head_stride, int64_t rope_offset,
                             const int32_t* positions, const float* inv_freq, int n_pairs, float attention_factor) {
+  detail::pdl_begin();
   const int64_t total = n * n_pairs;
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += int64_t(gridDim.x) * blockDim.x) {
@@ -138,6 +143,7 @@ struct AddOp {
 template <class TA, class TB, class TO, int VEC, class Op>
 __global__ void binary_rows_kernel(const TA* a, int64_t a_stride, const TB* b, int64_t b_stride, TO* out,
                                    int64_t out_stride, int64_t n, int64_t d, Op op) {
+  detail::pdl_begin();
   for (int64_t r = blockIdx.x; r < n; r += gridDim.x) {
     const TA* ar = a + r * a_stride;
     const TB* br = b + r * b_stride;
@@ -158,6 +164,7 @@ __global__ void binary_rows_kernel(const TA* a, int64_t a_stride, const TB* b, i
 template <class TS, class TD, int VEC>
 __global__ void copy_rows_kernel(const TS* src, int64_t src_stride, const int32_t* src_rows, int64_t n_src, TD* dst,
                                  int64_t dst_stride, const int64_t* dst_rows, int64_t n_dst, int64_t n, int64_t d) {
+  detail::pdl_begin();
   for (int64_t r = blockIdx.x; r < n; r += gridDim.x) {
     const int64_t slot = dst_rows ? dst_rows[r] : r;
     const int64_t from = src_rows ? int64_t(src_rows[r]) : r;
@@ -197,10 +204,10 @@ void launch_binary(const char* name, const Tensor& a, const Tensor& b, const Ten
         const auto* pb = static_cast<const TB*>(b.data);
         auto* po = static_cast<TO*>(out.data);
         if (vec)
-          binary_rows_kernel<TA, TB, TO, 4><<<row_grid(n), row_threads(d, 4), 0, stream>>>(
+          detail::launch(binary_rows_kernel<TA, TB, TO, 4, Op>, row_grid(n), row_threads(d, 4), 0, stream,
               pa, a.row_stride, pb, b.row_stride, po, out.row_stride, n, d, op);
         else
-          binary_rows_kernel<TA, TB, TO, 1><<<row_grid(n), row_threads(d, 1), 0, stream>>>(
+          detail::launch(binary_rows_kernel<TA, TB, TO, 1, Op>, row_grid(n), row_threads(d, 1), 0, stream,
               pa, a.row_stride, pb, b.row_stride, po, out.row_stride, n, d, op);
       });
     });
@@ -221,10 +228,10 @@ void launch_copy_rows(const char* name, const Tensor& src, const int32_t* src_ro
       const auto* ps = static_cast<const TS*>(src.data);
       auto* pd = static_cast<TD*>(dst.data);
       if (vec)
-        copy_rows_kernel<TS, TD, 4><<<row_grid(n), row_threads(d, 4), 0, stream>>>(
+        detail::launch(copy_rows_kernel<TS, TD, 4>, row_grid(n), row_threads(d, 4), 0, stream,
             ps, src.row_stride, src_rows, src.rows, pd, dst.row_stride, dst_rows, dst.rows, n, d);
       else
-        copy_rows_kernel<TS, TD, 1><<<row_grid(n), row_threads(d, 1), 0, stream>>>(
+        detail::launch(copy_rows_kernel<TS, TD, 1>, row_grid(n), row_threads(d, 1), 0, stream,
             ps, src.row_stride, src_rows, src.rows, pd, dst.row_stride, dst_rows, dst.rows, n, d);
     });
   });
@@ -250,14 +257,14 @@ void embedding(const EmbeddingParams& p, cudaStream_t stream) {
     auto* out = static_cast<TO*>(p.out.data);
     if (t.dtype == DType::f8_e4m3) {
       const Weight& w = p.table;
-      embedding_fp8_kernel<TO><<<row_grid(p.n_ids), threads, 0, stream>>>(
+      detail::launch(embedding_fp8_kernel<TO>, row_grid(p.n_ids), threads, 0, stream,
           static_cast<const uint8_t*>(t.data), t.row_stride, t.rows, static_cast<const float*>(w.scale.data),
           w.scale.row_stride, w.row_offset, w.block_rows, w.block_cols, p.ids, p.n_ids, t.cols, out,
           p.out.row_stride);
     } else {
       dispatch_float(t.dtype, [&](auto tw) {
         using TW = decltype(tw);
-        embedding_kernel<TW, TO><<<row_grid(p.n_ids), threads, 0, stream>>>(
+        detail::launch(embedding_kernel<TW, TO>, row_grid(p.n_ids), threads, 0, stream,
             static_cast<const TW*>(t.data), t.row_stride, t.rows, p.ids, p.n_ids, t.cols, out, p.out.row_stride);
       });
     }
@@ -292,13 +299,13 @@ void rms_norm(const RmsNormParams& p, cudaStream_t stream) {
       const auto* w = static_cast<const float*>(p.weight.data);
       const void* res = fused ? p.residual.data : nullptr;
       if (use_vec && vec == 8)
-        rms_norm_kernel<TX, TO, 8><<<row_grid(n), row_threads(d, 8), 0, stream>>>(
+        detail::launch(rms_norm_kernel<TX, TO, 8>, row_grid(n), row_threads(d, 8), 0, stream,
             p.x.data, p.x.row_stride, res, p.residual.row_stride, w, p.eps, out, p.out.row_stride, n, d);
       else if (use_vec)
-        rms_norm_kernel<TX, TO, 4><<<row_grid(n), row_threads(d, 4), 0, stream>>>(
+        detail::launch(rms_norm_kernel<TX, TO, 4>, row_grid(n), row_threads(d, 4), 0, stream,
             p.x.data, p.x.row_stride, res, p.residual.row_stride, w, p.eps, out, p.out.row_stride, n, d);
       else
-        rms_norm_kernel<TX, TO, 1><<<row_grid(n), row_threads(d, 1), 0, stream>>>(
+        detail::launch(rms_norm_kernel<TX, TO, 1>, row_grid(n), row_threads(d, 1), 0, stream,
             p.x.data, p.x.row_stride, res, p.residual.row_stride, w, p.eps, out, p.out.row_stride, n, d);
     });
   });
@@ -322,9 +329,8 @@ void rope(const RopeParams& p, cudaStream_t stream) {
   const unsigned grid = unsigned(blocks < 65535 * 16 ? blocks : 65535 * 16);
   dispatch_float(p.x.dtype, [&](auto tx) {
     using T = decltype(tx);
-    rope_kernel<T><<<grid, threads, 0, stream>>>(static_cast<T*>(p.x.data), p.x.row_stride, p.x.rows, p.n_heads,
-                                                 p.head_stride, p.rope_offset, p.positions, p.inv_freq, p.n_pairs,
-                                                 p.attention_factor);
+    detail::launch(rope_kernel<T>, grid, threads, 0, stream, static_cast<T*>(p.x.data), p.x.row_stride, p.x.rows,
+                   p.n_heads, p.head_stride, p.rope_offset, p.positions, p.inv_freq, p.n_pairs, p.attention_factor);
   });
   DSI_CUDA_CHECK_LAUNCH(stream, "rope");
 }

@@ -2,6 +2,7 @@
 #include "backend/cuda/fp8.h"
 
 #include "backend/cuda/kernel_util.cuh"
+#include "backend/cuda/pdl.cuh"
 
 namespace dsi::cuda {
 
@@ -13,6 +14,7 @@ namespace {
 template <class T>
 __global__ void quantize_fp8_kernel(const T* x, int64_t x_stride, uint8_t* q, int64_t q_stride, float* scales,
                                     int64_t s_token, int64_t s_group, int64_t n, int64_t n_groups) {
+  detail::pdl_begin();
   const int lane = int(threadIdx.x) & 31;
   const int64_t warps_per_grid = int64_t(gridDim.x) * (blockDim.x >> 5);
   for (int64_t item = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); item < n * n_groups;
@@ -44,6 +46,7 @@ template <class TO>
 __global__ void dequantize_fp8_kernel(const uint8_t* q, int64_t q_stride, const float* scale, int64_t scale_stride,
                                       int64_t row_offset, int block_rows, int block_cols, TO* out,
                                       int64_t out_stride, int64_t rows, int64_t cols) {
+  detail::pdl_begin();
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* srow = scale + (r + row_offset) / block_rows * scale_stride;
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
@@ -71,7 +74,7 @@ void quantize_fp8(const Fp8QuantizeParams& p, cudaStream_t stream) {
   const unsigned grid = unsigned(blocks < 65535 * 16 ? blocks : 65535 * 16);
   dispatch_float(p.x.dtype, [&](auto tx) {
     using T = decltype(tx);
-    quantize_fp8_kernel<T><<<grid, threads, 0, stream>>>(static_cast<const T*>(p.x.data), p.x.row_stride,
+    detail::launch(quantize_fp8_kernel<T>, grid, threads, 0, stream, static_cast<const T*>(p.x.data), p.x.row_stride,
                                                          static_cast<uint8_t*>(p.q.data), p.q.row_stride, p.scales,
                                                          p.scale_token_stride, p.scale_group_stride, n,
                                                          k / kFp8Group);
@@ -89,7 +92,7 @@ void dequantize_fp8(const Fp8DequantizeParams& p, cudaStream_t stream) {
   if (q.rows == 0 || q.cols == 0) return;
   dispatch_float(p.out.dtype, [&](auto to) {
     using TO = decltype(to);
-    dequantize_fp8_kernel<TO><<<row_grid(q.rows), 256, 0, stream>>>(
+    detail::launch(dequantize_fp8_kernel<TO>, row_grid(q.rows), 256, 0, stream,
         static_cast<const uint8_t*>(q.data), q.row_stride, static_cast<const float*>(p.w.scale.data),
         p.w.scale.row_stride, p.w.row_offset, p.w.block_rows, p.w.block_cols, static_cast<TO*>(p.out.data),
         p.out.row_stride, q.rows, q.cols);

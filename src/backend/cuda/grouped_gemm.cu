@@ -11,6 +11,7 @@
 
 #include "backend/cuda/device_types.cuh"
 #include "backend/cuda/launch.h"
+#include "backend/cuda/pdl.cuh"
 
 namespace dsi::cuda {
 
@@ -173,6 +174,7 @@ constexpr int kPadBf16 = 8;  // keeps WMMA's 32-byte alignment and spreads the b
 
 template <bool kDual>
 __global__ void __launch_bounds__(128) grouped_gemm_bf16_kernel(GroupedGemmParams p, VecFlags vec) {
+  detail::pdl_begin();
   using namespace nvcuda;
   constexpr int kLd = kDepthBf16 + kPadBf16;
   __shared__ alignas(32) __nv_bfloat16 a_tile[kTileRows][kLd];
@@ -270,6 +272,7 @@ constexpr int kDepthF32 = 16;
 
 template <bool kDual>
 __global__ void __launch_bounds__(256) grouped_gemm_f32_kernel(GroupedGemmParams p, VecFlags vec) {
+  detail::pdl_begin();
   __shared__ float a_tile[kDepthF32][kTileRows + 1];  // k-major, so the inner loop broadcasts
   __shared__ float w_tile[kDual ? 2 : 1][kDepthF32][kTileCols + 1];
   __shared__ float tile_scale[2][kTileCols];
@@ -361,11 +364,11 @@ cudaError_t launch_grouped_gemm(const GroupedGemmParams& p, cudaStream_t stream)
                      dual && !p.w_up.k_major &&
                          quad_aligned(p.w_up.data, weight_bytes(p.w_up.dtype), p.w_up.ld, p.w_up.group_stride)};
   if (p.act_dtype == DType::bf16) {
-    if (dual) grouped_gemm_bf16_kernel<true><<<grid, 128, 0, stream>>>(p, vec);
-    else grouped_gemm_bf16_kernel<false><<<grid, 128, 0, stream>>>(p, vec);
+    if (dual) detail::launch(grouped_gemm_bf16_kernel<true>, grid, 128, 0, stream, p, vec);
+    else detail::launch(grouped_gemm_bf16_kernel<false>, grid, 128, 0, stream, p, vec);
   } else {
-    if (dual) grouped_gemm_f32_kernel<true><<<grid, 256, 0, stream>>>(p, vec);
-    else grouped_gemm_f32_kernel<false><<<grid, 256, 0, stream>>>(p, vec);
+    if (dual) detail::launch(grouped_gemm_f32_kernel<true>, grid, 256, 0, stream, p, vec);
+    else detail::launch(grouped_gemm_f32_kernel<false>, grid, 256, 0, stream, p, vec);
   }
   return cudaGetLastError();
 }

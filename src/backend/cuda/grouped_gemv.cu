@@ -10,6 +10,7 @@
 #include "backend/cuda/device_types.cuh"
 #include "backend/cuda/grouped_gemv_common.cuh"
 #include "backend/cuda/launch.h"
+#include "backend/cuda/pdl.cuh"
 
 namespace dsi::cuda {
 
@@ -76,6 +77,7 @@ __device__ __forceinline__ float warp_reduce_scatter(float (&v)[V], int lane) {
 // A CTA's four warps each own R output columns (weight rows) of one group and all of K.
 template <bool kFp8, int R, bool kDual, int N>
 __global__ void __launch_bounds__(kThreads, 1) grouped_gemv_kernel(GroupedGemvParams q) {
+  detail::pdl_begin();
   const GroupedGemmParams& p = q.gemm;
   constexpr int E = kFp8 ? 16 : 8;            // weight elements per chunk
   constexpr int kWeightRows = kDual ? 2 * R : R;
@@ -199,6 +201,7 @@ constexpr int kKMajorDepth = 8;      // stored rows a warp loads before its prod
 
 template <int N>
 __global__ void __launch_bounds__(kThreads, 1) grouped_gemv_kmajor_kernel(GroupedGemvParams q) {
+  detail::pdl_begin();
   const GroupedGemmParams& p = q.gemm;
   const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
   const int g = int(blockIdx.y);
@@ -265,20 +268,20 @@ cudaError_t launch_kmajor(const GroupedGemvParams& q, cudaStream_t stream) {
   const GroupedGemmParams& p = q.gemm;
   const dim3 grid{unsigned((p.n_cols + kKMajorCols - 1) / kKMajorCols), unsigned(p.n_groups)};
   const int64_t rows = p.n_rows;
-  if (rows <= 1) grouped_gemv_kmajor_kernel<1><<<grid, kThreads, 0, stream>>>(q);
-  else if (rows <= 2) grouped_gemv_kmajor_kernel<2><<<grid, kThreads, 0, stream>>>(q);
-  else if (rows <= 4) grouped_gemv_kmajor_kernel<4><<<grid, kThreads, 0, stream>>>(q);
-  else grouped_gemv_kmajor_kernel<8><<<grid, kThreads, 0, stream>>>(q);
+  if (rows <= 1) detail::launch(grouped_gemv_kmajor_kernel<1>, grid, kThreads, 0, stream, q);
+  else if (rows <= 2) detail::launch(grouped_gemv_kmajor_kernel<2>, grid, kThreads, 0, stream, q);
+  else if (rows <= 4) detail::launch(grouped_gemv_kmajor_kernel<4>, grid, kThreads, 0, stream, q);
+  else detail::launch(grouped_gemv_kmajor_kernel<8>, grid, kThreads, 0, stream, q);
   return cudaGetLastError();
 }
 
 template <bool kFp8, int R, bool kDual>
 cudaError_t launch_rows(const GroupedGemvParams& q, int n_per_pass, dim3 grid, cudaStream_t stream) {
   switch (n_per_pass) {
-    case 1: grouped_gemv_kernel<kFp8, R, kDual, 1><<<grid, kThreads, 0, stream>>>(q); break;
-    case 2: grouped_gemv_kernel<kFp8, R, kDual, 2><<<grid, kThreads, 0, stream>>>(q); break;
-    case 4: grouped_gemv_kernel<kFp8, R, kDual, 4><<<grid, kThreads, 0, stream>>>(q); break;
-    default: grouped_gemv_kernel<kFp8, R, kDual, 8><<<grid, kThreads, 0, stream>>>(q); break;
+    case 1: detail::launch(grouped_gemv_kernel<kFp8, R, kDual, 1>, grid, kThreads, 0, stream, q); break;
+    case 2: detail::launch(grouped_gemv_kernel<kFp8, R, kDual, 2>, grid, kThreads, 0, stream, q); break;
+    case 4: detail::launch(grouped_gemv_kernel<kFp8, R, kDual, 4>, grid, kThreads, 0, stream, q); break;
+    default: detail::launch(grouped_gemv_kernel<kFp8, R, kDual, 8>, grid, kThreads, 0, stream, q); break;
   }
   return cudaGetLastError();
 }

@@ -30,6 +30,7 @@
 #include "backend/cuda/grouped_gemv_common.cuh"
 #include "backend/cuda/launch.h"
 #include "backend/cuda/mma_util.cuh"
+#include "backend/cuda/pdl.cuh"
 
 namespace dsi::cuda {
 
@@ -84,35 +85,53 @@ __global__ void __launch_bounds__(kThreads, 2) grouped_gemv_mma_kernel(GroupedGe
   const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
   const int gq = lane >> 2, tq = lane & 3;
   const int slice = warp % kSlices, tile = warp / kSlices;
-  int g = int(blockIdx.y);
-  int64_t row_begin = 0, row_end = p.n_rows;
-  if (p.row_offsets) {
-    g = nth_nonempty_group(p.row_offsets, p.n_groups, int(blockIdx.y), lane);
-    if (g < 0) return;  // (uniform over the CTA)
-    row_begin = p.row_offsets[g];
-    row_end = p.row_offsets[g + 1];
-  }
   const int64_t col0 = (int64_t(blockIdx.x) * kTilesPerCta + tile) * kTileCols;
   const int n_chunks = int(p.depth / kElems);
   const int my_chunks = (n_chunks - slice + kSlices - 1) / kSlices;  // chunks slice, slice + kSlices, ...
   const int block_cols = p.w.block_cols;  // w_up's is checked equal
 
-  // This lane's two weight rows (gq, gq + 8) of each matrix, at its 16 bytes of chunk 0; a
-  // column past the end is clamped: computed, never stored.
+  // This lane's two weight rows (gq, gq + 8) of each matrix of group g, at its 16 bytes of chunk
+  // 0; a column past the end is clamped: computed, never stored.
   const uint8_t* wp[D][2];
   const float* sp[D][2];
+  auto weight_rows = [&](int g) {
 #pragma unroll
-  for (int d = 0; d < D; ++d) {
-    const GroupedWeight& w = d == 0 ? p.w : p.w_up;
+    for (int d = 0; d < D; ++d) {
+      const GroupedWeight& w = d == 0 ? p.w : p.w_up;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t col = min(col0 + gq + 8 * h, p.n_cols - 1);
-      wp[d][h] = static_cast<const uint8_t*>(w.data) + (int64_t(g) * w.group_stride + col * w.ld) * (kFp8 ? 1 : 2) +
-                 16 * tq;
-      sp[d][h] = kFp8 ? w.scale + int64_t(g) * w.scale_group_stride +
-                            ((col + w.row_offset + int64_t(g) * w.group_row_step) / w.block_rows) * w.scale_ld
-                      : nullptr;
+      for (int h = 0; h < 2; ++h) {
+        const int64_t col = min(col0 + gq + 8 * h, p.n_cols - 1);
+        wp[d][h] = static_cast<const uint8_t*>(w.data) + (int64_t(g) * w.group_stride + col * w.ld) * (kFp8 ? 1 : 2) +
+                   16 * tq;
+        sp[d][h] = kFp8 ? w.scale + int64_t(g) * w.scale_group_stride +
+                              ((col + w.row_offset + int64_t(g) * w.group_row_step) / w.block_rows) * w.scale_ld
+                        : nullptr;
+      }
     }
+  };
+  int g = int(blockIdx.y);
+  int64_t row_begin = 0, row_end = p.n_rows;
+  if (p.row_offsets) {
+    detail::pdl_begin();  // the group comes from the offsets, which the kernels before wrote
+    g = nth_nonempty_group(p.row_offsets, p.n_groups, int(blockIdx.y), lane);
+    if (g < 0) return;  // (uniform over the CTA)
+    row_begin = p.row_offsets[g];
+    row_end = p.row_offsets[g + 1];
+    weight_rows(g);
+  } else {
+    // A linear layer's weights owe nothing to the kernels before it: the chunks of this warp's
+    // first ring are fetched into L2 while those kernels finish (a whole small matrix, at batch 1).
+    weight_rows(g);
+#pragma unroll
+    for (int i = 0; i < kInFlight; ++i) {
+      if (i >= my_chunks) break;
+      const int64_t at = (int64_t(slice) + int64_t(i) * kSlices) * kChunkBytes;
+#pragma unroll
+      for (int d = 0; d < D; ++d)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) detail::prefetch_l2(wp[d][h] + at);
+    }
+    detail::pdl_begin();
   }
   const auto* a = static_cast<const uint8_t*>(p.a) + int64_t(g) * p.a_group_cols * 2;
 
@@ -262,12 +281,12 @@ void launch_tiles(const GroupedGemvParams& q, int nt, int64_t n_tiles, int activ
   constexpr int kMaxTiles = kFp8 ? 1 : kDual ? 2 : 4;
   nt = nt < kMaxTiles ? nt : kMaxTiles;
   const dim3 grid{unsigned((n_tiles * kSlices + kWarps - 1) / kWarps), unsigned(active)};
-  if (nt == 1) grouped_gemv_mma_kernel<kFp8, kDual, 1, kSlices><<<grid, kThreads, 0, stream>>>(q);
+  if (nt == 1) detail::launch(grouped_gemv_mma_kernel<kFp8, kDual, 1, kSlices>, grid, kThreads, 0, stream, q);
   if constexpr (kMaxTiles >= 2) {
-    if (nt == 2) grouped_gemv_mma_kernel<kFp8, kDual, 2, kSlices><<<grid, kThreads, 0, stream>>>(q);
+    if (nt == 2) detail::launch(grouped_gemv_mma_kernel<kFp8, kDual, 2, kSlices>, grid, kThreads, 0, stream, q);
   }
   if constexpr (kMaxTiles >= 4) {
-    if (nt == 4) grouped_gemv_mma_kernel<kFp8, kDual, 4, kSlices><<<grid, kThreads, 0, stream>>>(q);
+    if (nt == 4) detail::launch(grouped_gemv_mma_kernel<kFp8, kDual, 4, kSlices>, grid, kThreads, 0, stream, q);
   }
 }
 

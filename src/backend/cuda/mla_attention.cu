@@ -13,6 +13,7 @@
 #include "backend/cuda/launch.h"
 #include "backend/cuda/mla_attention.h"
 #include "backend/cuda/mla_split.cuh"
+#include "backend/cuda/pdl.cuh"
 
 namespace dsi::cuda {
 
@@ -26,6 +27,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 // NQ, NO: query and output columns per lane (D = r + dr <= 32 NQ, r <= 32 NO); HPW heads a warp.
 template <class TQ, class TKV, int NQ, int NO, int HPW>
 __global__ void mla_attention_kernel(MlaAttentionParams p) {
+  detail::pdl_begin();
   constexpr int kHeadsPerWarp = HPW;
   extern __shared__ float kv_tile[];  // [kRowsPerTile, D]
   const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5, n_warps = int(blockDim.x) >> 5;
@@ -162,6 +164,7 @@ __global__ void mla_attention_kernel(MlaAttentionParams p) {
 // Merges the splits of one (row, head) in split order, so the result does not depend on timing.
 template <class TQ>
 __global__ void mla_combine_kernel(MlaAttentionParams p) {
+  detail::pdl_begin();
   const int row = int(blockIdx.x), h = int(blockIdx.y), r = p.kv_lora_rank;
   const int64_t split_stride = int64_t(p.n_tokens) * p.n_heads * (r + 2);
   const float* part = p.split_scratch + (int64_t(row) * p.n_heads + h) * (r + 2);
@@ -196,13 +199,13 @@ cudaError_t launch_typed(const MlaAttentionParams& p, cudaStream_t stream) {
   if (err != cudaSuccess) return err;
   const dim3 grid(unsigned(p.n_tokens), unsigned((p.n_heads + heads_per_cta - 1) / heads_per_cta),
                   unsigned(p.n_splits));
-  kernel<<<grid, unsigned(32 * n_warps), smem, stream>>>(p);
+  detail::launch(kernel, grid, unsigned(32 * n_warps), smem, stream, p);
   return cudaGetLastError();
 }
 
 template <class TQ>
 cudaError_t launch_combine(const MlaAttentionParams& p, cudaStream_t stream) {
-  mla_combine_kernel<TQ><<<dim3(unsigned(p.n_tokens), unsigned(p.n_heads)), 128, 0, stream>>>(p);
+  detail::launch(mla_combine_kernel<TQ>, dim3(unsigned(p.n_tokens), unsigned(p.n_heads)), 128, 0, stream, p);
   return cudaGetLastError();
 }
 

@@ -24,6 +24,7 @@
 #include "backend/cuda/launch.h"
 #include "backend/cuda/mla_split.cuh"
 #include "backend/cuda/mma_util.cuh"
+#include "backend/cuda/pdl.cuh"
 
 namespace dsi::cuda {
 
@@ -58,6 +59,7 @@ static_assert(kThreadsPerRow * kStageRows == kThreads && kChunks % kThreadsPerRo
               "a stage is whole rows of 16-byte copies");
 
 __global__ void __launch_bounds__(kThreads) mla_attention_mma_kernel(MlaAttentionParams p) {
+  detail::pdl_begin();
   extern __shared__ __align__(16) unsigned char smem[];
   auto* q_s = reinterpret_cast<__nv_bfloat16*>(smem);  // [kHeads][kPitch]
   __nv_bfloat16* kv_s = q_s + kHeads * kPitch;          // [kStages][kStageRows][kPitch]
@@ -247,7 +249,7 @@ cudaError_t launch_mla_attention_mma(const MlaAttentionParams& p, cudaStream_t s
                                          int(kSmemBytes));
   if (err != cudaSuccess) return err;
   const dim3 grid(unsigned(p.n_tokens) * unsigned((p.n_heads + kHeads - 1) / kHeads), unsigned(p.n_splits));
-  mla_attention_mma_kernel<<<grid, kThreads, kSmemBytes, stream>>>(p);
+  detail::launch(mla_attention_mma_kernel, grid, kThreads, kSmemBytes, stream, p);
   return cudaGetLastError();
 }
 

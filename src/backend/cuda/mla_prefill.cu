@@ -5,6 +5,7 @@
 
 #include "backend/cuda/kernel_util.cuh"
 #include "backend/cuda/mla_prefill.h"
+#include "backend/cuda/pdl.cuh"
 
 namespace dsi::cuda {
 
@@ -15,6 +16,7 @@ constexpr int kSoftmaxThreads = 256;
 
 // One thread per 16-byte chunk of an output row.
 __global__ void gather_kv_rows_kernel(GatherKvParams p) {
+  detail::pdl_begin();
   const int64_t chunks_per_row = p.width * 2 / 16;
   const int64_t i = int64_t(blockIdx.x) * kGatherThreads + threadIdx.x;
   if (i >= p.n_rows * chunks_per_row) return;
@@ -26,6 +28,7 @@ __global__ void gather_kv_rows_kernel(GatherKvParams p) {
 }
 
 __global__ void causal_softmax_kernel(CausalSoftmaxParams p) {
+  detail::pdl_begin();
   const int64_t r = blockIdx.x;
   const int64_t visible = p.first_pos + r / p.heads + 1;
   const int64_t n = visible < p.n_keys ? visible : p.n_keys;
@@ -47,13 +50,14 @@ __global__ void causal_softmax_kernel(CausalSoftmaxParams p) {
 cudaError_t launch_gather_kv_rows(const GatherKvParams& p, cudaStream_t stream) {
   const int64_t n = p.n_rows * (p.width * 2 / 16);
   if (n == 0) return cudaSuccess;
-  gather_kv_rows_kernel<<<unsigned((n + kGatherThreads - 1) / kGatherThreads), kGatherThreads, 0, stream>>>(p);
+  const unsigned blocks = unsigned((n + kGatherThreads - 1) / kGatherThreads);
+  detail::launch(gather_kv_rows_kernel, blocks, kGatherThreads, 0, stream, p);
   return cudaGetLastError();
 }
 
 cudaError_t launch_causal_softmax(const CausalSoftmaxParams& p, cudaStream_t stream) {
   if (p.n_rows == 0) return cudaSuccess;
-  causal_softmax_kernel<<<unsigned(p.n_rows), kSoftmaxThreads, 0, stream>>>(p);
+  detail::launch(causal_softmax_kernel, unsigned(p.n_rows), kSoftmaxThreads, 0, stream, p);
   return cudaGetLastError();
 }
 

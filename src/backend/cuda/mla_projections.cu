@@ -2,6 +2,7 @@
 #include <cuda_bf16.h>
 
 #include "backend/cuda/launch.h"
+#include "backend/cuda/pdl.cuh"
 
 namespace dsi::cuda {
 
@@ -9,6 +10,7 @@ namespace {
 
 template <class T>
 __global__ void copy_rope_part_kernel(MlaAbsorbParams p) {
+  detail::pdl_begin();
   const int t = int(blockIdx.x), dr = p.qk_rope_head_dim;
   const auto* q = static_cast<const T*>(p.q) + int64_t(t) * p.q_ld;
   auto* q_full = static_cast<T*>(p.q_full) + int64_t(t) * p.q_full_ld;
@@ -23,8 +25,9 @@ __global__ void copy_rope_part_kernel(MlaAbsorbParams p) {
 
 cudaError_t launch_copy_rope_part(const MlaAbsorbParams& p, cudaStream_t stream) {
   if (p.n_tokens == 0 || p.qk_rope_head_dim == 0) return cudaSuccess;
-  if (p.act_dtype == DType::bf16) copy_rope_part_kernel<__nv_bfloat16><<<unsigned(p.n_tokens), 256, 0, stream>>>(p);
-  else copy_rope_part_kernel<float><<<unsigned(p.n_tokens), 256, 0, stream>>>(p);
+  const unsigned blocks = unsigned(p.n_tokens);
+  if (p.act_dtype == DType::bf16) detail::launch(copy_rope_part_kernel<__nv_bfloat16>, blocks, 256, 0, stream, p);
+  else detail::launch(copy_rope_part_kernel<float>, blocks, 256, 0, stream, p);
   return cudaGetLastError();
 }
 

@@ -8,6 +8,7 @@
 #include "backend/cuda/args.h"
 #include "backend/cuda/check.h"
 #include "backend/cuda/kernel_util.cuh"
+#include "backend/cuda/pdl.cuh"
 
 namespace dsi::cuda {
 
@@ -19,6 +20,7 @@ constexpr int kThreads = 128;
 
 template <class T, class TC>
 __global__ void __launch_bounds__(kThreads) mla_rope_norm_cache_kernel(MlaRopeNormCacheParams p) {
+  detail::pdl_begin();
   __shared__ float cos_s[kMlaMaxRopePairs], sin_s[kMlaMaxRopePairs];
   const int64_t kv_dim = p.kv.cols;
   for (int64_t r = blockIdx.x; r < p.kv.rows; r += gridDim.x) {
@@ -73,7 +75,8 @@ void mla_rope_norm_cache(const MlaRopeNormCacheParams& p, cudaStream_t stream) {
   if (!p.slots || !p.kv_norm || !p.positions || !p.inv_freq) fail_argument(std::string(op) + ": a pointer is missing");
   dispatch_float(p.kv.dtype, [&](auto t) {
     dispatch_float(p.pool.dtype, [&](auto tc) {
-      mla_rope_norm_cache_kernel<decltype(t), decltype(tc)><<<row_grid(p.kv.rows), kThreads, 0, stream>>>(p);
+      const auto kernel = mla_rope_norm_cache_kernel<decltype(t), decltype(tc)>;
+      detail::launch(kernel, row_grid(p.kv.rows), kThreads, 0, stream, p);
     });
   });
   DSI_CUDA_CHECK_LAUNCH(stream, op);

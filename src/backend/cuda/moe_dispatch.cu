@@ -4,6 +4,7 @@
 
 #include "backend/cuda/device_types.cuh"
 #include "backend/cuda/launch.h"
+#include "backend/cuda/pdl.cuh"
 
 namespace dsi::cuda {
 
@@ -16,6 +17,7 @@ constexpr int kSortWarps = kSortThreads / 32;
 // offset, plus the pairs of that expert in earlier chunks, earlier warps and earlier lanes.
 // So within an expert the rows follow the token index, then the slot: no atomics, no races.
 __global__ void __launch_bounds__(kSortThreads) moe_sort_kernel(MoeDispatchParams p) {
+  detail::pdl_begin();
   __shared__ int warp_count[kSortWarps][kMoeMaxExperts];
   __shared__ int running[kMoeMaxExperts];
   const int tid = int(threadIdx.x), lane = tid & 31, warp = tid >> 5;
@@ -70,6 +72,7 @@ __global__ void __launch_bounds__(kSortThreads) moe_sort_kernel(MoeDispatchParam
 // cannot call core/dtype.h's dtype_size.
 __global__ void moe_scatter_rows_kernel(MoeDispatchParams p, int64_t row_bytes, int64_t src_ld_bytes,
                                         int64_t dst_ld_bytes, bool vec16) {
+  detail::pdl_begin();
   const int slot = int(blockIdx.x);
   const int e = p.expert_ids[slot];
   if (e < 0 || e >= p.n_experts) return;  // a dropped id has no row
@@ -88,6 +91,7 @@ __global__ void moe_scatter_rows_kernel(MoeDispatchParams p, int64_t row_bytes, 
 // with separate roundings of the products and sums, as the CPU's loop does them.
 template <class T>
 __global__ void moe_combine_kernel(MoeCombineParams p) {
+  detail::pdl_begin();
   __shared__ int order[kMoeMaxTopK];
   const int t = int(blockIdx.x), k = p.top_k;
   const int32_t* ids = p.expert_ids + int64_t(t) * k;
@@ -121,7 +125,7 @@ __global__ void moe_combine_kernel(MoeCombineParams p) {
 }  // namespace
 
 cudaError_t launch_moe_dispatch(const MoeDispatchParams& p, cudaStream_t stream) {
-  moe_sort_kernel<<<1, kSortThreads, 0, stream>>>(p);
+  detail::launch(moe_sort_kernel, 1, kSortThreads, 0, stream, p);
   cudaError_t err = cudaGetLastError();
   const int n_slots = p.n_tokens * p.top_k;
   if (err != cudaSuccess || n_slots == 0) return err;
@@ -129,7 +133,7 @@ cudaError_t launch_moe_dispatch(const MoeDispatchParams& p, cudaStream_t stream)
   const int64_t row_bytes = p.hidden * esize, src_ld = p.x_ld * esize, dst_ld = p.x_sorted_ld * esize;
   const bool vec16 = row_bytes % 16 == 0 && src_ld % 16 == 0 && dst_ld % 16 == 0 &&
                      reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.x_sorted) % 16 == 0;
-  moe_scatter_rows_kernel<<<unsigned(n_slots), 128, 0, stream>>>(p, row_bytes, src_ld, dst_ld, vec16);
+  detail::launch(moe_scatter_rows_kernel, unsigned(n_slots), 128, 0, stream, p, row_bytes, src_ld, dst_ld, vec16);
   return cudaGetLastError();
 }
 
@@ -137,8 +141,8 @@ cudaError_t launch_moe_combine(const MoeCombineParams& p, cudaStream_t stream) {
   if (p.n_tokens == 0) return cudaSuccess;
   constexpr int kThreads = 256;
   const dim3 grid(unsigned(p.n_tokens), unsigned((p.hidden + kThreads - 1) / kThreads));
-  if (p.act_dtype == DType::bf16) moe_combine_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(p);
-  else moe_combine_kernel<float><<<grid, kThreads, 0, stream>>>(p);
+  if (p.act_dtype == DType::bf16) detail::launch(moe_combine_kernel<__nv_bfloat16>, grid, kThreads, 0, stream, p);
+  else detail::launch(moe_combine_kernel<float>, grid, kThreads, 0, stream, p);
   return cudaGetLastError();
 }
 

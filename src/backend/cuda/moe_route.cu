@@ -6,6 +6,7 @@
 
 #include "backend/cuda/device_types.cuh"
 #include "backend/cuda/launch.h"
+#include "backend/cuda/pdl.cuh"
 
 namespace dsi::cuda {
 
@@ -15,6 +16,7 @@ constexpr int kPerLane = kMoeMaxExperts / 32;
 constexpr int kWarpsPerCta = 4;
 
 __global__ void __launch_bounds__(32 * kWarpsPerCta) moe_route_kernel(MoeRouteParams p) {
+  detail::pdl_begin();
   __shared__ float score_all[kWarpsPerCta][kMoeMaxExperts];
   __shared__ float choice_all[kWarpsPerCta][kMoeMaxExperts];
   __shared__ int chosen_all[kWarpsPerCta][kMoeMaxTopK];
@@ -151,7 +153,7 @@ cudaError_t launch_moe_route(const MoeRouteParams& p, cudaStream_t stream) {
   cudaError_t err = cudaMemsetAsync(p.expert_counts, 0, size_t(p.routing.n_experts) * sizeof(int32_t), stream);
   if (err != cudaSuccess || p.n_tokens == 0) return err;
   const unsigned grid = unsigned((p.n_tokens + kWarpsPerCta - 1) / kWarpsPerCta);
-  moe_route_kernel<<<grid, 32 * kWarpsPerCta, 0, stream>>>(p);
+  detail::launch(moe_route_kernel, grid, 32 * kWarpsPerCta, 0, stream, p);
   return cudaGetLastError();
 }
 
