@@ -39,4 +39,22 @@ if(DSINFER_CUDA)
   set(CMAKE_CUDA_EXTENSIONS OFF)
   find_package(CUDAToolkit REQUIRED)
   message(STATUS "CUDA backend: nvcc ${CMAKE_CUDA_COMPILER_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}")
+
+  # CUTLASS 4.2's headers (PyPI nvidia-cutlass==4.2.0.0, which scripts/setup.sh installs into
+  # .venv) for the experts' grouped GEMM (src/backend/cuda/expert_gemm.cu). Without them that
+  # file builds empty and prefill keeps one cuBLASLt product per expert.
+  set(DSINFER_CUTLASS_DIR "" CACHE PATH "CUTLASS source tree (its include/ and tools/util/include/)")
+  if(NOT DSINFER_CUTLASS_DIR)
+    file(GLOB dsi_cutlass_found "${PROJECT_SOURCE_DIR}/.venv/lib/python3*/site-packages/cutlass_library/source")
+    if(dsi_cutlass_found)
+      list(GET dsi_cutlass_found 0 dsi_cutlass_first)
+      set(DSINFER_CUTLASS_DIR "${dsi_cutlass_first}" CACHE PATH "CUTLASS source tree" FORCE)
+    endif()
+  endif()
+  if(DSINFER_CUTLASS_DIR AND EXISTS "${DSINFER_CUTLASS_DIR}/include/cutlass/cutlass.h")
+    message(STATUS "CUTLASS: ${DSINFER_CUTLASS_DIR}")
+  else()
+    message(STATUS "CUTLASS: not found (scripts/setup.sh installs it): the experts' grouped GEMM is left out")
+    set(DSINFER_CUTLASS_DIR "")
+  endif()
 endif()

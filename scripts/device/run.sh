@@ -147,18 +147,19 @@ if [ "$mode" != tests ]; then
     awk '/^(batch [0-9]+, one decode step|prefill step)/{print; n=0; next} /^  op /{next} /^  (device total|not on device)/{print; next}
          /^  [a-z]/{if (n++ < 6) print}' "$log"
   done
-  # More runs of the same decode steps (no prefill), each under its own environment:
-  # DECODE_ENVS is a list of comma-separated assignments, e.g.
-  # "DSINFER_CUDA_MLA=fma DSINFER_CUDA_SKINNY_LINEAR_ROWS=64,DSINFER_CUDA_MLA=fma".
+  # More runs of the same decode steps, each under its own environment: DECODE_ENVS is a list
+  # of comma-separated assignments, e.g.
+  # "DSINFER_CUDA_MLA=fma DSINFER_CUDA_SKINNY_LINEAR_ROWS=64,DSINFER_CUDA_MLA=fma"; no prefill
+  # step unless ENV_PREFILL_SEQS gives its prompt count (e.g. 8, as above).
   for envs in ${DECODE_ENVS:-}; do
     log="$out/bench_decode_v2_lite_${envs//[^A-Za-z0-9]/_}.log"
     echo "== V2-Lite shape, dummy bf16 weights, --device cuda, ${envs//,/ }"
     env ${envs//,/ } timeout 240 "$root/bin/bench_decode" --config assets/models/deepseek-v2-lite.json \
-      --device cuda --batches ${DECODE_BATCHES:-1,16,64} --context 128 --steps 32 --prefill-seqs 0 --profile \
-      ${gbps:+--bandwidth-gbps $gbps} > "$log" 2>&1
+      --device cuda --batches ${DECODE_BATCHES:-1,16,64} --context 128 --steps 32 --prefill-len 2048 \
+      --prefill-seqs ${ENV_PREFILL_SEQS:-0} --profile ${gbps:+--bandwidth-gbps $gbps} ${peak:+--peak-tflops $peak} > "$log" 2>&1
     rows+=("$(printf '%-22s rc %-3s %s' bench_decode_env "$?" "$envs")")
-    grep -E "^(  batch| *[0-9]+ +[0-9.]+ )" "$log"
-    awk '/^(batch [0-9]+, one decode step)/{print; n=0; next} /^  op /{next} /^  (device total|not on device)/{print; next}
+    grep -E "^(prefill|  batch| *[0-9]+ +[0-9.]+ )" "$log"
+    awk '/^(batch [0-9]+, one decode step|prefill step)/{print; n=0; next} /^  op /{next} /^  (device total|not on device)/{print; next}
          /^  [a-z]/{if (n++ < 6) print}' "$log"
   done
   # The same decode steps launched op by op (--enforce-eager: no CUDA graphs), no prefill, no

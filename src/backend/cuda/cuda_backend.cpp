@@ -87,6 +87,11 @@ CudaBackend::CudaBackend(const BackendOptions& options) : options_(options) {
     if (end == v || *end != '\0' || n < 0) fail("DSINFER_CUDA_SKINNY_LINEAR_ROWS={}: expected a row count >= 0", v);
     linear_skinny_rows_ = skinny_ == SkinnyKernel::none ? 0 : n;
   }
+  if (const char* v = std::getenv("DSINFER_CUDA_EXPERT_GEMM")) {
+    const std::string s = v;
+    if (s == "cublas") expert_gemm_ = false;
+    else if (s != "cutlass") fail("DSINFER_CUDA_EXPERT_GEMM={}: expected cutlass or cublas", s);
+  }
   if (const char* v = std::getenv("DSINFER_CUDA_MLA")) {
     const std::string s = v;
     if (s == "fma") mla_tensor_cores_ = false;

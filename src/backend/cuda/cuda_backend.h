@@ -102,6 +102,10 @@ class CudaBackend final : public Backend {
                                  const MlaShape& s, Tensor o_latent);
   void moe_experts_per_expert(const Tensor& x_sorted, const Tensor& expert_offsets, const ExpertMlpWeights& experts,
                               Tensor gate, Tensor up, Tensor y_sorted);
+  // Prefill-sized MoE with bf16 experts: CUTLASS's grouped GEMM (expert_gemm.h), sized on the
+  // device; false, having done nothing, where this build or the shapes do not allow it.
+  bool moe_experts_grouped(const Tensor& x_sorted, const Tensor& expert_offsets, const ExpertMlpWeights& experts,
+                           Tensor gate, Tensor up, Tensor y_sorted);
   // A device copy of host rows (packed) in their own dtype.
   std::shared_ptr<DeviceBuffer> to_device(const Tensor& host);
   // `src` (device, f32 or bf16) converted into a new allocation of dtype `to`.
@@ -128,6 +132,10 @@ class CudaBackend final : public Backend {
   // One FP8 expert matrix widened to bf16 for its prefill product (moe_experts_per_expert),
   // allocated at the first such step.
   DeviceBuffer expert_scratch_;
+  // The grouped GEMM's problem arrays and CUTLASS workspace (moe_experts_grouped), grown at need;
+  // DSINFER_CUDA_EXPERT_GEMM=cublas keeps the per-expert products (to compare in one run).
+  DeviceBuffer expert_gemm_workspace_;
+  bool expert_gemm_ = true;
   // Decode-shaped products take the skinny kernels (grouped_gemv.h); DSINFER_CUDA_SKINNY=0 turns
   // them off and =fma picks the CUDA-core kernel, so a benchmark can compare the paths in one run.
   SkinnyKernel skinny_ = SkinnyKernel::tensor_cores;

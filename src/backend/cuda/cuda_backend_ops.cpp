@@ -5,6 +5,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/elementwise.h"
+#include "backend/cuda/expert_gemm.h"
 #include "backend/cuda/fp8.h"
 #include "backend/cuda/grouped_gemv.h"
 #include "backend/cuda/mla_attention.h"
@@ -346,6 +347,45 @@ void CudaBackend::moe_experts_per_expert(const Tensor& x_sorted, const Tensor& e
     if (off[size_t(e) + 1] > off[size_t(e)]) product(gate, experts.down.experts[size_t(e)], y_sorted, e);
 }
 
+bool CudaBackend::moe_experts_grouped(const Tensor& x_sorted, const Tensor& expert_offsets,
+                                      const ExpertMlpWeights& experts, Tensor gate, Tensor up, Tensor y_sorted) {
+  if (!expert_gemm_ || !expert_gemm_built()) return false;
+  const ExpertWeight &wg = experts.gate, &wu = experts.up, &wd = experts.down;
+  auto stack_ok = [](const ExpertWeight& w) {
+    return w.stacked.data && w.stacked.dtype == DType::bf16 && w.stacked.contiguous() && w.stacked.cols == w.cols();
+  };
+  if (!stack_ok(wg) || !stack_ok(wu) || !stack_ok(wd) || !up.contiguous()) return false;
+  const int n_experts = wg.n_experts();
+  const int64_t rows = x_sorted.rows, inter = wg.rows(), hidden = x_sorted.cols;
+  ExpertGemmParams gate_up;
+  gate_up.n_experts = n_experts;
+  gate_up.row_offsets = ptr<int32_t>(expert_offsets);
+  gate_up.x = x_sorted.data;
+  gate_up.n = inter;
+  gate_up.k = hidden;
+  gate_up.mats[0] = {wg.stacked.data, inter * hidden, gate.data};
+  gate_up.mats[1] = {wu.stacked.data, inter * hidden, up.data};
+  gate_up.n_mats = 2;
+  ExpertGemmParams down = gate_up;
+  down.x = gate.data;
+  down.n = hidden;
+  down.k = inter;
+  down.mats[0] = {wd.stacked.data, hidden * inter, y_sorted.data};
+  down.n_mats = 1;
+  if (!expert_gemm_takes(gate_up) || !expert_gemm_takes(down)) return false;
+  const size_t need = expert_gemm_workspace_bytes(n_experts, 2, info_.n_sms);
+  if (expert_gemm_workspace_.size() < need) expert_gemm_workspace_ = DeviceBuffer(need);
+  void* ws = expert_gemm_workspace_.data();
+  const size_t ws_bytes = expert_gemm_workspace_.size();
+  const auto t = timed("moe_experts:cutlass");
+  // Both launches use the same arrays: the second's setup kernel runs after the first GEMM on
+  // the stream. silu_mul also covers rows past the experts' last (dropped slots), never read.
+  expert_gemm(gate_up, ws, ws_bytes, info_.n_sms, stream());
+  cuda::silu_mul({gate.slice_rows(0, rows), up.slice_rows(0, rows), gate.slice_rows(0, rows)}, stream());
+  expert_gemm(down, ws, ws_bytes, info_.n_sms, stream());
+  return true;
+}
+
 // The gate and up projections of the grouped kernels run fused (one launch writing
 // silu(gate) * up into `gate`); only the per-expert cuBLASLt path uses `up` as scratch.
 void CudaBackend::moe_grouped_mlp(const Tensor& x_sorted, const Tensor& expert_offsets,
@@ -355,6 +395,7 @@ void CudaBackend::moe_grouped_mlp(const Tensor& x_sorted, const Tensor& expert_o
   const DType wt = experts.gate.stacked.dtype;
   if (x_sorted.dtype == DType::bf16 && (wt == DType::bf16 || wt == DType::f8_e4m3) && up.data &&
       x_sorted.rows >= kCublasRowsPerExpert * experts.gate.n_experts()) {
+    if (wt == DType::bf16 && moe_experts_grouped(x_sorted, expert_offsets, experts, gate, up, y_sorted)) return;
     const auto t = timed("moe_experts:cublas");
     moe_experts_per_expert(x_sorted, expert_offsets, experts, gate, up, y_sorted);
     return;
