@@ -36,6 +36,10 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+# CUTLASS 4.2's C++ headers, which the CUDA backend's grouped expert GEMM compiles against
+# (cmake/cuda.cmake finds them in .venv); only the headers are used, so none of the package's
+# Python dependencies are installed.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps nvidia-cutlass==4.2.0.0
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
