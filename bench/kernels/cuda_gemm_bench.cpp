@@ -15,6 +15,7 @@
 #include "backend/cuda/check.h"
 #include "backend/cuda/device.h"
 #include "backend/cuda/elementwise.h"
+#include "backend/cuda/expert_gemm.h"
 #include "backend/cuda/fp8.h"
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/memory.h"
@@ -81,6 +82,84 @@ struct Shape {
   int64_t n, out, in;
   const char* what;
 };
+
+// The routed experts' products as CUTLASS grouped GEMMs (expert_gemm.h; every expert the same
+// rows) against the same total work as one dense cuBLASLt product, timed here too: V2-Lite's
+// prefill of 8 x 2,048 tokens (bf16, 64 experts of 1,536 rows) and the V3 slice's of 2 x 2,048
+// (256 experts of 128 rows) in bf16 and FP8.
+void bench_expert_gemm(GemmContext& ctx, const DeviceInfo& dev, cudaStream_t s, RandomBlocks& blocks, int warmup,
+                       int reps) {
+  if (!expert_gemm_built()) {
+    fmt::print("\nexpert grouped GEMM: not in this build (no CUTLASS)\n");
+    return;
+  }
+  struct Case {
+    const char* what;
+    int n_experts;
+    int64_t rows_each, n, k;
+    int n_mats;
+    bool fp8;
+  };
+  const Case cases[] = {
+      {"V2-Lite gate+up", 64, 1536, 1408, 2048, 2, false}, {"V2-Lite down", 64, 1536, 2048, 1408, 1, false},
+      {"V3 gate+up", 256, 128, 2048, 7168, 2, false},      {"V3 down", 256, 128, 7168, 2048, 1, false},
+      {"V3 gate+up", 256, 128, 2048, 7168, 2, true},       {"V3 down", 256, 128, 7168, 2048, 1, true},
+  };
+  fmt::print("\n{:<16} {:>5} {:>8} {:>6} {:>6} {:>10} {:>9} {:>11} {:>9}\n", "experts", "kind", "rows", "out", "in",
+             "grouped us", "TFLOP/s", "dense us", "vs dense");
+  for (const Case& c : cases) {
+    const DType t = c.fp8 ? DType::f8_e4m3 : DType::bf16;
+    const int64_t rows = c.n_experts * c.rows_each, kb = c.k / 128, nb = (c.n + 127) / 128;
+    std::vector<int32_t> off(size_t(c.n_experts) + 1);
+    for (size_t e = 0; e < off.size(); ++e) off[e] = int32_t(int64_t(e) * c.rows_each);
+    DeviceBuffer d_off(off.size() * 4), x(size_t(rows * c.k) * dtype_size(t)), xs(size_t(rows * kb) * 4);
+    DSI_CUDA_CHECK(cudaMemcpy(d_off.data(), off.data(), off.size() * 4, cudaMemcpyHostToDevice));
+    fill_random(x.data(), x.size(), t, blocks);
+    std::vector<float> ones(size_t(std::max(rows * kb, c.n_experts * nb * kb)), 1e-3f);
+    DSI_CUDA_CHECK(cudaMemcpy(xs.data(), ones.data(), xs.size(), cudaMemcpyHostToDevice));
+    std::vector<DeviceBuffer> w, wsc, y;
+    ExpertGemmParams p;
+    p.fp8 = c.fp8;
+    p.n_experts = c.n_experts;
+    p.row_offsets = d_off.as<int32_t>();
+    p.x = x.data();
+    p.x_scale = c.fp8 ? xs.as<float>() : nullptr;
+    p.n = c.n;
+    p.k = c.k;
+    p.n_mats = c.n_mats;
+    for (int m = 0; m < c.n_mats; ++m) {
+      w.emplace_back(size_t(c.n_experts * c.n * c.k) * dtype_size(t));
+      fill_random(w.back().data(), w.back().size(), t, blocks);
+      wsc.emplace_back(size_t(c.n_experts * nb * kb) * 4);
+      DSI_CUDA_CHECK(cudaMemcpy(wsc.back().data(), ones.data(), wsc.back().size(), cudaMemcpyHostToDevice));
+      y.emplace_back(size_t(rows * c.n) * 2);
+      p.mats[m] = {w.back().data(), c.n * c.k, y.back().data(), c.fp8 ? wsc.back().as<float>() : nullptr, nb * kb};
+    }
+    DeviceBuffer ws(expert_gemm_workspace_bytes(c.fp8, c.n_experts, c.n_mats, dev.n_sms));
+    const double grouped = median_ms([&](int) { expert_gemm(p, ws.data(), ws.size(), dev.n_sms, s); }, warmup, reps, s);
+    // The dense equivalent: all rows against one [n_mats * n, k] matrix.
+    DeviceBuffer dw(size_t(c.n_mats * c.n * c.k) * dtype_size(t)), dy(size_t(rows * c.n_mats * c.n) * 2);
+    fill_random(dw.data(), dw.size(), t, blocks);
+    const Fp8ActScaleLayout lay = fp8_act_scale_layout(rows, c.k, kFp8ScaleOrder);
+    DeviceBuffer dxs(size_t(std::max<int64_t>(lay.n_floats, 1)) * 4), dws(size_t((c.n_mats * c.n + 4) * (kb + 4)) * 4);
+    std::vector<float> more(std::max(dxs.size(), dws.size()) / 4, 1e-3f);
+    DSI_CUDA_CHECK(cudaMemcpy(dxs.data(), more.data(), dxs.size(), cudaMemcpyHostToDevice));
+    DSI_CUDA_CHECK(cudaMemcpy(dws.data(), more.data(), dws.size(), cudaMemcpyHostToDevice));
+    GemmParams g;
+    g.x = Tensor::matrix(x.data(), t, rows, c.k);
+    g.w = Tensor::matrix(dw.data(), t, c.n_mats * c.n, c.k);
+    g.y = Tensor::matrix(dy.data(), DType::bf16, rows, c.n_mats * c.n);
+    if (c.fp8) {
+      g.x_scale = dxs.as<float>();
+      g.w_scale = dws.as<float>();
+    }
+    const double dense = median_ms([&](int) { gemm(ctx, g, s); }, warmup, reps, s);
+    const double flops = 2.0 * double(rows) * double(c.n_mats * c.n) * double(c.k);
+    fmt::print("{:<16} {:>5} {:>8} {:>6} {:>6} {:>10.1f} {:>9.1f} {:>11.1f} {:>8.1f}%\n", c.what, c.fp8 ? "fp8" : "bf16",
+               rows, c.n_mats * c.n, c.k, grouped * 1e3, flops / (grouped * 1e-3) / 1e12, dense * 1e3,
+               100.0 * dense / grouped);
+  }
+}
 
 }  // namespace
 
@@ -179,6 +258,8 @@ int main(int argc, char** argv) {
                    bytes / (ms * 1e-3) / 1e9);
       }
     }
+
+    bench_expert_gemm(ctx, dev, s, blocks, warmup, reps);
 
     // Memory-bound kernels at prefill size: one read and one write per element (GB/s).
     fmt::print("\n{:<28} {:>10} {:>8}\n", "kernel [2048, 7168]", "time us", "GB/s");

@@ -112,7 +112,7 @@ fi
 if [ "$mode" != tests ]; then
   echo "== benchmark"
   if want gemm; then
-  timeout 150 "$root/bin/cuda_gemm_bench" > "$out/cuda_gemm_bench.log" 2>&1
+  timeout 240 "$root/bin/cuda_gemm_bench" > "$out/cuda_gemm_bench.log" 2>&1
   rows+=("$(printf '%-22s rc %-3s' cuda_gemm_bench "$?")")
   cat "$out/cuda_gemm_bench.log"
   fi

@@ -89,8 +89,8 @@ CudaBackend::CudaBackend(const BackendOptions& options) : options_(options) {
   }
   if (const char* v = std::getenv("DSINFER_CUDA_EXPERT_GEMM")) {
     const std::string s = v;
-    if (s == "cublas") expert_gemm_ = false;
-    else if (s != "cutlass") fail("DSINFER_CUDA_EXPERT_GEMM={}: expected cutlass or cublas", s);
+    if (s == "cutlass") expert_gemm_ = true;
+    else if (s != "cublas") fail("DSINFER_CUDA_EXPERT_GEMM={}: expected cutlass or cublas", s);
   }
   if (const char* v = std::getenv("DSINFER_CUDA_MLA")) {
     const std::string s = v;

@@ -132,10 +132,12 @@ class CudaBackend final : public Backend {
   // One FP8 expert matrix widened to bf16 for its prefill product (moe_experts_per_expert),
   // allocated at the first such step.
   DeviceBuffer expert_scratch_;
-  // The grouped GEMM's problem arrays and CUTLASS workspace (moe_experts_grouped), grown at need;
-  // DSINFER_CUDA_EXPERT_GEMM=cublas keeps the per-expert products (to compare in one run).
-  DeviceBuffer expert_gemm_workspace_;
-  bool expert_gemm_ = true;
+  // The grouped GEMM's problem arrays and CUTLASS workspace (moe_experts_grouped), and for FP8
+  // experts the activations' codes and scales, grown at need. Off until measured on a GPU
+  // (docs/design/cuda_notes.md, session 9): DSINFER_CUDA_EXPERT_GEMM=cutlass turns it on, and
+  // for FP8 experts it quantises the activations (W8A8, not within bf16 rounding of the CPU).
+  DeviceBuffer expert_gemm_workspace_, expert_fp8_activations_;
+  bool expert_gemm_ = false;
   // Decode-shaped products take the skinny kernels (grouped_gemv.h); DSINFER_CUDA_SKINNY=0 turns
   // them off and =fma picks the CUDA-core kernel, so a benchmark can compare the paths in one run.
   SkinnyKernel skinny_ = SkinnyKernel::tensor_cores;

@@ -351,37 +351,77 @@ bool CudaBackend::moe_experts_grouped(const Tensor& x_sorted, const Tensor& expe
                                       const ExpertMlpWeights& experts, Tensor gate, Tensor up, Tensor y_sorted) {
   if (!expert_gemm_ || !expert_gemm_built()) return false;
   const ExpertWeight &wg = experts.gate, &wu = experts.up, &wd = experts.down;
-  auto stack_ok = [](const ExpertWeight& w) {
-    return w.stacked.data && w.stacked.dtype == DType::bf16 && w.stacked.contiguous() && w.stacked.cols == w.cols();
+  const bool fp8 = wg.stacked.dtype == DType::f8_e4m3;
+  // Each stack contiguous; FP8: each expert's own 128 x 128 scale grid, rows of ceil(cols / 128)
+  // (the K-major layout the kernel reads).
+  auto stack_ok = [fp8](const ExpertWeight& w) {
+    if (!w.stacked.data || w.stacked.dtype != (fp8 ? DType::f8_e4m3 : DType::bf16) || !w.stacked.contiguous() ||
+        w.stacked.cols != w.cols())
+      return false;
+    if (!fp8) return true;
+    const Weight& first = w.experts[0];
+    return w.stacked_scale.data && first.block_rows == 128 && first.block_cols == 128 && first.row_offset == 0 &&
+           w.stacked_scale.row_stride == (w.cols() + 127) / 128 && first.scale.rows == (w.rows() + 127) / 128;
   };
   if (!stack_ok(wg) || !stack_ok(wu) || !stack_ok(wd) || !up.contiguous()) return false;
   const int n_experts = wg.n_experts();
   const int64_t rows = x_sorted.rows, inter = wg.rows(), hidden = x_sorted.cols;
+  auto matrix = [](const ExpertWeight& w, void* y) {
+    ExpertGemmMatrix m{w.stacked.data, w.rows() * w.cols(), y};
+    if (w.stacked_scale.data) {
+      m.scale = ptr<float>(w.stacked_scale);
+      m.scale_group_stride = w.experts[0].scale.rows * w.stacked_scale.row_stride;
+    }
+    return m;
+  };
   ExpertGemmParams gate_up;
+  gate_up.fp8 = fp8;
   gate_up.n_experts = n_experts;
   gate_up.row_offsets = ptr<int32_t>(expert_offsets);
   gate_up.x = x_sorted.data;
   gate_up.n = inter;
   gate_up.k = hidden;
-  gate_up.mats[0] = {wg.stacked.data, inter * hidden, gate.data};
-  gate_up.mats[1] = {wu.stacked.data, inter * hidden, up.data};
+  gate_up.mats[0] = matrix(wg, gate.data);
+  gate_up.mats[1] = matrix(wu, up.data);
   gate_up.n_mats = 2;
   ExpertGemmParams down = gate_up;
   down.x = gate.data;
   down.n = hidden;
   down.k = inter;
-  down.mats[0] = {wd.stacked.data, hidden * inter, y_sorted.data};
+  down.mats[0] = matrix(wd, y_sorted.data);
   down.n_mats = 1;
+  // FP8 (W8A8): x_sorted and then the gated activations quantised per row and 128 columns into
+  // one scratch: codes [rows, max k], then their scales [rows, max k / 128].
+  const int64_t max_k = std::max(hidden, inter);
+  Tensor codes, x_codes, h_codes;
+  float* scales = nullptr;
+  if (fp8) {
+    if (hidden % kFp8Group != 0 || inter % kFp8Group != 0) return false;
+    const size_t code_bytes = (size_t(rows * max_k) + 255) / 256 * 256;
+    const size_t need = code_bytes + size_t(rows * (max_k / kFp8Group)) * sizeof(float);
+    if (expert_fp8_activations_.size() < need) expert_fp8_activations_ = DeviceBuffer(need);
+    auto* base = static_cast<unsigned char*>(expert_fp8_activations_.data());
+    scales = reinterpret_cast<float*>(base + code_bytes);
+    x_codes = Tensor::matrix(base, DType::f8_e4m3, rows, hidden);
+    h_codes = Tensor::matrix(base, DType::f8_e4m3, rows, inter);
+    gate_up.x = x_codes.data;
+    gate_up.x_scale = scales;
+    down.x = h_codes.data;
+    down.x_scale = scales;
+  }
   if (!expert_gemm_takes(gate_up) || !expert_gemm_takes(down)) return false;
-  const size_t need = expert_gemm_workspace_bytes(n_experts, 2, info_.n_sms);
+  const size_t need = expert_gemm_workspace_bytes(fp8, n_experts, 2, info_.n_sms);
   if (expert_gemm_workspace_.size() < need) expert_gemm_workspace_ = DeviceBuffer(need);
   void* ws = expert_gemm_workspace_.data();
   const size_t ws_bytes = expert_gemm_workspace_.size();
-  const auto t = timed("moe_experts:cutlass");
-  // Both launches use the same arrays: the second's setup kernel runs after the first GEMM on
-  // the stream. silu_mul also covers rows past the experts' last (dropped slots), never read.
+  const auto t = timed(fp8 ? "moe_experts:cutlass_fp8" : "moe_experts:cutlass");
+  // One stream orders the reuses: the second launch's setup kernel rewrites the arrays after
+  // the first GEMM, and the gated activations' codes overwrite x's after the first GEMM read
+  // them. silu_mul also covers rows past the experts' last (dropped slots), never read.
+  if (fp8) cuda::quantize_fp8({x_sorted, x_codes, scales, hidden / kFp8Group, 1}, stream());
   expert_gemm(gate_up, ws, ws_bytes, info_.n_sms, stream());
   cuda::silu_mul({gate.slice_rows(0, rows), up.slice_rows(0, rows), gate.slice_rows(0, rows)}, stream());
+  if (fp8) cuda::quantize_fp8({gate.slice_rows(0, rows), h_codes, scales, inter / kFp8Group, 1}, stream());
   expert_gemm(down, ws, ws_bytes, info_.n_sms, stream());
   return true;
 }
@@ -395,7 +435,7 @@ void CudaBackend::moe_grouped_mlp(const Tensor& x_sorted, const Tensor& expert_o
   const DType wt = experts.gate.stacked.dtype;
   if (x_sorted.dtype == DType::bf16 && (wt == DType::bf16 || wt == DType::f8_e4m3) && up.data &&
       x_sorted.rows >= kCublasRowsPerExpert * experts.gate.n_experts()) {
-    if (wt == DType::bf16 && moe_experts_grouped(x_sorted, expert_offsets, experts, gate, up, y_sorted)) return;
+    if (moe_experts_grouped(x_sorted, expert_offsets, experts, gate, up, y_sorted)) return;
     const auto t = timed("moe_experts:cublas");
     moe_experts_per_expert(x_sorted, expert_offsets, experts, gate, up, y_sorted);
     return;

@@ -7,9 +7,10 @@
 // activations there). A decode step at batch 1 is ~430 short kernels, each of which otherwise
 // starts only once the one before has drained. Stream capture keeps these edges in the graph.
 //
-// The order of work is unchanged, so results are bit-for-bit those of plain launches;
-// DSINFER_CUDA_PDL=0 launches plainly (to measure the difference). Kernels of libraries
-// (cuBLASLt) keep plain launches and are waited for in full by the kernel after them.
+// The order of work is unchanged, so results are bit-for-bit those of plain launches. Kernels
+// of libraries (cuBLASLt, CUTLASS) keep plain launches and are waited for in full by the
+// kernel after them. Off until it has run on a GPU (written in a session without one:
+// docs/design/cuda_notes.md, session 9): DSINFER_CUDA_PDL=1 turns it on.
 #include <cuda_runtime.h>
 
 #include <cstdlib>
@@ -37,7 +38,7 @@ __device__ __forceinline__ void prefetch_l2(const void* p) {
 inline bool pdl_enabled() {
   static const bool on = [] {
     const char* v = std::getenv("DSINFER_CUDA_PDL");
-    return v == nullptr || std::strcmp(v, "0") != 0;
+    return v != nullptr && std::strcmp(v, "1") == 0;
   }();
   return on;
 }
