@@ -393,7 +393,7 @@ bool CudaBackend::moe_experts_grouped(const Tensor& x_sorted, const Tensor& expe
   // FP8 (W8A8): x_sorted and then the gated activations quantised per row and 128 columns into
   // one scratch: codes [rows, max k], then their scales [rows, max k / 128].
   const int64_t max_k = std::max(hidden, inter);
-  Tensor codes, x_codes, h_codes;
+  Tensor x_codes, h_codes;
   float* scales = nullptr;
   if (fp8) {
     if (hidden % kFp8Group != 0 || inter % kFp8Group != 0) return false;
