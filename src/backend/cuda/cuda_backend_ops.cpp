@@ -303,8 +303,8 @@ void CudaBackend::moe_dispatch(const Tensor& x, const Tensor& expert_ids, const 
 // costs one copy of the expert offsets to the host (a stream synchronisation per layer) and
 // three launches per expert with rows, which a prefill step of this size hides. FP8 experts
 // are widened to bf16 one matrix at a time into a scratch first (the tiled kernel ran the V3
-// slice's FP8 experts at 25 TFLOP/s, 113 ms a layer at 2 x 2048 tokens); a block-scaled FP8
-// grouped GEMM is what should replace both.
+// slice's FP8 experts at 25 TFLOP/s, 113 ms a layer at 2 x 2048 tokens). CUTLASS's grouped
+// GEMMs (moe_experts_grouped, opt-in until measured) replace both where they take the shapes.
 constexpr int64_t kCublasRowsPerExpert = 32;
 
 void CudaBackend::moe_experts_per_expert(const Tensor& x_sorted, const Tensor& expert_offsets,
