@@ -20,6 +20,7 @@
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/memory.h"
 #include "backend/cuda/stream.h"
+#include "core/int_math.h"
 
 namespace {
 
@@ -109,7 +110,7 @@ void bench_expert_gemm(GemmContext& ctx, const DeviceInfo& dev, cudaStream_t s, 
              "grouped us", "TFLOP/s", "dense us", "vs dense");
   for (const Case& c : cases) {
     const DType t = c.fp8 ? DType::f8_e4m3 : DType::bf16;
-    const int64_t rows = c.n_experts * c.rows_each, kb = c.k / 128, nb = (c.n + 127) / 128;
+    const int64_t rows = c.n_experts * c.rows_each, kb = c.k / 128, nb = ceil_div(c.n, 128);
     std::vector<int32_t> off(size_t(c.n_experts) + 1);
     for (size_t e = 0; e < off.size(); ++e) off[e] = int32_t(int64_t(e) * c.rows_each);
     DeviceBuffer d_off(off.size() * 4), x(size_t(rows * c.k) * dtype_size(t)), xs(size_t(rows * kb) * 4);

@@ -102,8 +102,9 @@ class CudaBackend final : public Backend {
                                  const MlaShape& s, Tensor o_latent);
   void moe_experts_per_expert(const Tensor& x_sorted, const Tensor& expert_offsets, const ExpertMlpWeights& experts,
                               Tensor gate, Tensor up, Tensor y_sorted);
-  // Prefill-sized MoE with bf16 experts: CUTLASS's grouped GEMM (expert_gemm.h), sized on the
-  // device; false, having done nothing, where this build or the shapes do not allow it.
+  // Prefill-sized MoE with bf16 or (W8A8) FP8 experts: CUTLASS's grouped GEMM (expert_gemm.h),
+  // sized on the device; false, having done nothing, where this build, the switch or the
+  // shapes do not allow it.
   bool moe_experts_grouped(const Tensor& x_sorted, const Tensor& expert_offsets, const ExpertMlpWeights& experts,
                            Tensor gate, Tensor up, Tensor y_sorted);
   // A device copy of host rows (packed) in their own dtype.

@@ -14,6 +14,7 @@
 #include "backend/cuda/moe.h"
 #include "backend/step_context.h"
 #include "core/error.h"
+#include "core/int_math.h"
 
 namespace dsi::cuda {
 
@@ -361,7 +362,7 @@ bool CudaBackend::moe_experts_grouped(const Tensor& x_sorted, const Tensor& expe
     if (!fp8) return true;
     const Weight& first = w.experts[0];
     return w.stacked_scale.data && first.block_rows == 128 && first.block_cols == 128 && first.row_offset == 0 &&
-           w.stacked_scale.row_stride == (w.cols() + 127) / 128 && first.scale.rows == (w.rows() + 127) / 128;
+           w.stacked_scale.row_stride == ceil_div(w.cols(), 128) && first.scale.rows == ceil_div(w.rows(), 128);
   };
   if (!stack_ok(wg) || !stack_ok(wu) || !stack_ok(wd) || !up.contiguous()) return false;
   const int n_experts = wg.n_experts();
@@ -397,7 +398,7 @@ bool CudaBackend::moe_experts_grouped(const Tensor& x_sorted, const Tensor& expe
   float* scales = nullptr;
   if (fp8) {
     if (hidden % kFp8Group != 0 || inter % kFp8Group != 0) return false;
-    const size_t code_bytes = (size_t(rows * max_k) + 255) / 256 * 256;
+    const size_t code_bytes = size_t(round_up(rows * max_k, 256));
     const size_t need = code_bytes + size_t(rows * (max_k / kFp8Group)) * sizeof(float);
     if (expert_fp8_activations_.size() < need) expert_fp8_activations_ = DeviceBuffer(need);
     auto* base = static_cast<unsigned char*>(expert_fp8_activations_.data());

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "backend/cuda/check.h"
+#include "core/int_math.h"
 
 #ifdef DSINFER_HAVE_CUTLASS
 #include <cute/tensor.hpp>
@@ -84,7 +85,7 @@ struct Fp8Kind {
   using Kernel = cutlass::gemm::kernel::GemmUniversal<Problem, Mainloop, Epilogue>;
 };
 
-constexpr size_t align_up(size_t v) { return (v + 255) / 256 * 256; }
+constexpr size_t align_up(size_t v) { return size_t(dsi::round_up(int64_t(v), 256)); }
 
 // The arrays CUTLASS reads, carved in this order from the caller's workspace, then its own
 // workspace.
@@ -235,7 +236,7 @@ bool expert_gemm_takes(const ExpertGemmParams& p) {
   for (int m = 0; m < p.n_mats; ++m) {
     const ExpertGemmMatrix& w = p.mats[m];
     if (!aligned16(w.w) || !aligned16(w.y) || w.group_stride % 16 != 0) return false;
-    if (p.fp8 && (!w.scale || w.scale_group_stride < ((p.n + 127) / 128) * (p.k / 128))) return false;
+    if (p.fp8 && (!w.scale || w.scale_group_stride < ceil_div(p.n, 128) * (p.k / 128))) return false;
   }
   return true;
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backend/cuda/expert_gemm.h"
+#include "core/int_math.h"
 #include "kernels_test_util.h"
 
 namespace dsi::cuda::ktest {
@@ -68,7 +69,7 @@ void run_case(const ExpertGemmCase& c, Rng& rng) {
   const int64_t rows = offsets.back();
   const Operand x = make_operand(rows, c.k, c.fp8, 1, 1.0f, rng);
   // Each expert's weight its own 128 x 128 scale grid: one operand per expert, stacked.
-  const int64_t n_blocks = (c.n + 127) / 128;
+  const int64_t n_blocks = ceil_div(c.n, 128);
   std::vector<std::vector<Operand>> w(size_t(c.n_mats));
   for (auto& m : w)
     for (int e = 0; e < n_experts; ++e) m.push_back(make_operand(c.n, c.k, c.fp8, 128, 0.05f, rng));
